@@ -1,0 +1,199 @@
+//! Rank and block inflation (paper eq. 4-6, Algorithm 1).
+//!
+//! - Rank: `R_j = (1/n) * sum_i S_i * W_ij`.
+//! - Inflation: `S <- S + tau * R / ||R||_2`; nothing changes when `||R||_2 == 0`.
+//!
+//! Both are generic over [`Scalar`] so that the ledger runs this very code in its
+//! deterministic fixed-point type, while the simulator runs it in `f64`.
+
+use std::ops::{Add, Div, Mul, Sub};
+
+use crate::matrix::Matrix;
+
+/// The arithmetic rank and inflation need. Implemented for `f64` here and for the
+/// ledger's fixed-point number there.
+pub trait Scalar:
+    Copy
+    + PartialOrd
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+{
+    /// Zero.
+    fn zero() -> Self;
+    /// The number `n` (a count of neurons).
+    fn from_count(n: usize) -> Self;
+    /// The square root of a non-negative number.
+    fn sqrt(self) -> Self;
+}
+
+impl Scalar for f64 {
+    fn zero() -> Self {
+        0.0
+    }
+    fn from_count(n: usize) -> Self {
+        n as f64
+    }
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+}
+
+/// `R = (1/n) W^T S` for a dense `W`.
+pub fn rank(stake: &[f64], w: &Matrix) -> Vec<f64> {
+    let mut out = vec![0.0; w.n()];
+    rank_into(stake, w, &mut out);
+    out
+}
+
+/// `R = (1/n) W^T S` into `out`, without allocating. This is also the column shift `mu`
+/// of the competitive mask (eq. 7).
+pub fn rank_into(stake: &[f64], w: &Matrix, out: &mut [f64]) {
+    let n = w.n();
+    assert_eq!(stake.len(), n, "stake has {} entries for {n} neurons", stake.len());
+    out[..n].fill(0.0);
+    for (row, &s) in w.rows().zip(stake) {
+        if s == 0.0 {
+            continue;
+        }
+        for (o, &x) in out.iter_mut().zip(row) {
+            *o += s * x;
+        }
+    }
+    let inv = 1.0 / n as f64;
+    for o in out.iter_mut() {
+        *o *= inv;
+    }
+}
+
+/// `R = (1/n) W^T S` for sparse rows: `rows` yields, for each neuron `i` in uid order, the
+/// pairs `(j, W_ij)` of its non-zero weights. Generic over the number type, so the ledger
+/// ranks in fixed point with this same code. Pairs with `j >= stake.len()` are ignored.
+pub fn rank_sparse<T, R, I>(stake: &[T], rows: R) -> Vec<T>
+where
+    T: Scalar,
+    R: IntoIterator<Item = I>,
+    I: IntoIterator<Item = (usize, T)>,
+{
+    let n = stake.len();
+    let mut out = vec![T::zero(); n];
+    for (row, &s) in rows.into_iter().zip(stake) {
+        if s == T::zero() {
+            continue;
+        }
+        for (j, w) in row {
+            if let Some(o) = out.get_mut(j) {
+                *o = *o + s * w;
+            }
+        }
+    }
+    let count = T::from_count(n.max(1));
+    for o in &mut out {
+        *o = *o / count;
+    }
+    out
+}
+
+/// One block of inflation: `S <- S + tau * R / ||R||_2`. Returns what was minted,
+/// `tau * ||R||_1 / ||R||_2` (ranks are non-negative). Mints nothing when `||R||_2 == 0`.
+pub fn inflation_step<T: Scalar>(stake: &mut [T], rank: &[T], tau: T) -> T {
+    assert_eq!(stake.len(), rank.len(), "stake and rank differ in length");
+    let sq = rank.iter().fold(T::zero(), |acc, &r| acc + r * r);
+    let norm = sq.sqrt();
+    if !(norm > T::zero()) {
+        return T::zero();
+    }
+    let mut minted = T::zero();
+    for (s, &r) in stake.iter_mut().zip(rank) {
+        let add = tau * r / norm;
+        *s = *s + add;
+        minted = minted + add;
+    }
+    minted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn simplex_rows(n: usize, raw: &[f64]) -> Matrix {
+        let mut m = Matrix::from_vec(n, raw.to_vec()).unwrap();
+        for i in 0..n {
+            let row = m.row_mut(i);
+            let s: f64 = row.iter().sum();
+            for x in row.iter_mut() {
+                *x /= s;
+            }
+        }
+        m
+    }
+
+    #[test]
+    fn identity_weights_give_stake_over_n() {
+        let w = Matrix::identity(4);
+        let r = rank(&[1.0, 2.0, 3.0, 4.0], &w);
+        assert_eq!(r, vec![0.25, 0.5, 0.75, 1.0]);
+    }
+
+    #[test]
+    fn zero_rank_mints_nothing() {
+        let mut s = vec![0.0, 0.0];
+        let minted = inflation_step(&mut s, &[0.0, 0.0], 5.0);
+        assert_eq!(minted, 0.0);
+        assert_eq!(s, vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn zero_stake_adds_nothing_to_any_rank() {
+        // eq. 5: a neuron with no stake cannot move the ranking, however it weights.
+        let w = Matrix::from_rows(&[vec![0.5, 0.5, 0.0], vec![0.0, 1.0, 0.0], vec![0.0, 0.0, 1.0]])
+            .unwrap();
+        let mut w2 = w.clone();
+        w2.row_mut(2).copy_from_slice(&[1.0, 0.0, 0.0]);
+        let s = [1.0, 2.0, 0.0];
+        assert_eq!(rank(&s, &w), rank(&s, &w2));
+    }
+
+    proptest! {
+        #[test]
+        fn total_stake_grows_by_tau_l1_over_l2(
+            n in 1usize..12,
+            raw in proptest::collection::vec(0.01f64..1.0, 144),
+            stake in proptest::collection::vec(0.0f64..10.0, 12),
+            tau in 0.0f64..100.0,
+        ) {
+            let w = simplex_rows(n, &raw[..n * n]);
+            let mut s = stake[..n].to_vec();
+            let before: f64 = s.iter().sum();
+            let r = rank(&s, &w);
+            let l1: f64 = r.iter().sum();
+            let l2: f64 = r.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let minted = inflation_step(&mut s, &r, tau);
+            let after: f64 = s.iter().sum();
+            let want = if l2 > 0.0 { tau * l1 / l2 } else { 0.0 };
+            prop_assert!((minted - want).abs() <= 1e-9 * (1.0 + want));
+            prop_assert!((after - before - want).abs() <= 1e-9 * (1.0 + after));
+            // Rows on the simplex: total rank is mean stake.
+            prop_assert!((l1 - before / n as f64).abs() <= 1e-9 * (1.0 + before));
+        }
+
+        #[test]
+        fn sparse_rank_equals_dense(
+            n in 1usize..10,
+            raw in proptest::collection::vec(0.0f64..1.0, 100),
+            stake in proptest::collection::vec(0.0f64..5.0, 10),
+        ) {
+            let w = Matrix::from_vec(n, raw[..n * n].to_vec()).unwrap();
+            let dense = rank(&stake[..n], &w);
+            let sparse = rank_sparse(
+                &stake[..n],
+                w.rows().map(|row| row.iter().copied().enumerate().filter(|(_, x)| *x != 0.0)),
+            );
+            for (a, b) in dense.iter().zip(&sparse) {
+                prop_assert!((a - b).abs() <= 1e-12);
+            }
+        }
+    }
+}
