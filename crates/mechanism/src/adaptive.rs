@@ -40,3 +40,19 @@ mod tests {
         assert!(update_tau(1.0, 0.1, 1.0, f64::INFINITY) < 1.0);
     }
 }
+
+/// [`update_tau`] for any [`Scalar`](crate::rank::Scalar) (the ledger's fixed point), with
+/// the sparsity given as its two parts: `trace` = `trace(W)` and `off` = `sum(W) - trace(W)`.
+/// An off-diagonal total of zero counts as infinite sparsity, as in [`update_tau`].
+pub fn update_tau_scalar<T: crate::rank::Scalar>(tau: T, eta: T, target: T, trace: T, off: T) -> T {
+    let zero = T::zero();
+    let one = T::from_count(1);
+    let gap = if off > zero {
+        target - trace / off
+    } else {
+        let abs_target = if target < zero { zero - target } else { target };
+        zero - one - abs_target
+    };
+    let next = tau + eta * gap;
+    if next > zero { next } else { zero }
+}

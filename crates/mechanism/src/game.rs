@@ -13,7 +13,7 @@ use crate::mask::mask_row;
 use crate::matrix::{Hessians, Matrix};
 use crate::payoff::{RowInput, RowScratch, payoff_gradient};
 use crate::rank::rank_into;
-use crate::simplex::project;
+use crate::simplex::project_fast;
 
 /// The game's parameters (`spec/mechanism.md`; defaults there).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,7 +77,6 @@ pub struct RunSummary {
 struct RowWork {
     scratch: RowScratch,
     grad: Vec<f64>,
-    sort: Vec<f64>,
     loss: f64,
     delta: f64,
 }
@@ -128,7 +127,6 @@ impl Game {
             .map(|_| RowWork {
                 scratch: RowScratch::new(n),
                 grad: vec![0.0; n],
-                sort: vec![0.0; n],
                 loss: 0.0,
                 delta: 0.0,
             })
@@ -191,7 +189,7 @@ impl Game {
                 for ((x, &w), &g) in next.iter_mut().zip(w_i).zip(&work.grad) {
                     *x = w + lambda * g;
                 }
-                project(next, &mut work.sort);
+                project_fast(next);
                 work.delta =
                     next.iter().zip(w_i).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
             });
