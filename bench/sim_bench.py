@@ -33,7 +33,9 @@ def main():
     p.add_argument("--bt", default="target/release/bt")
     p.add_argument("--sizes", default="50,100,200")
     p.add_argument("--steps", default="4000,2000,400", help="steps timed at each size")
-    p.add_argument("--alpha", type=float, default=10.0)
+    p.add_argument("--alpha", type=float, default=1.0,
+                   help="alpha/tau of the timed games; keep it in the stable regime: games at >= 10 "
+                        "cycle, and a cycling game is chaotic, so two correct implementations drift apart")
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--seed", type=int, default=7)
     a = p.parse_args()

@@ -81,7 +81,7 @@ pub struct GameArgs {
     /// Stop when max |W_t - W_{t-1}| / lambda < eps.
     #[arg(long, default_value_t = 1e-6)]
     pub eps: f64,
-    /// Step cap (default 1000 n, the paper's).
+    /// Step cap (default: 1000 n, the paper's; 30000 for fig4).
     #[arg(long)]
     pub max_steps: Option<u64>,
 }
@@ -109,7 +109,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub instance: PathBuf,
     /// Price of one unit of loss.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 100.0)]
     pub alpha: f64,
     /// Inflation per block.
     #[arg(long, default_value_t = 1.0)]
@@ -129,12 +129,12 @@ pub struct Fig4Args {
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(2..=2000))]
     pub n: u64,
     /// Number of seeds (instances) per ratio.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub seeds: u64,
     /// The first seed.
     #[arg(long, default_value_t = 0)]
     pub first_seed: u64,
-    /// Comma-separated alpha/tau values (default: 0.1,0.3,1,3,10,25,50,100,300,1000).
+    /// Comma-separated alpha/tau values (default: 0.1,1,10,25,50,100,1000).
     #[arg(long, value_delimiter = ',')]
     pub ratios: Option<Vec<f64>>,
     /// Inflation per block (alpha = ratio * tau).
@@ -167,7 +167,7 @@ pub struct Fig5Args {
     #[arg(long, default_value_t = fig5::DEFAULT_ETA)]
     pub eta: f64,
     /// Steps to run.
-    #[arg(long, default_value_t = 40_000)]
+    #[arg(long, default_value_t = 60_000)]
     pub steps: u64,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -190,7 +190,8 @@ pub fn run(cmd: SimCommand) -> anyhow::Result<()> {
 
 fn instance(a: &InstanceArgs) -> anyhow::Result<()> {
     let inst = Instance::random(a.n as usize, a.seed)?;
-    inst.save(&a.out).with_context(|| format!("writing {}", a.out.display()))?;
+    inst.save(&a.out)
+        .with_context(|| format!("writing {}", a.out.display()))?;
     eprintln!("wrote {} (n = {}, seed = {})", a.out.display(), a.n, a.seed);
     Ok(())
 }
@@ -212,7 +213,11 @@ fn run_one(a: &RunArgs) -> anyhow::Result<()> {
         result.n,
         result.ratio,
         result.steps,
-        if result.converged { "converged" } else { "step cap reached" },
+        if result.converged {
+            "converged"
+        } else {
+            "step cap reached"
+        },
         fmt_opt(result.pearson),
         fmt_opt(result.spearman),
         result.mean_diagonal,
@@ -227,22 +232,30 @@ fn run_one(a: &RunArgs) -> anyhow::Result<()> {
 }
 
 fn run_fig4(a: &Fig4Args) -> anyhow::Result<()> {
-    let base = a.game.config(a.tau, a.tau)?;
+    let mut base = a.game.config(a.tau, a.tau)?;
+    base.max_steps = Some(base.max_steps.unwrap_or(fig4::DEFAULT_MAX_STEPS));
     let ratios = a.ratios.clone().unwrap_or_else(fig4::default_ratios);
     if ratios.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
         bail!("--ratios: every ratio must be a finite number > 0, got {ratios:?}");
     }
-    let config = Fig4Config { n: a.n as usize, seeds: a.seeds, first_seed: a.first_seed, ratios, base };
+    let config = Fig4Config {
+        n: a.n as usize,
+        seeds: a.seeds,
+        first_seed: a.first_seed,
+        ratios,
+        base,
+    };
     create_dir(&a.out)?;
     let total = config.ratios.len() as u64 * config.seeds;
     eprintln!(
-        "fig4: n = {}, {} ratios x {} seeds = {total} games, T = {}, lambda = {}, eps = {}",
+        "fig4: n = {}, {} ratios x {} seeds = {total} games, T = {}, lambda = {}, eps = {}, step cap {}",
         config.n,
         config.ratios.len(),
         config.seeds,
         base.temperature,
         base.lambda,
-        base.eps
+        base.eps,
+        base.max_steps.unwrap_or(0)
     );
     let pb = progress::bar(total, "games");
     let start = std::time::Instant::now();
@@ -309,7 +322,11 @@ fn run_fig5(a: &Fig5Args) -> anyhow::Result<()> {
         "final sparsity {:.4} (last-quarter mean {:.4}), final tau {:.4} (last-quarter mean {:.4})",
         out.sparsity, out.sparsity_tail_mean, out.tau, out.tau_tail_mean
     );
-    println!("final correlation with the ideal rank: pearson {}, spearman {}", fmt_opt(out.pearson), fmt_opt(out.spearman));
+    println!(
+        "final correlation with the ideal rank: pearson {}, spearman {}",
+        fmt_opt(out.pearson),
+        fmt_opt(out.spearman)
+    );
     for f in files {
         println!("wrote {}", f.display());
     }
@@ -317,13 +334,18 @@ fn run_fig5(a: &Fig5Args) -> anyhow::Result<()> {
 }
 
 fn bench(a: &BenchArgs) -> anyhow::Result<()> {
-    let game = GameArgs { temperature: a.temperature, lambda: 0.005, eps: 0.0, max_steps: None };
+    let game = GameArgs {
+        temperature: a.temperature,
+        lambda: 0.005,
+        eps: 0.0,
+        max_steps: None,
+    };
     let cfg = game.config(a.alpha, a.tau)?;
     let inst = Instance::load(&a.instance)
         .with_context(|| format!("loading instance {}", a.instance.display()))?;
     let solver = bt_sim::bench::time_solver(&inst, &cfg, a.steps)?;
-    let bandwidth = (a.bandwidth_mib > 0)
-        .then(|| bt_sim::bench::read_bandwidth(a.bandwidth_mib << 20, 5));
+    let bandwidth =
+        (a.bandwidth_mib > 0).then(|| bt_sim::bench::read_bandwidth(a.bandwidth_mib << 20, 5));
     let json = serde_json::json!({
         "solver": solver,
         "read_bandwidth_bytes_per_second": bandwidth,
@@ -364,5 +386,6 @@ fn create_dir(dir: &Path) -> anyhow::Result<()> {
 fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut f =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes).with_context(|| format!("writing {}", path.display()))
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }

@@ -10,13 +10,21 @@ pub fn sparsity(w: &Matrix) -> f64 {
     let total: f64 = w.as_slice().iter().sum();
     let trace: f64 = (0..w.n()).map(|i| w.get(i, i)).sum();
     let off = total - trace;
-    if off <= 0.0 { f64::INFINITY } else { trace / off }
+    if off <= 0.0 {
+        f64::INFINITY
+    } else {
+        trace / off
+    }
 }
 
 /// One adaptive-tau update: `max(0, tau + eta * (target - sparsity))`. An infinite
 /// sparsity (all weight on the diagonal) counts as far above any target.
 pub fn update_tau(tau: f64, eta: f64, target: f64, sparsity: f64) -> f64 {
-    let gap = if sparsity.is_finite() { target - sparsity } else { -1.0 - target.abs() };
+    let gap = if sparsity.is_finite() {
+        target - sparsity
+    } else {
+        -1.0 - target.abs()
+    };
     (tau + eta * gap).max(0.0)
 }
 

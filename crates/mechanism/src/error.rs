@@ -47,7 +47,11 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// Checks that every entry of `xs` is finite.
 pub fn check_finite(what: &'static str, xs: &[f64]) -> Result<()> {
     match xs.iter().position(|x| !x.is_finite()) {
-        Some(index) => Err(Error::NonFinite { what, index, value: xs[index] }),
+        Some(index) => Err(Error::NonFinite {
+            what,
+            index,
+            value: xs[index],
+        }),
         None => Ok(()),
     }
 }

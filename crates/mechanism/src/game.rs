@@ -36,15 +36,34 @@ impl GameParams {
     /// Checks every parameter's domain.
     pub fn validate(&self) -> Result<()> {
         let checks: [(&'static str, f64, bool, &'static str); 5] = [
-            ("alpha", self.alpha, self.alpha >= 0.0, "must be finite and >= 0"),
+            (
+                "alpha",
+                self.alpha,
+                self.alpha >= 0.0,
+                "must be finite and >= 0",
+            ),
             ("tau", self.tau, self.tau >= 0.0, "must be finite and >= 0"),
-            ("temperature", self.temperature, self.temperature > 0.0, "must be finite and > 0"),
-            ("lambda", self.lambda, self.lambda > 0.0, "must be finite and > 0"),
+            (
+                "temperature",
+                self.temperature,
+                self.temperature > 0.0,
+                "must be finite and > 0",
+            ),
+            (
+                "lambda",
+                self.lambda,
+                self.lambda > 0.0,
+                "must be finite and > 0",
+            ),
             ("eps", self.eps, self.eps >= 0.0, "must be finite and >= 0"),
         ];
         for (name, value, ok, reason) in checks {
             if !ok || !value.is_finite() {
-                return Err(Error::Parameter { name, value, reason });
+                return Err(Error::Parameter {
+                    name,
+                    value,
+                    reason,
+                });
             }
         }
         Ok(())
@@ -97,17 +116,30 @@ pub struct Game {
 
 impl Game {
     /// Sets up the game at `w0`, computing the reference mask `m(W0)` once.
-    pub fn new(params: GameParams, stake: Vec<f64>, w0: Matrix, hessians: Hessians) -> Result<Self> {
+    pub fn new(
+        params: GameParams,
+        stake: Vec<f64>,
+        w0: Matrix,
+        hessians: Hessians,
+    ) -> Result<Self> {
         params.validate()?;
         let n = w0.n();
         if n == 0 {
             return Err(Error::Empty { what: "w0" });
         }
         if stake.len() != n {
-            return Err(Error::Shape { what: "stake", expected: n, got: stake.len() });
+            return Err(Error::Shape {
+                what: "stake",
+                expected: n,
+                got: stake.len(),
+            });
         }
         if hessians.n() != n {
-            return Err(Error::Shape { what: "hessians (learners)", expected: n, got: hessians.n() });
+            return Err(Error::Shape {
+                what: "hessians (learners)",
+                expected: n,
+                got: hessians.n(),
+            });
         }
         check_finite("stake", &stake)?;
         if let Some(index) = stake.iter().position(|&s| s < 0.0) {
@@ -120,8 +152,8 @@ impl Game {
         let mut mu = vec![0.0; n];
         rank_into(&stake, &w0, &mut mu);
         let mut m0 = Matrix::zeros(n);
-        for i in 0..n {
-            mask_row(stake[i], w0.row(i), &mu, params.temperature, m0.row_mut(i));
+        for (i, &s_i) in stake.iter().enumerate() {
+            mask_row(s_i, w0.row(i), &mu, params.temperature, m0.row_mut(i));
         }
         let work = (0..n)
             .map(|_| RowWork {
@@ -131,7 +163,17 @@ impl Game {
                 delta: 0.0,
             })
             .collect();
-        Ok(Self { params, stake, hessians, w_next: w0.clone(), w: w0, mu, m0, work, steps: 0 })
+        Ok(Self {
+            params,
+            stake,
+            hessians,
+            w_next: w0.clone(),
+            w: w0,
+            mu,
+            m0,
+            work,
+            steps: 0,
+        })
     }
 
     /// The parameters.
@@ -173,7 +215,13 @@ impl Game {
     pub fn step(&mut self) -> StepOutcome {
         let n = self.w.n();
         rank_into(&self.stake, &self.w, &mut self.mu);
-        let GameParams { alpha, tau, temperature, lambda, .. } = self.params;
+        let GameParams {
+            alpha,
+            tau,
+            temperature,
+            lambda,
+            ..
+        } = self.params;
         let (w, mu, m0, stake, h) = (&self.w, &self.mu, &self.m0, &self.stake, &self.hessians);
         self.w_next
             .as_mut_slice()
@@ -183,26 +231,43 @@ impl Game {
             .with_min_len(4)
             .for_each(|(i, (next, work))| {
                 let w_i = w.row(i);
-                let inp =
-                    RowInput { i, stake_i: stake[i], w_i, mu, m0_i: m0.row(i), temperature };
+                let inp = RowInput {
+                    i,
+                    stake_i: stake[i],
+                    w_i,
+                    mu,
+                    m0_i: m0.row(i),
+                    temperature,
+                };
                 work.loss = payoff_gradient(h, &inp, alpha, tau, &mut work.scratch, &mut work.grad);
                 for ((x, &w), &g) in next.iter_mut().zip(w_i).zip(&work.grad) {
                     *x = w + lambda * g;
                 }
                 project_fast(next);
-                work.delta =
-                    next.iter().zip(w_i).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                work.delta = next
+                    .iter()
+                    .zip(w_i)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max);
             });
         std::mem::swap(&mut self.w, &mut self.w_next);
         self.steps += 1;
         let delta = self.work.iter().map(|w| w.delta).fold(0.0, f64::max);
         let gradient_bound = delta / lambda;
-        StepOutcome { step: self.steps, gradient_bound, converged: gradient_bound < self.params.eps }
+        StepOutcome {
+            step: self.steps,
+            gradient_bound,
+            converged: gradient_bound < self.params.eps,
+        }
     }
 
     /// Steps until the stopping rule or `max_steps`, calling `on_step` after every step.
     pub fn run(&mut self, mut on_step: impl FnMut(&StepOutcome)) -> RunSummary {
-        let mut last = StepOutcome { step: self.steps, gradient_bound: f64::INFINITY, converged: false };
+        let mut last = StepOutcome {
+            step: self.steps,
+            gradient_bound: f64::INFINITY,
+            converged: false,
+        };
         while self.steps < self.params.max_steps {
             last = self.step();
             on_step(&last);
@@ -210,6 +275,10 @@ impl Game {
                 break;
             }
         }
-        RunSummary { steps: self.steps, converged: last.converged, gradient_bound: last.gradient_bound }
+        RunSummary {
+            steps: self.steps,
+            converged: last.converged,
+            gradient_bound: last.gradient_bound,
+        }
     }
 }

@@ -12,7 +12,10 @@ pub struct Matrix {
 impl Matrix {
     /// An `n x n` matrix of zeros.
     pub fn zeros(n: usize) -> Self {
-        Self { n, data: vec![0.0; n * n] }
+        Self {
+            n,
+            data: vec![0.0; n * n],
+        }
     }
 
     /// The `n x n` identity (every learner keeps its whole row).
@@ -27,7 +30,11 @@ impl Matrix {
     /// Wraps a row-major buffer of `n * n` finite entries.
     pub fn from_vec(n: usize, data: Vec<f64>) -> Result<Self> {
         if data.len() != n * n {
-            return Err(Error::Shape { what: "matrix", expected: n * n, got: data.len() });
+            return Err(Error::Shape {
+                what: "matrix",
+                expected: n * n,
+                got: data.len(),
+            });
         }
         check_finite("matrix", &data)?;
         Ok(Self { n, data })
@@ -39,7 +46,11 @@ impl Matrix {
         let mut data = Vec::with_capacity(n * n);
         for row in rows {
             if row.len() != n {
-                return Err(Error::Shape { what: "matrix row", expected: n, got: row.len() });
+                return Err(Error::Shape {
+                    what: "matrix row",
+                    expected: n,
+                    got: row.len(),
+                });
             }
             data.extend_from_slice(row);
         }
@@ -97,7 +108,11 @@ impl Matrix {
 
     /// The largest `|a_ij - b_ij|`.
     pub fn max_abs_diff(&self, other: &Matrix) -> f64 {
-        self.data.iter().zip(&other.data).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max)
+        self.data
+            .iter()
+            .zip(&other.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max)
     }
 }
 
@@ -122,7 +137,11 @@ impl Hessians {
     /// upper triangle is read: callers validate symmetry first.
     pub fn from_full(n: usize, full: &[f64]) -> Result<Self> {
         if full.len() != n * n * n {
-            return Err(Error::Shape { what: "hessians", expected: n * n * n, got: full.len() });
+            return Err(Error::Shape {
+                what: "hessians",
+                expected: n * n * n,
+                got: full.len(),
+            });
         }
         check_finite("hessians", full)?;
         let mut packed = Vec::with_capacity(n * Self::packed_len(n));
@@ -183,10 +202,19 @@ fn row_offset(n: usize, j: usize) -> usize {
 /// `y = H x` for a symmetric `H` stored as its packed upper triangle. Each stored entry is
 /// read once and used twice (for `y_j` and, mirrored, for `y_k`).
 ///
-/// On x86-64 CPUs with AVX2 the same code is compiled a second time with AVX2 enabled and
-/// chosen at run time. The arithmetic is identical lane for lane (no fused multiply-add,
+/// On x86-64 CPUs with AVX-512F or AVX2 the same code is compiled again with those enabled
+/// and chosen at run time. The arithmetic is identical lane for lane (no fused multiply-add,
 /// the same order of additions), so both paths give the same bits.
 pub fn sym_packed_matvec(n: usize, packed: &[f64], x: &[f64], y: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        #[allow(unsafe_code)]
+        // SAFETY: the function only needs AVX-512F, which the CPU was just checked to have.
+        unsafe {
+            sym_packed_matvec_avx512(n, packed, x, y);
+        }
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         #[allow(unsafe_code)]
@@ -200,6 +228,12 @@ pub fn sym_packed_matvec(n: usize, packed: &[f64], x: &[f64], y: &mut [f64]) {
 }
 
 #[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn sym_packed_matvec_avx512(n: usize, packed: &[f64], x: &[f64], y: &mut [f64]) {
+    sym_packed_matvec_portable(n, packed, x, y);
+}
+
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn sym_packed_matvec_avx2(n: usize, packed: &[f64], x: &[f64], y: &mut [f64]) {
     sym_packed_matvec_portable(n, packed, x, y);
@@ -208,7 +242,11 @@ fn sym_packed_matvec_avx2(n: usize, packed: &[f64], x: &[f64], y: &mut [f64]) {
 /// The portable body of [`sym_packed_matvec`].
 #[inline(always)]
 pub fn sym_packed_matvec_portable(n: usize, packed: &[f64], x: &[f64], y: &mut [f64]) {
-    assert_eq!(packed.len(), Hessians::packed_len(n), "packed Hessian of the wrong size");
+    assert_eq!(
+        packed.len(),
+        Hessians::packed_len(n),
+        "packed Hessian of the wrong size"
+    );
     assert!(x.len() >= n && y.len() >= n, "vectors shorter than n");
     y[..n].fill(0.0);
     let mut off = 0;
@@ -258,7 +296,9 @@ mod tests {
     fn sym(n: usize, seed: u64) -> Vec<f64> {
         let mut s = seed;
         let mut next = || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
         };
         let mut h = vec![0.0; n * n];
@@ -310,11 +350,17 @@ mod tests {
 
     #[test]
     fn shapes_are_checked() {
-        assert!(matches!(Matrix::from_vec(2, vec![0.0; 3]), Err(Error::Shape { .. })));
+        assert!(matches!(
+            Matrix::from_vec(2, vec![0.0; 3]),
+            Err(Error::Shape { .. })
+        ));
         assert!(matches!(
             Matrix::from_vec(1, vec![f64::NAN]),
             Err(Error::NonFinite { index: 0, .. })
         ));
-        assert!(matches!(Hessians::from_full(2, &[0.0; 4]), Err(Error::Shape { .. })));
+        assert!(matches!(
+            Hessians::from_full(2, &[0.0; 4]),
+            Err(Error::Shape { .. })
+        ));
     }
 }

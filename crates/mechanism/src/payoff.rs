@@ -47,7 +47,11 @@ pub struct RowScratch {
 impl RowScratch {
     /// Scratch for `n` learners.
     pub fn new(n: usize) -> Self {
-        Self { m: vec![0.0; n], d: vec![0.0; n], y: vec![0.0; n] }
+        Self {
+            m: vec![0.0; n],
+            d: vec![0.0; n],
+            y: vec![0.0; n],
+        }
     }
 }
 
@@ -78,7 +82,13 @@ pub fn payoff(loss: f64, rank_i: f64, alpha: f64, tau: f64) -> f64 {
 
 /// Learner `i`'s loss `L_i = d_i^T H_i d_i`. Leaves `m`, `d` and `H_i d_i` in `scratch`.
 pub fn loss(h: &Hessians, inp: &RowInput<'_>, scratch: &mut RowScratch) -> f64 {
-    mask_row(inp.stake_i, inp.w_i, inp.mu, inp.temperature, &mut scratch.m);
+    mask_row(
+        inp.stake_i,
+        inp.w_i,
+        inp.mu,
+        inp.temperature,
+        &mut scratch.m,
+    );
     for ((d, m), m0) in scratch.d.iter_mut().zip(&scratch.m).zip(inp.m0_i) {
         *d = m - m0;
     }

@@ -51,7 +51,12 @@ pub fn rank(stake: &[f64], w: &Matrix) -> Vec<f64> {
 /// of the competitive mask (eq. 7).
 pub fn rank_into(stake: &[f64], w: &Matrix, out: &mut [f64]) {
     let n = w.n();
-    assert_eq!(stake.len(), n, "stake has {} entries for {n} neurons", stake.len());
+    assert_eq!(
+        stake.len(),
+        n,
+        "stake has {} entries for {n} neurons",
+        stake.len()
+    );
     out[..n].fill(0.0);
     for (row, &s) in w.rows().zip(stake) {
         if s == 0.0 {
@@ -101,7 +106,7 @@ pub fn inflation_step<T: Scalar>(stake: &mut [T], rank: &[T], tau: T) -> T {
     assert_eq!(stake.len(), rank.len(), "stake and rank differ in length");
     let sq = rank.iter().fold(T::zero(), |acc, &r| acc + r * r);
     let norm = sq.sqrt();
-    if !(norm > T::zero()) {
+    if norm.partial_cmp(&T::zero()) != Some(std::cmp::Ordering::Greater) {
         return T::zero();
     }
     let mut minted = T::zero();
@@ -148,8 +153,12 @@ mod tests {
     #[test]
     fn zero_stake_adds_nothing_to_any_rank() {
         // eq. 5: a neuron with no stake cannot move the ranking, however it weights.
-        let w = Matrix::from_rows(&[vec![0.5, 0.5, 0.0], vec![0.0, 1.0, 0.0], vec![0.0, 0.0, 1.0]])
-            .unwrap();
+        let w = Matrix::from_rows(&[
+            vec![0.5, 0.5, 0.0],
+            vec![0.0, 1.0, 0.0],
+            vec![0.0, 0.0, 1.0],
+        ])
+        .unwrap();
         let mut w2 = w.clone();
         w2.row_mut(2).copy_from_slice(&[1.0, 0.0, 0.0]);
         let s = [1.0, 2.0, 0.0];

@@ -56,7 +56,9 @@ pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
 /// `Rideal_j = (1/n) sum_i H_i[j][j]`, the cost to the whole benchmark of removing `j`.
 pub fn ideal_rank(h: &Hessians) -> Vec<f64> {
     let n = h.n();
-    (0..n).map(|j| (0..n).map(|i| h.get(i, j, j)).sum::<f64>() / n as f64).collect()
+    (0..n)
+        .map(|j| (0..n).map(|i| h.get(i, j, j)).sum::<f64>() / n as f64)
+        .collect()
 }
 
 #[cfg(test)]
@@ -78,7 +80,9 @@ mod tests {
         assert!((spearman(&a, &b) - 1.0).abs() < 1e-15);
         assert_eq!(ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
         // Known value: x = 1..5, y = [2, 1, 4, 3, 5] -> 1 - 6*4/(5*24) = 0.8
-        assert!((spearman(&[1.0, 2.0, 3.0, 4.0, 5.0], &[2.0, 1.0, 4.0, 3.0, 5.0]) - 0.8).abs() < 1e-12);
+        assert!(
+            (spearman(&[1.0, 2.0, 3.0, 4.0, 5.0], &[2.0, 1.0, 4.0, 3.0, 5.0]) - 0.8).abs() < 1e-12
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Every analytic gradient against central finite differences on random instances, and the
 //! game's repeatability.
 
+#![allow(clippy::unwrap_used)]
+
 use bt_mechanism::mask::mask_row;
 use bt_mechanism::matrix::{Hessians, Matrix};
 use bt_mechanism::payoff::{self, RowInput, RowScratch};
@@ -43,7 +45,12 @@ fn instance(n: usize, seed: u64) -> Instance {
     let w0 = simplex(&mut rng);
     let w = simplex(&mut rng);
     let stake = (0..n).map(|_| rng.random_range(0.5..2.0)).collect();
-    Instance { stake, w0, w, h: Hessians::from_full(n, &full).unwrap() }
+    Instance {
+        stake,
+        w0,
+        w,
+        h: Hessians::from_full(n, &full).unwrap(),
+    }
 }
 
 const T: f64 = 0.3;
@@ -63,8 +70,14 @@ fn loss_at(inst: &Instance, m0: &Matrix, w: &Matrix, i: usize) -> f64 {
     let n = w.n();
     let mut mu = vec![0.0; n];
     rank_into(&inst.stake, w, &mut mu);
-    let inp =
-        RowInput { i, stake_i: inst.stake[i], w_i: w.row(i), mu: &mu, m0_i: m0.row(i), temperature: T };
+    let inp = RowInput {
+        i,
+        stake_i: inst.stake[i],
+        w_i: w.row(i),
+        mu: &mu,
+        m0_i: m0.row(i),
+        temperature: T,
+    };
     payoff::loss(&inst.h, &inp, &mut RowScratch::new(n))
 }
 
@@ -84,7 +97,10 @@ fn central_difference(f: impl Fn(&Matrix) -> f64, w: &Matrix, i: usize, j: usize
 
 fn assert_close(analytic: f64, numeric: f64, what: &str) {
     let tol = 1e-6 * (1.0 + analytic.abs().max(numeric.abs()));
-    assert!((analytic - numeric).abs() <= tol, "{what}: analytic {analytic} vs numeric {numeric}");
+    assert!(
+        (analytic - numeric).abs() <= tol,
+        "{what}: analytic {analytic} vs numeric {numeric}"
+    );
 }
 
 #[test]
@@ -130,7 +146,14 @@ fn payoff_gradient_matches_finite_differences() {
                 temperature: T,
             };
             let mut grad = vec![0.0; n];
-            payoff::payoff_gradient(&inst.h, &inp, alpha, tau, &mut RowScratch::new(n), &mut grad);
+            payoff::payoff_gradient(
+                &inst.h,
+                &inp,
+                alpha,
+                tau,
+                &mut RowScratch::new(n),
+                &mut grad,
+            );
             for j in 0..n {
                 let numeric =
                     central_difference(|w| payoff_at(&inst, &m0, w, i, alpha, tau), &inst.w, i, j);
@@ -146,18 +169,34 @@ fn rank_gradient_matches_finite_differences() {
     for i in 0..7 {
         for j in 0..7 {
             let numeric = central_difference(|w| rank(&inst.stake, w)[i], &inst.w, i, j);
-            assert_close(payoff::rank_gradient(i, j, inst.stake[i], 7), numeric, "dR_i/dW_ij");
+            assert_close(
+                payoff::rank_gradient(i, j, inst.stake[i], 7),
+                numeric,
+                "dR_i/dW_ij",
+            );
         }
     }
 }
 
 fn params() -> GameParams {
-    GameParams { alpha: 10.0, tau: 1.0, temperature: T, lambda: 0.005, eps: 1e-9, max_steps: 300 }
+    GameParams {
+        alpha: 10.0,
+        tau: 1.0,
+        temperature: T,
+        lambda: 0.005,
+        eps: 1e-9,
+        max_steps: 300,
+    }
 }
 
 fn run_game(inst: &Instance) -> (Matrix, u64) {
-    let mut game =
-        Game::new(params(), inst.stake.clone(), inst.w0.clone(), inst.h.clone()).unwrap();
+    let mut game = Game::new(
+        params(),
+        inst.stake.clone(),
+        inst.w0.clone(),
+        inst.h.clone(),
+    )
+    .unwrap();
     let summary = game.run(|_| {});
     (game.weights().clone(), summary.steps)
 }
@@ -167,7 +206,10 @@ fn seeded_runs_are_bit_for_bit_repeatable_across_thread_counts() {
     let inst = instance(24, 99);
     let (a, sa) = run_game(&inst);
     let (b, sb) = run_game(&inst);
-    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
     let (c, sc) = one.install(|| run_game(&inst));
     assert_eq!(sa, sb);
     assert_eq!(sa, sc);
@@ -179,8 +221,13 @@ fn seeded_runs_are_bit_for_bit_repeatable_across_thread_counts() {
 #[test]
 fn game_keeps_rows_on_the_simplex_and_reports_its_bound() {
     let inst = instance(10, 5);
-    let mut game =
-        Game::new(params(), inst.stake.clone(), inst.w0.clone(), inst.h.clone()).unwrap();
+    let mut game = Game::new(
+        params(),
+        inst.stake.clone(),
+        inst.w0.clone(),
+        inst.h.clone(),
+    )
+    .unwrap();
     let mut prev = game.weights().clone();
     for _ in 0..50 {
         let out = game.step();
@@ -197,7 +244,12 @@ fn game_keeps_rows_on_the_simplex_and_reports_its_bound() {
 fn only_rank_term_drives_weights_to_identity() {
     // alpha = 0: every learner only wants inflation, so it keeps its whole row.
     let inst = instance(6, 8);
-    let p = GameParams { alpha: 0.0, eps: 1e-9, max_steps: 100_000, ..params() };
+    let p = GameParams {
+        alpha: 0.0,
+        eps: 1e-9,
+        max_steps: 100_000,
+        ..params()
+    };
     let mut game = Game::new(p, inst.stake.clone(), inst.w0.clone(), inst.h.clone()).unwrap();
     let summary = game.run(|_| {});
     assert!(summary.converged);
@@ -208,10 +260,34 @@ fn only_rank_term_drives_weights_to_identity() {
 fn bad_parameters_are_refused_by_name() {
     let inst = instance(3, 1);
     for (p, name) in [
-        (GameParams { temperature: 0.0, ..params() }, "temperature"),
-        (GameParams { lambda: -1.0, ..params() }, "lambda"),
-        (GameParams { alpha: f64::NAN, ..params() }, "alpha"),
-        (GameParams { tau: -0.5, ..params() }, "tau"),
+        (
+            GameParams {
+                temperature: 0.0,
+                ..params()
+            },
+            "temperature",
+        ),
+        (
+            GameParams {
+                lambda: -1.0,
+                ..params()
+            },
+            "lambda",
+        ),
+        (
+            GameParams {
+                alpha: f64::NAN,
+                ..params()
+            },
+            "alpha",
+        ),
+        (
+            GameParams {
+                tau: -0.5,
+                ..params()
+            },
+            "tau",
+        ),
     ] {
         let err = Game::new(p, inst.stake.clone(), inst.w0.clone(), inst.h.clone()).unwrap_err();
         assert!(err.to_string().contains(name), "{err}");

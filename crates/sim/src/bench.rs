@@ -32,7 +32,11 @@ pub struct SolverBench {
 
 /// Runs exactly `steps` steps of the game (no early stop) and times them.
 pub fn time_solver(instance: &Instance, config: &RunConfig, steps: u64) -> Result<SolverBench> {
-    let cfg = RunConfig { eps: 0.0, max_steps: Some(steps), ..*config };
+    let cfg = RunConfig {
+        eps: 0.0,
+        max_steps: Some(steps),
+        ..*config
+    };
     let res = run(instance, &cfg, |_| {})?;
     let bytes = instance.hessians.bytes() as u64;
     Ok(SolverBench {

@@ -17,7 +17,9 @@ pub enum Error {
     #[error("not a valid safetensors file: {0}")]
     Format(String),
     /// A required tensor is absent.
-    #[error("tensor `{name}` is missing (the instance needs `stake` [n], `w0` [n,n], `hessians` [n,n,n])")]
+    #[error(
+        "tensor `{name}` is missing (the instance needs `stake` [n], `w0` [n,n], `hessians` [n,n,n])"
+    )]
     MissingTensor {
         /// Its name.
         name: &'static str,
@@ -73,6 +75,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// Wraps an I/O error with the file it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -17,12 +17,16 @@ use crate::run::{RunConfig, run};
 /// The paper's four panels.
 pub const PAPER_RATIOS: [f64; 4] = [1.0, 10.0, 25.0, 50.0];
 
-/// The default sweep: the paper's ratios plus a log grid wide enough to show both regimes.
+/// The default sweep: the paper's ratios plus decades on both sides, wide enough to show both
+/// regimes (the identity below 1, correlation near 100).
 pub fn default_ratios() -> Vec<f64> {
-    let mut r = vec![0.1, 0.3, 1.0, 3.0, 10.0, 25.0, 50.0, 100.0, 300.0, 1000.0];
-    r.sort_by(f64::total_cmp);
-    r
+    vec![0.1, 1.0, 10.0, 25.0, 50.0, 100.0, 1000.0]
 }
+
+/// The sweep's default step cap. Games at `alpha / tau >= 10` do not meet the stopping rule
+/// within the paper's `1000 n` steps (they settle into a small cycle, see
+/// `docs/reproduction.md`), so the sweep caps them sooner; `--max-steps` restores any cap.
+pub const DEFAULT_MAX_STEPS: u64 = 30_000;
 
 /// What to sweep.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,22 +116,36 @@ pub struct Fig4Output {
 /// Runs the sweep; `on_run` is called (from worker threads) as each game finishes.
 pub fn sweep(config: &Fig4Config, on_run: impl Fn(&Fig4Run) + Sync) -> Result<Fig4Output> {
     if config.ratios.is_empty() || config.seeds == 0 {
-        return Err(Error::Parameter("fig4 needs at least one ratio and one seed".into()));
+        return Err(Error::Parameter(
+            "fig4 needs at least one ratio and one seed".into(),
+        ));
     }
-    if let Some(r) = config.ratios.iter().find(|r| !(r.is_finite() && **r >= 0.0)) {
-        return Err(Error::Parameter(format!("ratio {r} must be finite and >= 0")));
+    if let Some(r) = config
+        .ratios
+        .iter()
+        .find(|r| !(r.is_finite() && **r >= 0.0))
+    {
+        return Err(Error::Parameter(format!(
+            "ratio {r} must be finite and >= 0"
+        )));
     }
     let seeds: Vec<u64> = (config.first_seed..config.first_seed + config.seeds).collect();
-    let instances: Vec<Instance> =
-        seeds.par_iter().map(|&s| Instance::random(config.n, s)).collect::<Result<_>>()?;
-    let jobs: Vec<(usize, usize)> =
-        (0..config.ratios.len()).flat_map(|r| (0..seeds.len()).map(move |s| (r, s))).collect();
+    let instances: Vec<Instance> = seeds
+        .par_iter()
+        .map(|&s| Instance::random(config.n, s))
+        .collect::<Result<_>>()?;
+    let jobs: Vec<(usize, usize)> = (0..config.ratios.len())
+        .flat_map(|r| (0..seeds.len()).map(move |s| (r, s)))
+        .collect();
     let scatters = Mutex::new(Vec::new());
     let mut runs: Vec<Fig4Run> = jobs
         .par_iter()
         .map(|&(ri, si)| {
             let ratio = config.ratios[ri];
-            let cfg = RunConfig { alpha: ratio * config.base.tau, ..config.base };
+            let cfg = RunConfig {
+                alpha: ratio * config.base.tau,
+                ..config.base
+            };
             // One thread per game: the sweep is parallel across games already.
             let res = run(&instances[si], &cfg, |_| {})?;
             let out = Fig4Run {
@@ -140,10 +158,15 @@ pub fn sweep(config: &Fig4Config, on_run: impl Fn(&Fig4Run) + Sync) -> Result<Fi
                 converged: res.converged,
                 seconds: res.seconds,
             };
-            if si == 0 {
-                if let Ok(mut s) = scatters.lock() {
-                    s.push(Scatter { ratio, rank: res.rank, ideal: res.ideal_rank, pearson: out.pearson });
-                }
+            if si == 0
+                && let Ok(mut s) = scatters.lock()
+            {
+                s.push(Scatter {
+                    ratio,
+                    rank: res.rank,
+                    ideal: res.ideal_rank,
+                    pearson: out.pearson,
+                });
             }
             on_run(&out);
             Ok(out)
@@ -153,7 +176,11 @@ pub fn sweep(config: &Fig4Config, on_run: impl Fn(&Fig4Run) + Sync) -> Result<Fi
     let mut scatters = scatters.into_inner().unwrap_or_default();
     scatters.sort_by(|a, b| a.ratio.total_cmp(&b.ratio));
     let summaries = config.ratios.iter().map(|&r| summarise(r, &runs)).collect();
-    Ok(Fig4Output { runs, summaries, scatters })
+    Ok(Fig4Output {
+        runs,
+        summaries,
+        scatters,
+    })
 }
 
 fn mean_std(xs: &[f64]) -> (f64, f64) {
@@ -167,8 +194,16 @@ fn mean_std(xs: &[f64]) -> (f64, f64) {
 
 fn summarise(ratio: f64, runs: &[Fig4Run]) -> Fig4Summary {
     let mine: Vec<&Fig4Run> = runs.iter().filter(|r| r.ratio == ratio).collect();
-    let p: Vec<f64> = mine.iter().map(|r| r.pearson).filter(|x| x.is_finite()).collect();
-    let s: Vec<f64> = mine.iter().map(|r| r.spearman).filter(|x| x.is_finite()).collect();
+    let p: Vec<f64> = mine
+        .iter()
+        .map(|r| r.pearson)
+        .filter(|x| x.is_finite())
+        .collect();
+    let s: Vec<f64> = mine
+        .iter()
+        .map(|r| r.spearman)
+        .filter(|x| x.is_finite())
+        .collect();
     let d: Vec<f64> = mine.iter().map(|r| r.mean_diagonal).collect();
     let st: Vec<f64> = mine.iter().map(|r| r.steps as f64).collect();
     let (pearson_mean, pearson_std) = mean_std(&p);
@@ -191,14 +226,23 @@ fn summarise(ratio: f64, runs: &[Fig4Run]) -> Fig4Summary {
 pub fn write_csv(out: &Fig4Output, dir: &Path) -> Result<()> {
     let path = dir.join("fig4_runs.csv");
     let mut f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-    let mut text = String::from("ratio,seed,pearson,spearman,mean_diagonal,steps,converged,seconds\n");
+    let mut text =
+        String::from("ratio,seed,pearson,spearman,mean_diagonal,steps,converged,seconds\n");
     for r in &out.runs {
         text += &format!(
             "{},{},{},{},{},{},{},{:.3}\n",
-            r.ratio, r.seed, r.pearson, r.spearman, r.mean_diagonal, r.steps, r.converged, r.seconds
+            r.ratio,
+            r.seed,
+            r.pearson,
+            r.spearman,
+            r.mean_diagonal,
+            r.steps,
+            r.converged,
+            r.seconds
         );
     }
-    f.write_all(text.as_bytes()).map_err(|e| Error::io(&path, e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| Error::io(&path, e))?;
     let path = dir.join("fig4_summary.csv");
     let mut f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
     let mut text = String::from(
@@ -219,5 +263,6 @@ pub fn write_csv(out: &Fig4Output, dir: &Path) -> Result<()> {
             s.converged
         );
     }
-    f.write_all(text.as_bytes()).map_err(|e| Error::io(&path, e))
+    f.write_all(text.as_bytes())
+        .map_err(|e| Error::io(&path, e))
 }

@@ -16,7 +16,7 @@ use crate::instance::Instance;
 use crate::run::RunConfig;
 
 /// The default adaptive-tau gain.
-pub const DEFAULT_ETA: f64 = 0.05;
+pub const DEFAULT_ETA: f64 = 0.001;
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,16 +74,27 @@ pub fn adaptive(
     mut on_step: impl FnMut(&StepOutcome),
 ) -> Result<Fig5Output> {
     if !(config.eta.is_finite() && config.eta > 0.0) {
-        return Err(Error::Parameter(format!("eta = {} must be finite and > 0", config.eta)));
+        return Err(Error::Parameter(format!(
+            "eta = {} must be finite and > 0",
+            config.eta
+        )));
     }
     if !(config.target.is_finite() && config.target > 0.0) {
-        return Err(Error::Parameter(format!("target = {} must be finite and > 0", config.target)));
+        return Err(Error::Parameter(format!(
+            "target = {} must be finite and > 0",
+            config.target
+        )));
     }
     let n = instance.n();
     let mut params = config.base.params(n);
     params.tau = 0.0;
     params.max_steps = config.steps;
-    let mut game = Game::new(params, instance.stake.clone(), instance.w0.clone(), instance.hessians.clone())?;
+    let mut game = Game::new(
+        params,
+        instance.stake.clone(),
+        instance.w0.clone(),
+        instance.hessians.clone(),
+    )?;
     let ideal = ideal_rank(&instance.hessians);
     let every = config.record_every.max(1);
     let mut points = Vec::new();
@@ -96,14 +107,26 @@ pub fn adaptive(
         game.set_tau(tau);
         if out.step % every == 0 || out.step == config.steps {
             let r = rank(&instance.stake, game.weights());
-            points.push(Fig5Point { step: out.step, sparsity: s, tau, pearson: pearson(&r, &ideal) });
+            points.push(Fig5Point {
+                step: out.step,
+                sparsity: s,
+                tau,
+                pearson: pearson(&r, &ideal),
+            });
         }
         on_step(&out);
     }
     let r = rank(&instance.stake, game.weights());
-    let tail: Vec<&Fig5Point> = points.iter().filter(|p| p.step * 4 >= config.steps * 3).collect();
+    let tail: Vec<&Fig5Point> = points
+        .iter()
+        .filter(|p| p.step * 4 >= config.steps * 3)
+        .collect();
     let tail_mean = |f: fn(&Fig5Point) -> f64| {
-        if tail.is_empty() { f64::NAN } else { tail.iter().map(|p| f(p)).sum::<f64>() / tail.len() as f64 }
+        if tail.is_empty() {
+            f64::NAN
+        } else {
+            tail.iter().map(|p| f(p)).sum::<f64>() / tail.len() as f64
+        }
     };
     let finite = |x: f64| x.is_finite().then_some(x);
     Ok(Fig5Output {
@@ -126,5 +149,6 @@ pub fn write_csv(out: &Fig5Output, dir: &Path) -> Result<()> {
         text += &format!("{},{},{},{}\n", p.step, p.sparsity, p.tau, p.pearson);
     }
     let mut f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-    f.write_all(text.as_bytes()).map_err(|e| Error::io(&path, e))
+    f.write_all(text.as_bytes())
+        .map_err(|e| Error::io(&path, e))
 }

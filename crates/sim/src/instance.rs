@@ -52,14 +52,17 @@ impl Instance {
     /// row-major).
     pub fn random(n: usize, seed: u64) -> Result<Self> {
         if n < 2 {
-            return Err(Error::Parameter(format!("n = {n}: an instance needs at least 2 learners")));
+            return Err(Error::Parameter(format!(
+                "n = {n}: an instance needs at least 2 learners"
+            )));
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let q: Vec<f64> = (0..n).map(|_| rng.random_range(0.1..1.0)).collect();
         let normal = Normal::new(0.0, (1.0 / n as f64).sqrt())
             .map_err(|e| Error::Parameter(format!("normal distribution: {e}")))?;
-        let bs: Vec<Vec<f64>> =
-            (0..n).map(|_| (0..n * n).map(|_| normal.sample(&mut rng)).collect()).collect();
+        let bs: Vec<Vec<f64>> = (0..n)
+            .map(|_| (0..n * n).map(|_| normal.sample(&mut rng)).collect())
+            .collect();
         let mut w0 = Matrix::zeros(n);
         for i in 0..n {
             let row = w0.row_mut(i);
@@ -71,8 +74,15 @@ impl Instance {
                 *x /= s;
             }
         }
-        let full: Vec<f64> = bs.par_iter().flat_map_iter(|b| hessian_from_factor(n, &q, b)).collect();
-        Ok(Self { stake: vec![1.0; n], w0, hessians: Hessians::from_full(n, &full)? })
+        let full: Vec<f64> = bs
+            .par_iter()
+            .flat_map_iter(|b| hessian_from_factor(n, &q, b))
+            .collect();
+        Ok(Self {
+            stake: vec![1.0; n],
+            w0,
+            hessians: Hessians::from_full(n, &full)?,
+        })
     }
 
     /// The instance as safetensors bytes (F64, little-endian).
@@ -80,14 +90,19 @@ impl Instance {
         let n = self.n();
         let stake = f64_bytes(&self.stake);
         let w0 = f64_bytes(self.w0.as_slice());
-        let full: Vec<f64> = (0..n).flat_map(|i| self.hessians.full(i).as_slice().to_vec()).collect();
+        let full: Vec<f64> = (0..n)
+            .flat_map(|i| self.hessians.full(i).as_slice().to_vec())
+            .collect();
         let hessians = f64_bytes(&full);
         let tensors = vec![
             ("hessians", view(vec![n, n, n], &hessians)?),
             ("stake", view(vec![n], &stake)?),
             ("w0", view(vec![n, n], &w0)?),
         ];
-        let meta = HashMap::from([("format".to_string(), "bittensor-rs empirical instance v1".to_string())]);
+        let meta = HashMap::from([(
+            "format".to_string(),
+            "bittensor-rs empirical instance v1".to_string(),
+        )]);
         safetensors::serialize(tensors, Some(meta)).map_err(|e| Error::Format(e.to_string()))
     }
 
@@ -106,7 +121,10 @@ impl Instance {
         let stake = read_tensor(&st, "stake")?;
         let n = check_shape("stake", &stake.1, &[stake.1.first().copied().unwrap_or(0)])?;
         if n < 2 {
-            return Err(Error::Invalid { name: "stake", fault: format!("n = {n}: need at least 2 learners") });
+            return Err(Error::Invalid {
+                name: "stake",
+                fault: format!("n = {n}: need at least 2 learners"),
+            });
         }
         let w0 = read_tensor(&st, "w0")?;
         check_shape("w0", &w0.1, &[n, n])?;
@@ -116,14 +134,20 @@ impl Instance {
         let stake = stake.0;
         check_all_finite("stake", &stake)?;
         if let Some(i) = stake.iter().position(|&s| s < 0.0) {
-            return Err(Error::Invalid { name: "stake", fault: format!("entry {i} is negative ({})", stake[i]) });
+            return Err(Error::Invalid {
+                name: "stake",
+                fault: format!("entry {i} is negative ({})", stake[i]),
+            });
         }
         check_all_finite("w0", &w0.0)?;
         for (i, row) in w0.0.chunks_exact(n).enumerate() {
             if let Some(j) = row.iter().position(|&x| x < 0.0) {
                 return Err(Error::Invalid {
                     name: "w0",
-                    fault: format!("row {i} is not on the simplex: entry {j} is negative ({})", row[j]),
+                    fault: format!(
+                        "row {i} is not on the simplex: entry {j} is negative ({})",
+                        row[j]
+                    ),
                 });
             }
             let sum: f64 = row.iter().sum();
@@ -135,7 +159,9 @@ impl Instance {
             }
         }
         check_all_finite("hessians", &hs.0)?;
-        hs.0.par_chunks_exact(n * n).enumerate().try_for_each(|(i, h)| check_hessian(i, n, h))?;
+        hs.0.par_chunks_exact(n * n)
+            .enumerate()
+            .try_for_each(|(i, h)| check_hessian(i, n, h))?;
         Ok(Self {
             stake,
             w0: Matrix::from_vec(n, w0.0)?,
@@ -167,29 +193,38 @@ fn hessian_from_factor(n: usize, q: &[f64], b: &[f64]) -> Vec<f64> {
 }
 
 fn check_hessian(i: usize, n: usize, h: &[f64]) -> Result<()> {
-    let scale = h.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(f64::MIN_POSITIVE);
+    let scale = h
+        .iter()
+        .fold(0.0f64, |m, x| m.max(x.abs()))
+        .max(f64::MIN_POSITIVE);
     for j in 0..n {
         for k in j + 1..n {
             let (a, b) = (h[j * n + k], h[k * n + j]);
             if (a - b).abs() > HESSIAN_TOLERANCE * scale {
                 return Err(Error::Invalid {
                     name: "hessians",
-                    fault: format!("hessians[{i}] is not symmetric: [{j},{k}] = {a} but [{k},{j}] = {b}"),
+                    fault: format!(
+                        "hessians[{i}] is not symmetric: [{j},{k}] = {a} but [{k},{j}] = {b}"
+                    ),
                 });
             }
         }
     }
     let m = Mat::<f64>::from_fn(n, n, |j, k| h[j * n + k]);
-    let eig = m.self_adjoint_eigenvalues(Side::Lower).map_err(|e| Error::Invalid {
-        name: "hessians",
-        fault: format!("hessians[{i}]: eigenvalues did not converge ({e:?})"),
-    })?;
+    let eig = m
+        .self_adjoint_eigenvalues(Side::Lower)
+        .map_err(|e| Error::Invalid {
+            name: "hessians",
+            fault: format!("hessians[{i}]: eigenvalues did not converge ({e:?})"),
+        })?;
     let min = eig.iter().copied().fold(f64::INFINITY, f64::min);
     let max_abs = eig.iter().fold(0.0f64, |m, x| m.max(x.abs()));
     if min < -HESSIAN_TOLERANCE * max_abs.max(f64::MIN_POSITIVE) * n as f64 {
         return Err(Error::Invalid {
             name: "hessians",
-            fault: format!("hessians[{i}] is not positive semi-definite: smallest eigenvalue {min:e}"),
+            fault: format!(
+                "hessians[{i}] is not positive semi-definite: smallest eigenvalue {min:e}"
+            ),
         });
     }
     Ok(())
@@ -200,28 +235,41 @@ fn read_tensor(st: &SafeTensors<'_>, name: &'static str) -> Result<(Vec<f64>, Ve
     let shape = view.shape().to_vec();
     let data = view.data();
     let values = match view.dtype() {
-        Dtype::F64 => {
-            data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect()
-        }
+        Dtype::F64 => data
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+            .collect(),
         Dtype::F32 => data
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as f64)
             .collect(),
-        other => return Err(Error::Dtype { name, got: format!("{other:?}") }),
+        other => {
+            return Err(Error::Dtype {
+                name,
+                got: format!("{other:?}"),
+            });
+        }
     };
     Ok((values, shape))
 }
 
 fn check_shape(name: &'static str, got: &[usize], expected: &[usize]) -> Result<usize> {
     if got != expected {
-        return Err(Error::Shape { name, expected: expected.to_vec(), got: got.to_vec() });
+        return Err(Error::Shape {
+            name,
+            expected: expected.to_vec(),
+            got: got.to_vec(),
+        });
     }
     Ok(expected[0])
 }
 
 fn check_all_finite(name: &'static str, xs: &[f64]) -> Result<()> {
     match xs.iter().position(|x| !x.is_finite()) {
-        Some(i) => Err(Error::Invalid { name, fault: format!("entry {i} (flat index) is {}", xs[i]) }),
+        Some(i) => Err(Error::Invalid {
+            name,
+            fault: format!("entry {i} (flat index) is {}", xs[i]),
+        }),
         None => Ok(()),
     }
 }

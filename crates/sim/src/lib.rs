@@ -22,9 +22,9 @@
 
 pub mod bench;
 pub mod error;
-pub mod instance;
 pub mod fig4;
 pub mod fig5;
+pub mod instance;
 pub mod plot;
 pub mod run;
 

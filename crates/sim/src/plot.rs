@@ -24,6 +24,17 @@ fn register_font() {
 
 type DrawResult = std::result::Result<(), String>;
 
+/// Reads a (mean, spread) pair off a Figure 4 summary line.
+type SummaryField = fn(&crate::fig4::Fig4Summary) -> (f64, f64);
+
+/// One Figure 5 panel: where, its name, what it plots, and an optional target line.
+type Curve<'a, DB> = (
+    &'a DrawingArea<DB, Shift>,
+    &'static str,
+    fn(&crate::fig5::Fig5Point) -> f64,
+    Option<f64>,
+);
+
 fn err<E: std::fmt::Debug>(e: E) -> String {
     format!("{e:?}")
 }
@@ -36,11 +47,17 @@ macro_rules! render {
         let svg = $dir.join(format!("{}.svg", $stem));
         {
             let $root = BitMapBackend::new(&png, $size).into_drawing_area();
-            $body.map_err(|message| Error::Plot { path: png.clone(), message })?;
+            $body.map_err(|message| Error::Plot {
+                path: png.clone(),
+                message,
+            })?;
         }
         {
             let $root = SVGBackend::new(&svg, $size).into_drawing_area();
-            $body.map_err(|message| Error::Plot { path: svg.clone(), message })?;
+            $body.map_err(|message| Error::Plot {
+                path: svg.clone(),
+                message,
+            })?;
         }
         Ok(vec![png, svg])
     }};
@@ -49,15 +66,17 @@ macro_rules! render {
 /// Figure 4 (left): mean correlation (with one standard deviation) against `alpha / tau`,
 /// and the mean diagonal of `W`. Writes `fig4_correlation.{png,svg}`.
 pub fn fig4_correlation(out: &Fig4Output, dir: &Path) -> Result<Vec<PathBuf>> {
-    render!(dir, "fig4_correlation", (900, 600), |root| correlation(&root, out))
+    render!(dir, "fig4_correlation", (900, 600), |root| correlation(
+        &root, out
+    ))
 }
 
 fn correlation<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, out: &Fig4Output) -> DrawResult {
     root.fill(&WHITE).map_err(err)?;
     let sums: Vec<_> = out.summaries.iter().filter(|s| s.ratio > 0.0).collect();
-    let (lo, hi) = sums
-        .iter()
-        .fold((f64::INFINITY, 0.0f64), |(lo, hi), s| (lo.min(s.ratio), hi.max(s.ratio)));
+    let (lo, hi) = sums.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), s| {
+        (lo.min(s.ratio), hi.max(s.ratio))
+    });
     if sums.is_empty() {
         return Err("no positive ratio to plot".into());
     }
@@ -75,7 +94,7 @@ fn correlation<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, out: &Fig4Outp
         .label_style(("sans-serif", 16))
         .draw()
         .map_err(err)?;
-    let series: [(&str, RGBColor, fn(&crate::fig4::Fig4Summary) -> (f64, f64)); 3] = [
+    let series: [(&str, RGBColor, SummaryField); 3] = [
         ("Pearson", BLUE, |s| (s.pearson_mean, s.pearson_std)),
         ("Spearman", RED, |s| (s.spearman_mean, s.spearman_std)),
         ("mean diagonal of W", GREEN, |s| (s.diagonal_mean, 0.0)),
@@ -90,12 +109,20 @@ fn correlation<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, out: &Fig4Outp
             .filter(|(_, m, _)| m.is_finite())
             .collect();
         chart
-            .draw_series(LineSeries::new(pts.iter().map(|&(x, y, _)| (x, y)), color.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                pts.iter().map(|&(x, y, _)| (x, y)),
+                color.stroke_width(2),
+            ))
             .map_err(err)?
             .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         chart
-            .draw_series(pts.iter().map(|&(x, y, _)| Circle::new((x, y), 4, color.filled())))
+            .draw_series(
+                pts.iter()
+                    .map(|&(x, y, _)| Circle::new((x, y), 4, color.filled())),
+            )
             .map_err(err)?;
         chart
             .draw_series(
@@ -123,7 +150,9 @@ pub fn fig4_scatter(out: &Fig4Output, dir: &Path) -> Result<Vec<PathBuf>> {
     let cols = k.min(4);
     let rows = k.div_ceil(cols);
     let size = (320 * cols as u32, 320 * rows as u32);
-    render!(dir, "fig4_scatter", size, |root| scatter(&root, out, rows, cols))
+    render!(dir, "fig4_scatter", size, |root| scatter(
+        &root, out, rows, cols
+    ))
 }
 
 fn scatter<DB: DrawingBackend>(
@@ -160,13 +189,16 @@ fn scatter<DB: DrawingBackend>(
             .x_labels(4)
             .y_labels(5)
             .label_style(("sans-serif", 11))
-            .x_label_formatter(&|v| format!("{v:.3}"))
-            .y_label_formatter(&|v| format!("{v:.3}"))
+            .x_label_formatter(&|v| format!("{v:.4}"))
+            .y_label_formatter(&|v| format!("{v:.4}"))
             .draw()
             .map_err(err)?;
         chart
             .draw_series(
-                sc.ideal.iter().zip(&sc.rank).map(|(&x, &y)| Circle::new((x, y), 2, BLUE.filled())),
+                sc.ideal
+                    .iter()
+                    .zip(&sc.rank)
+                    .map(|(&x, &y)| Circle::new((x, y), 2, BLUE.filled())),
             )
             .map_err(err)?;
     }
@@ -175,20 +207,30 @@ fn scatter<DB: DrawingBackend>(
 
 /// Figure 5: sparsity (with the target) and `tau` over steps. Writes `fig5.{png,svg}`.
 pub fn fig5(out: &Fig5Output, target: f64, dir: &Path) -> Result<Vec<PathBuf>> {
-    render!(dir, "fig5", (1100, 450), |root| adaptive(&root, out, target))
+    render!(dir, "fig5", (1100, 450), |root| adaptive(
+        &root, out, target
+    ))
 }
 
-fn adaptive<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, out: &Fig5Output, target: f64) -> DrawResult {
+fn adaptive<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    out: &Fig5Output,
+    target: f64,
+) -> DrawResult {
     root.fill(&WHITE).map_err(err)?;
     let (left, right) = root.split_horizontally(550);
     let last = out.points.last().map_or(1, |p| p.step) as f64;
-    let curves: [(&DrawingArea<DB, Shift>, &str, fn(&crate::fig5::Fig5Point) -> f64, Option<f64>); 2] = [
+    let curves: [Curve<'_, DB>; 2] = [
         (&left, "sparsity", |p| p.sparsity, Some(target)),
         (&right, "tau", |p| p.tau, None),
     ];
     for (area, name, get, target) in curves {
-        let ys: Vec<(f64, f64)> =
-            out.points.iter().map(|p| (p.step as f64, get(p))).filter(|p| p.1.is_finite()).collect();
+        let ys: Vec<(f64, f64)> = out
+            .points
+            .iter()
+            .map(|p| (p.step as f64, get(p)))
+            .filter(|p| p.1.is_finite())
+            .collect();
         let hi = ys.iter().map(|p| p.1).fold(target.unwrap_or(0.0), f64::max) * 1.1 + 1e-9;
         let mut chart = ChartBuilder::on(area)
             .caption(format!("{name} over steps"), ("sans-serif", 22))
@@ -201,13 +243,19 @@ fn adaptive<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, out: &Fig5Output,
             .configure_mesh()
             .x_desc("step")
             .y_desc(name)
+            .x_label_formatter(&|v| format!("{v:.0}"))
             .label_style(("sans-serif", 14))
             .draw()
             .map_err(err)?;
-        chart.draw_series(LineSeries::new(ys, BLUE.stroke_width(2))).map_err(err)?;
+        chart
+            .draw_series(LineSeries::new(ys, BLUE.stroke_width(2)))
+            .map_err(err)?;
         if let Some(t) = target {
             chart
-                .draw_series(LineSeries::new(vec![(0.0, t), (last, t)], RED.stroke_width(1)))
+                .draw_series(LineSeries::new(
+                    vec![(0.0, t), (last, t)],
+                    RED.stroke_width(1),
+                ))
                 .map_err(err)?
                 .label("target")
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));

@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::instance::Instance;
 
 /// The simulator's default sigmoid temperature (see `docs/reproduction.md` for why).
-pub const DEFAULT_TEMPERATURE: f64 = 0.01;
+pub const DEFAULT_TEMPERATURE: f64 = 0.03;
 
 /// The game's parameters as the CLI takes them; `max_steps = None` means `1000 n`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,7 +87,11 @@ pub struct RunResult {
 
 /// Runs the game on `instance` until the stopping rule or the step cap, calling
 /// `on_step` after every step.
-pub fn run(instance: &Instance, config: &RunConfig, on_step: impl FnMut(&StepOutcome)) -> Result<RunResult> {
+pub fn run(
+    instance: &Instance,
+    config: &RunConfig,
+    on_step: impl FnMut(&StepOutcome),
+) -> Result<RunResult> {
     let n = instance.n();
     let mut game = Game::new(
         config.params(n),
@@ -98,7 +102,15 @@ pub fn run(instance: &Instance, config: &RunConfig, on_step: impl FnMut(&StepOut
     let start = Instant::now();
     let summary = game.run(on_step);
     let seconds = start.elapsed().as_secs_f64();
-    Ok(summarise(instance, &game, config, summary.steps, summary.converged, summary.gradient_bound, seconds))
+    Ok(summarise(
+        instance,
+        &game,
+        config,
+        summary.steps,
+        summary.converged,
+        summary.gradient_bound,
+        seconds,
+    ))
 }
 
 /// Builds the [`RunResult`] of a finished (or stopped) game.

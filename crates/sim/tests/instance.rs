@@ -1,5 +1,7 @@
 //! Instance files: round trips, files made by NumPy, and one test per rejection.
 
+#![allow(clippy::unwrap_used)]
+
 use bt_mechanism::simplex::on_simplex;
 use bt_sim::Error;
 use bt_sim::instance::Instance;
@@ -34,11 +36,7 @@ fn parts() -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     (stake, w0, hs)
 }
 
-fn valid_file_with(
-    stake: &[f64],
-    w0: &[f64],
-    hs: &[f64],
-) -> Vec<u8> {
+fn valid_file_with(stake: &[f64], w0: &[f64], hs: &[f64]) -> Vec<u8> {
     file(&[
         ("stake", Dtype::F64, vec![3], bytes_f64(stake)),
         ("w0", Dtype::F64, vec![3, 3], bytes_f64(w0)),
@@ -63,7 +61,11 @@ fn valid_file_loads() {
 #[test]
 fn random_instances_follow_the_spec_and_round_trip() {
     let inst = Instance::random(12, 3).unwrap();
-    assert_eq!(inst, Instance::random(12, 3).unwrap(), "same seed, same instance");
+    assert_eq!(
+        inst,
+        Instance::random(12, 3).unwrap(),
+        "same seed, same instance"
+    );
     assert_ne!(inst, Instance::random(12, 4).unwrap());
     for i in 0..12 {
         assert!(on_simplex(inst.w0.row(i), 1e-12));
@@ -78,7 +80,8 @@ fn random_instances_follow_the_spec_and_round_trip() {
 
 #[test]
 fn file_made_by_numpy_and_python_safetensors_loads() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/numpy_instance.safetensors");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/numpy_instance.safetensors");
     let inst = Instance::load(&path).unwrap();
     assert_eq!(inst.n(), 5);
     assert!(inst.stake.iter().all(|&s| s == 1.0));
@@ -87,7 +90,11 @@ fn file_made_by_numpy_and_python_safetensors_loads() {
 #[test]
 fn f32_tensors_are_widened() {
     let (s, w, h) = parts();
-    let f32s = |xs: &[f64]| xs.iter().flat_map(|&x| (x as f32).to_le_bytes()).collect::<Vec<u8>>();
+    let f32s = |xs: &[f64]| {
+        xs.iter()
+            .flat_map(|&x| (x as f32).to_le_bytes())
+            .collect::<Vec<u8>>()
+    };
     let bytes = file(&[
         ("stake", Dtype::F32, vec![3], f32s(&s)),
         ("w0", Dtype::F32, vec![3, 3], f32s(&w)),
@@ -98,13 +105,19 @@ fn f32_tensors_are_widened() {
 
 #[test]
 fn rejects_garbage_bytes() {
-    assert!(matches!(Instance::from_safetensors(b"not a safetensors file"), Err(Error::Format(_))));
+    assert!(matches!(
+        Instance::from_safetensors(b"not a safetensors file"),
+        Err(Error::Format(_))
+    ));
 }
 
 #[test]
 fn rejects_missing_file_with_its_path() {
     let err = Instance::load(std::path::Path::new("/nonexistent/x.safetensors")).unwrap_err();
-    assert!(err.to_string().contains("/nonexistent/x.safetensors"), "{err}");
+    assert!(
+        err.to_string().contains("/nonexistent/x.safetensors"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -116,9 +129,17 @@ fn rejects_each_missing_tensor_by_name() {
         ("hessians", Dtype::F64, vec![3, 3, 3], bytes_f64(&h)),
     ];
     for skip in 0..3 {
-        let some: Vec<_> = all.iter().enumerate().filter(|(i, _)| *i != skip).map(|(_, t)| t.clone()).collect();
+        let some: Vec<_> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != skip)
+            .map(|(_, t)| t.clone())
+            .collect();
         let err = Instance::from_safetensors(&file(&some)).unwrap_err();
-        assert!(matches!(err, Error::MissingTensor { name } if name == all[skip].0), "{err}");
+        assert!(
+            matches!(err, Error::MissingTensor { name } if name == all[skip].0),
+            "{err}"
+        );
     }
 }
 
@@ -181,11 +202,16 @@ fn rejects_negative_stake() {
 fn rejects_rows_off_the_simplex() {
     let (s, mut w, h) = parts();
     w[3] = 0.9; // row 1 sums to 0.9
-    assert!(load_err(&valid_file_with(&s, &w, &h)).contains("row 1 is not on the simplex: it sums to"));
+    assert!(
+        load_err(&valid_file_with(&s, &w, &h)).contains("row 1 is not on the simplex: it sums to")
+    );
     let (s, mut w, h) = parts();
     w[6] = -0.25;
     w[8] = 1.0; // row 2 sums to 1 but has a negative entry
-    assert!(load_err(&valid_file_with(&s, &w, &h)).contains("row 2 is not on the simplex: entry 0 is negative"));
+    assert!(
+        load_err(&valid_file_with(&s, &w, &h))
+            .contains("row 2 is not on the simplex: entry 0 is negative")
+    );
 }
 
 #[test]
@@ -193,7 +219,10 @@ fn rejects_non_symmetric_hessian() {
     let (s, w, mut h) = parts();
     h[9 + 2] = 0.7; // hessians[1][0][2] without its mirror
     let err = load_err(&valid_file_with(&s, &w, &h));
-    assert!(err.contains("hessians[1] is not symmetric: [0,2] = 0.7 but [2,0] = 0"), "{err}");
+    assert!(
+        err.contains("hessians[1] is not symmetric: [0,2] = 0.7 but [2,0] = 0"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -203,7 +232,10 @@ fn rejects_hessian_that_is_not_psd() {
     h[18 + 1] = 5.0;
     h[18 + 3] = 5.0;
     let err = load_err(&valid_file_with(&s, &w, &h));
-    assert!(err.contains("hessians[2] is not positive semi-definite"), "{err}");
+    assert!(
+        err.contains("hessians[2] is not positive semi-definite"),
+        "{err}"
+    );
 }
 
 #[test]
