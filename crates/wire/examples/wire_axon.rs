@@ -1,0 +1,79 @@
+//! Serves the feed-forward expert on an axon until killed (or for `--secs`), for clients in
+//! other languages: `cargo run --release -p bt-wire --example wire_axon -- --port 50051`.
+//!
+//! Options: `--port P` (0 = any), `--dim D` (1024), `--hidden H` (4 D), `--uri //Bob`,
+//! `--metrics-port P`, `--secs S`. Prints `hotkey <ss58> <hex>` and `listening <addr>`.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bt_keys::Keypair;
+use bt_wire::{Axon, AxonConfig, FeedForwardExpert, MemoryStakes, serve_metrics};
+
+fn main() -> anyhow::Result<()> {
+    let mut port = 0u16;
+    let mut dim = 1024usize;
+    let mut hidden = None;
+    let mut uri = "//Bob".to_string();
+    let mut metrics_port = None;
+    let mut secs = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--port" => port = val()?.parse()?,
+            "--dim" => dim = val()?.parse()?,
+            "--hidden" => hidden = Some(val()?.parse()?),
+            "--uri" => uri = val()?,
+            "--metrics-port" => metrics_port = Some(val()?.parse::<u16>()?),
+            "--secs" => secs = Some(val()?.parse::<f64>()?),
+            other => bail!("unknown option {other}"),
+        }
+    }
+    let key = Keypair::from_uri(&uri)?;
+    let expert = Arc::new(FeedForwardExpert::new(
+        dim,
+        hidden.unwrap_or(4 * dim),
+        0.0,
+        1,
+    ));
+    let axon = Axon::new(
+        key.public(),
+        expert,
+        Arc::new(MemoryStakes::new()),
+        AxonConfig::default(),
+    )?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let handle = axon
+            .clone()
+            .spawn(format!("127.0.0.1:{port}").parse()?)
+            .await?;
+        let hex: String = key
+            .public()
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        println!("hotkey {} {hex}", key.public());
+        println!("listening {}", handle.addr);
+        std::io::stdout().flush()?;
+        if let Some(p) = metrics_port {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", p)).await?;
+            println!("metrics http://{}/metrics", listener.local_addr()?);
+            tokio::spawn(serve_metrics(
+                listener,
+                axon.metrics(),
+                std::future::pending(),
+            ));
+        }
+        match secs {
+            Some(s) => tokio::time::sleep(Duration::from_secs_f64(s)).await,
+            None => tokio::signal::ctrl_c().await?,
+        }
+        handle.shutdown().await?;
+        anyhow::Ok(())
+    })
+}
