@@ -1,6 +1,9 @@
 //! The `bt` command line, as a library: every subcommand is a function that tests can call.
 //!
 //! - [`sim`]: the empirical-model simulator (`bt sim instance | run | fig4 | fig5`).
+//! - [`chain`]: the ledger node (`bt chain run | verify`) and its clients (`bt transfer`,
+//!   `bt stake add|remove`, `bt register`, `bt weights set`, `bt metagraph`).
+//! - [`wallet`]: coldkeys and hotkeys on disk (`bt wallet new | new-hotkey | list | show | regen`).
 //!
 //! The binary in `bin/bt` only calls [`main`], which parses the arguments, runs the
 //! command, prints any error with its causes and maps it to a non-zero exit code.
@@ -16,8 +19,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod chain;
 pub mod progress;
 pub mod sim;
+pub mod wallet;
 
 /// BitTensor: learners that rank each other on a ledger of stake and weights.
 #[derive(Debug, Parser)]
@@ -34,12 +39,36 @@ pub enum Command {
     /// The empirical-model simulator (paper section 3).
     #[command(subcommand)]
     Sim(sim::SimCommand),
+    /// Wallets: an encrypted coldkey (holds stake) and hotkeys (neuron identities).
+    Wallet(wallet::WalletArgs),
+    /// The ledger node: run it, verify its data.
+    #[command(subcommand)]
+    Chain(chain::ChainCommand),
+    /// Send free balance to another account (signed by the coldkey).
+    Transfer(chain::TransferArgs),
+    /// Stake on a neuron or take stake back (signed by the coldkey).
+    #[command(subcommand)]
+    Stake(chain::StakeCommand),
+    /// Register the hotkey as a neuron (signed by the hotkey).
+    Register(chain::RegisterArgs),
+    /// Set the neuron's weights (signed by the hotkey).
+    #[command(subcommand)]
+    Weights(chain::WeightsCommand),
+    /// Show the neurons: stake, rank, endpoints, weights.
+    Metagraph(chain::MetagraphArgs),
 }
 
 /// Runs a parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Sim(cmd) => sim::run(cmd),
+        Command::Wallet(args) => wallet::run(args),
+        Command::Chain(cmd) => chain::run(cmd),
+        Command::Transfer(args) => chain::transfer(args),
+        Command::Stake(cmd) => chain::stake(cmd),
+        Command::Register(args) => chain::register(args),
+        Command::Weights(cmd) => chain::weights(cmd),
+        Command::Metagraph(args) => chain::metagraph(args),
     }
 }
 
@@ -66,5 +95,8 @@ pub fn main() -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -20,12 +20,27 @@ pub fn sparsity(w: &Matrix) -> f64 {
 /// One adaptive-tau update: `max(0, tau + eta * (target - sparsity))`. An infinite
 /// sparsity (all weight on the diagonal) counts as far above any target.
 pub fn update_tau(tau: f64, eta: f64, target: f64, sparsity: f64) -> f64 {
-    let gap = if sparsity.is_finite() {
-        target - sparsity
+    if sparsity.is_finite() {
+        update_tau_scalar(tau, eta, target, sparsity, 1.0)
     } else {
-        -1.0 - target.abs()
+        update_tau_scalar(tau, eta, target, 1.0, 0.0)
+    }
+}
+
+/// [`update_tau`] for any [`Scalar`](crate::rank::Scalar) (the ledger's fixed point), with
+/// the sparsity given as its two parts: `trace` = `trace(W)` and `off` = `sum(W) - trace(W)`.
+/// An off-diagonal total of zero counts as infinite sparsity, as in [`update_tau`].
+pub fn update_tau_scalar<T: crate::rank::Scalar>(tau: T, eta: T, target: T, trace: T, off: T) -> T {
+    let zero = T::zero();
+    let one = T::from_count(1);
+    let gap = if off > zero {
+        target - trace / off
+    } else {
+        let abs_target = if target < zero { zero - target } else { target };
+        zero - one - abs_target
     };
-    (tau + eta * gap).max(0.0)
+    let next = tau + eta * gap;
+    if next > zero { next } else { zero }
 }
 
 #[cfg(test)]
@@ -47,20 +62,4 @@ mod tests {
         assert_eq!(update_tau(0.01, 0.1, 1.0, 2.0), 0.0);
         assert!(update_tau(1.0, 0.1, 1.0, f64::INFINITY) < 1.0);
     }
-}
-
-/// [`update_tau`] for any [`Scalar`](crate::rank::Scalar) (the ledger's fixed point), with
-/// the sparsity given as its two parts: `trace` = `trace(W)` and `off` = `sum(W) - trace(W)`.
-/// An off-diagonal total of zero counts as infinite sparsity, as in [`update_tau`].
-pub fn update_tau_scalar<T: crate::rank::Scalar>(tau: T, eta: T, target: T, trace: T, off: T) -> T {
-    let zero = T::zero();
-    let one = T::from_count(1);
-    let gap = if off > zero {
-        target - trace / off
-    } else {
-        let abs_target = if target < zero { zero - target } else { target };
-        zero - one - abs_target
-    };
-    let next = tau + eta * gap;
-    if next > zero { next } else { zero }
 }

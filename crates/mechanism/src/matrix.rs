@@ -286,7 +286,15 @@ fn dot_axpy(a: &[f64], x: &[f64], y: &mut [f64], s: f64) -> f64 {
         rest += a1 * x1;
         *y1 += a1 * s;
     }
-    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + rest
+    // Halve the vector (lanes l and l + 4, then l and l + 2): the order a wide register
+    // reduces in, so the accumulator can stay one register.
+    let h = [
+        acc[0] + acc[4],
+        acc[1] + acc[5],
+        acc[2] + acc[6],
+        acc[3] + acc[7],
+    ];
+    ((h[0] + h[2]) + (h[1] + h[3])) + rest
 }
 
 #[cfg(test)]

@@ -83,6 +83,18 @@ where
 {
     let n = stake.len();
     let mut out = vec![T::zero(); n];
+    accumulate(&mut out, stake, rows);
+    divide_by_count(&mut out);
+    out
+}
+
+/// Adds `sum_i S_i W_ij` over the given rows (paired with `stake` in order) into `out`.
+fn accumulate<T, R, I>(out: &mut [T], stake: &[T], rows: R)
+where
+    T: Scalar,
+    R: IntoIterator<Item = I>,
+    I: IntoIterator<Item = (usize, T)>,
+{
     for (row, &s) in rows.into_iter().zip(stake) {
         if s == T::zero() {
             continue;
@@ -93,11 +105,14 @@ where
             }
         }
     }
-    let count = T::from_count(n.max(1));
-    for o in &mut out {
+}
+
+/// Divides every entry by the number of neurons `n = out.len()`.
+fn divide_by_count<T: Scalar>(out: &mut [T]) {
+    let count = T::from_count(out.len().max(1));
+    for o in out {
         *o = *o / count;
     }
-    out
 }
 
 /// One block of inflation: `S <- S + tau * R / ||R||_2`. Returns what was minted,
@@ -116,6 +131,49 @@ pub fn inflation_step<T: Scalar>(stake: &mut [T], rank: &[T], tau: T) -> T {
         minted = minted + add;
     }
     minted
+}
+
+/// Rows per task of [`rank_sparse_par`]. Fixed, so the grouping of the sums does not
+/// depend on the machine's core count.
+pub const PAR_CHUNK_ROWS: usize = 256;
+
+/// [`rank_sparse`] on every core: `rows[i]` is neuron `i`'s row, which `row_iter` turns into
+/// its `(j, W_ij)` pairs. Rows are split into chunks of [`PAR_CHUNK_ROWS`]; each chunk's
+/// partial sums use the same arithmetic, and the partials are added in chunk order. For
+/// exact scalars (integers, the ledger's fixed point) the result equals [`rank_sparse`]
+/// bit for bit; for `f64` only the rounding differs.
+pub fn rank_sparse_par<T, R, F, I>(stake: &[T], rows: &[R], row_iter: F) -> Vec<T>
+where
+    T: Scalar + Send + Sync,
+    R: Sync,
+    F: Fn(&R) -> I + Sync,
+    I: IntoIterator<Item = (usize, T)>,
+{
+    use rayon::prelude::*;
+    let n = stake.len();
+    let rows = &rows[..rows.len().min(n)];
+    let partials: Vec<Vec<T>> = rows
+        .par_chunks(PAR_CHUNK_ROWS)
+        .enumerate()
+        .map(|(c, chunk)| {
+            let mut out = vec![T::zero(); n];
+            let start = c * PAR_CHUNK_ROWS;
+            accumulate(
+                &mut out,
+                &stake[start..start + chunk.len()],
+                chunk.iter().map(&row_iter),
+            );
+            out
+        })
+        .collect();
+    let mut out = vec![T::zero(); n];
+    for p in partials {
+        for (o, x) in out.iter_mut().zip(p) {
+            *o = *o + x;
+        }
+    }
+    divide_by_count(&mut out);
+    out
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Every analytic gradient against central finite differences on random instances, and the
 //! game's repeatability.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::needless_range_loop)]
 
 use bt_mechanism::mask::mask_row;
 use bt_mechanism::matrix::{Hessians, Matrix};

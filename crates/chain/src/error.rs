@@ -1,0 +1,84 @@
+//! The one error type of this crate.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong running, querying or verifying a node.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The ledger refused something (a transaction, a block, a genesis file).
+    #[error(transparent)]
+    Ledger(#[from] bt_ledger::Error),
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(#[from] redb::Error),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The data directory belongs to another chain.
+    #[error("data directory holds chain {stored}, but the genesis file gives {given}")]
+    GenesisMismatch {
+        /// The chain id in the database.
+        stored: bt_ledger::Hash,
+        /// The chain id of the genesis file.
+        given: bt_ledger::Hash,
+    },
+    /// The data directory has no chain and no genesis was given.
+    #[error("{dir} holds no chain; give a genesis file to start one")]
+    NoChain {
+        /// The data directory.
+        dir: PathBuf,
+    },
+    /// The stored data is inconsistent (found by `verify` or on open).
+    #[error("corrupt data at height {height}: {reason}")]
+    Corrupt {
+        /// Where.
+        height: u64,
+        /// What.
+        reason: String,
+    },
+    /// The node's pending pool is full.
+    #[error("pending pool is full ({max} transactions); retry later")]
+    PoolFull {
+        /// Its capacity.
+        max: usize,
+    },
+    /// The transaction was already left out of a block.
+    #[error("transaction was refused: {reason}")]
+    Refused {
+        /// The ledger's reason.
+        reason: String,
+    },
+    /// The pool could not be written, so the transaction was not accepted.
+    #[error("transaction not stored: {reason}")]
+    NotStored {
+        /// The database error.
+        reason: String,
+    },
+    /// The node stopped.
+    #[error("the node has stopped")]
+    Stopped,
+    /// A gRPC call failed.
+    #[error("rpc: {0}")]
+    Rpc(#[from] tonic::Status),
+    /// The transport (connecting, serving) failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// A reply from a node does not make sense.
+    #[error("bad reply from node: {0}")]
+    BadReply(String),
+}
+
+/// The result type of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Converts any redb error into [`Error::Db`].
+pub(crate) fn db<E: Into<redb::Error>>(e: E) -> Error {
+    Error::Db(e.into())
+}

@@ -1,0 +1,726 @@
+//! The ledger from the command line: `bt chain run | verify | load | check-acked` for the
+//! node, and `bt transfer`, `bt stake add|remove`, `bt register`, `bt weights set`,
+//! `bt metagraph` as clients of a node's gRPC API.
+//!
+//! Commands that sign take the key either from a wallet (`--wallet-dir`, `--wallet`,
+//! `--hotkey`; the coldkey passphrase from `BT_WALLET_PASSWORD` or a prompt) or from a
+//! secret URI (`--suri "//Alice"`, or `"<mnemonic>//hard/soft"`), handy for scripts and a
+//! local network. Transfers and stake are signed by the coldkey; registration and weights by
+//! the hotkey.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bt_chain::{Client, NodeConfig, TxStatus};
+use bt_keys::{Keypair, PublicKey, wallet::Wallet};
+use bt_ledger::{Call, Fixed, Transaction, WEIGHT_ONE};
+use clap::{Args, Subcommand};
+
+use crate::wallet::{Secrets, Terminal};
+
+/// The default node address of the client commands.
+pub const DEFAULT_NODE: &str = "http://127.0.0.1:50051";
+
+/// `bt chain ...`: run and check a node.
+#[derive(Debug, Subcommand)]
+pub enum ChainCommand {
+    /// Run a node: produce a block every block time and serve the gRPC API.
+    Run {
+        /// The genesis file (TOML); needed to start a new data directory.
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        /// Where blocks and states are stored.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The gRPC listen address.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        listen: SocketAddr,
+        /// Requests per second allowed per client IP.
+        #[arg(long, default_value_t = 20_000)]
+        rate: u32,
+        /// Burst of requests allowed per client IP.
+        #[arg(long, default_value_t = 40_000)]
+        burst: u32,
+    },
+    /// Replay every block from genesis and check every state hash (node stopped).
+    Verify {
+        /// The node's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Stream 1-rao transfers at a node, surviving its restarts, recording acknowledged ids.
+    Load {
+        /// The node.
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Secret URI of the sender, e.g. `//Alice`.
+        #[arg(long)]
+        suri: String,
+        /// The recipient's SS58 address.
+        #[arg(long)]
+        to: PublicKey,
+        /// The most transfers to send.
+        #[arg(long, default_value_t = u64::MAX)]
+        count: u64,
+        /// File to append acknowledged transaction ids to.
+        #[arg(long)]
+        acked: PathBuf,
+        /// Stop once this file exists.
+        #[arg(long)]
+        stop_file: Option<PathBuf>,
+        /// Seconds to keep reconnecting to a node that is down.
+        #[arg(long, default_value_t = 60)]
+        patience_s: u64,
+    },
+    /// Check that every id in an acknowledged-ids file is in a block.
+    CheckAcked {
+        /// The node.
+        #[command(flatten)]
+        node: NodeArgs,
+        /// The file written by `bt chain load`.
+        #[arg(long)]
+        acked: PathBuf,
+        /// Seconds to wait for pending ones to be included.
+        #[arg(long, default_value_t = 30)]
+        wait_s: u64,
+    },
+}
+
+/// Which node to talk to.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The node's gRPC address.
+    #[arg(long, default_value = DEFAULT_NODE)]
+    pub node: String,
+}
+
+/// Which key signs.
+#[derive(Debug, Args)]
+pub struct SignerArgs {
+    /// Sign with this secret URI instead of a wallet: `//Alice` (development keys), or
+    /// `"<mnemonic>//hard/soft"`.
+    #[arg(long)]
+    pub suri: Option<String>,
+    /// The wallet directory (default `~/.bittensor/wallets`).
+    #[arg(long)]
+    pub wallet_dir: Option<PathBuf>,
+    /// The wallet's name.
+    #[arg(long, default_value = "default")]
+    pub wallet: String,
+    /// The hotkey's name in the wallet.
+    #[arg(long, default_value = "default")]
+    pub hotkey: String,
+    /// Return once the node has the transaction on disk, without waiting for a block.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+impl SignerArgs {
+    fn open_wallet(&self) -> Result<Wallet> {
+        let dir = match &self.wallet_dir {
+            Some(d) => d.clone(),
+            None => bt_keys::wallet::default_wallet_dir()
+                .context("no home directory; pass --wallet-dir")?,
+        };
+        Wallet::open(&dir, &self.wallet)
+            .with_context(|| format!("opening wallet {:?} in {}", self.wallet, dir.display()))
+    }
+
+    /// The coldkey (from `--suri` or the wallet, asking for its passphrase).
+    pub fn coldkey(&self) -> Result<Keypair> {
+        if let Some(s) = &self.suri {
+            return Keypair::from_uri(s).context("reading --suri");
+        }
+        let w = self.open_wallet()?;
+        let pass = Terminal.passphrase(false)?;
+        w.coldkey(&pass).context("decrypting the coldkey")
+    }
+
+    /// The hotkey (from `--suri` or the wallet).
+    pub fn hotkey_pair(&self) -> Result<Keypair> {
+        if let Some(s) = &self.suri {
+            return Keypair::from_uri(s).context("reading --suri");
+        }
+        self.open_wallet()?
+            .hotkey(&self.hotkey)
+            .with_context(|| format!("reading hotkey {:?}", self.hotkey))
+    }
+}
+
+/// `bt transfer`.
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// The recipient's SS58 address.
+    #[arg(long)]
+    pub to: PublicKey,
+    /// TAO to send, e.g. `1.5` (up to 9 decimals).
+    #[arg(long, value_parser = parse_tao)]
+    pub amount: u64,
+    /// The node.
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// The signing key.
+    #[command(flatten)]
+    pub signer: SignerArgs,
+}
+
+/// `bt stake ...`.
+#[derive(Debug, Subcommand)]
+pub enum StakeCommand {
+    /// Stake free balance on a neuron's hotkey.
+    Add(StakeArgs),
+    /// Move stake back to free balance.
+    Remove(StakeArgs),
+}
+
+/// Arguments of `bt stake add|remove`.
+#[derive(Debug, Args)]
+pub struct StakeArgs {
+    /// TAO, e.g. `10` (up to 9 decimals).
+    #[arg(long, value_parser = parse_tao)]
+    pub amount: u64,
+    /// The neuron's hotkey address (default: the wallet's hotkey).
+    #[arg(long)]
+    pub hotkey_address: Option<PublicKey>,
+    /// The node.
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// The signing key.
+    #[command(flatten)]
+    pub signer: SignerArgs,
+}
+
+/// `bt register`.
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// Where the neuron serves, `ip:port`.
+    #[arg(long)]
+    pub endpoint: SocketAddr,
+    /// The owning coldkey's address (default: the wallet's coldkey; required with `--suri`).
+    #[arg(long)]
+    pub coldkey_address: Option<PublicKey>,
+    /// The node.
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// The signing key.
+    #[command(flatten)]
+    pub signer: SignerArgs,
+}
+
+/// `bt weights ...`.
+#[derive(Debug, Subcommand)]
+pub enum WeightsCommand {
+    /// Replace the neuron's weight row.
+    Set(WeightsSetArgs),
+}
+
+/// Arguments of `bt weights set`.
+#[derive(Debug, Args)]
+pub struct WeightsSetArgs {
+    /// The row as `uid:weight` pairs, e.g. `0:0.7,3:0.3`; finite, non-negative, not all
+    /// zero; the ledger normalises it to sum to one.
+    #[arg(long, value_parser = parse_weights, value_delimiter = ',', required = true)]
+    pub weights: Vec<(u32, f64)>,
+    /// The node.
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// The signing key.
+    #[command(flatten)]
+    pub signer: SignerArgs,
+}
+
+/// `bt metagraph`.
+#[derive(Debug, Args)]
+pub struct MetagraphArgs {
+    /// At this block height (default: the latest).
+    #[arg(long)]
+    pub block: Option<u64>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Include every neuron's weight row.
+    #[arg(long)]
+    pub weights: bool,
+    /// The node.
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// Parses TAO with up to 9 decimals into rao, exactly.
+pub fn parse_tao(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if int.is_empty() && frac.is_empty() {
+        return Err("empty amount".into());
+    }
+    if !int.chars().all(|c| c.is_ascii_digit()) || !frac.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!("{s:?} is not a non-negative decimal number of TAO"));
+    }
+    if frac.len() > 9 {
+        return Err(format!(
+            "{s:?} has more than 9 decimals (1 rao = 0.000000001 TAO)"
+        ));
+    }
+    let whole: u64 = if int.is_empty() {
+        0
+    } else {
+        int.parse().map_err(|_| format!("{s:?} is too large"))?
+    };
+    let frac_rao: u64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}")
+            .parse()
+            .map_err(|_| "bad decimals".to_string())?
+    };
+    whole
+        .checked_mul(bt_ledger::RAO_PER_TAO)
+        .and_then(|r| r.checked_add(frac_rao))
+        .ok_or_else(|| format!("{s:?} TAO is too large"))
+}
+
+/// Parses `uid:weight[,uid:weight...]`, refusing non-finite and negative weights.
+pub fn parse_weights(s: &str) -> Result<(u32, f64), String> {
+    let (uid, w) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: expected uid:weight"))?;
+    let uid: u32 = uid
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: uid {uid:?} is not a non-negative integer"))?;
+    let w: f64 = w
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: weight {w:?} is not a number"))?;
+    if !w.is_finite() {
+        return Err(format!("{s:?}: weight must be finite"));
+    }
+    if w < 0.0 {
+        return Err(format!("{s:?}: weight must be non-negative"));
+    }
+    Ok((uid, w))
+}
+
+/// Turns a float row into the ledger's raw integer row (scaled so the largest entry is
+/// `2^31`; the ledger normalises exactly).
+pub fn raw_row(weights: &[(u32, f64)]) -> Result<Vec<(u32, u32)>> {
+    if weights.is_empty() {
+        bail!("the weight row is empty");
+    }
+    let max = weights.iter().map(|&(_, w)| w).fold(0.0f64, f64::max);
+    if max <= 0.0 {
+        bail!("the weight row is all zeros");
+    }
+    Ok(weights
+        .iter()
+        .map(|&(uid, w)| (uid, (w / max * f64::from(WEIGHT_ONE)).round() as u32))
+        .collect())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Runs `bt chain ...`.
+pub fn run(cmd: ChainCommand) -> Result<()> {
+    match cmd {
+        ChainCommand::Run {
+            genesis,
+            data_dir,
+            listen,
+            rate,
+            burst,
+        } => {
+            let genesis = match genesis {
+                Some(p) => {
+                    let text = std::fs::read_to_string(&p)
+                        .with_context(|| format!("reading {}", p.display()))?;
+                    Some(
+                        bt_ledger::genesis_state(&text)
+                            .with_context(|| format!("in {}", p.display()))?,
+                    )
+                }
+                None => None,
+            };
+            let mut cfg = NodeConfig::new(data_dir.clone(), genesis);
+            cfg.listen = listen;
+            cfg.rate_per_sec = rate;
+            cfg.burst = burst;
+            runtime()?.block_on(async move {
+                let node = bt_chain::serve(cfg)
+                    .await
+                    .with_context(|| format!("starting the node in {}", data_dir.display()))?;
+                let head = node.shared.head();
+                eprintln!(
+                    "chain {} at height {}, serving on {} (block time {} ms); Ctrl-C stops",
+                    head.genesis, head.height, node.addr, head.params.block_time_ms
+                );
+                drop(head);
+                node.run_until(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await
+                .context("running the node")
+            })
+        }
+        ChainCommand::Verify { data_dir } => {
+            let bar = crate::progress::bar(0, "verify");
+            let report = bt_chain::verify(&data_dir, |h, head| {
+                bar.set_length(head);
+                bar.set_position(h);
+            })
+            .with_context(|| format!("verifying {}", data_dir.display()))?;
+            bar.finish_and_clear();
+            println!(
+                "ok: chain {} verified: {} blocks, {} transactions replayed, every state hash matches; head state {}",
+                report.genesis, report.blocks, report.transactions, report.state_hash
+            );
+            Ok(())
+        }
+        ChainCommand::Load {
+            node,
+            suri,
+            to,
+            count,
+            acked,
+            stop_file,
+            patience_s,
+        } => {
+            let from = Keypair::from_uri(&suri).context("reading --suri")?;
+            let report = runtime()?.block_on(bt_chain::load::stream_transfers(
+                &node.node,
+                &from,
+                to,
+                count,
+                &acked,
+                Duration::from_secs(patience_s),
+                || stop_file.as_ref().is_some_and(|p| p.exists()),
+            ))?;
+            println!(
+                "acknowledged {} transactions ({} resubmissions)",
+                report.acked, report.retries
+            );
+            Ok(())
+        }
+        ChainCommand::CheckAcked {
+            node,
+            acked,
+            wait_s,
+        } => {
+            let c = runtime()?.block_on(bt_chain::load::check_acked(
+                &node.node,
+                &acked,
+                Duration::from_secs(wait_s),
+            ))?;
+            println!(
+                "acknowledged {}: included {}, pending {}, refused {}, lost {}",
+                c.acked, c.included, c.pending, c.refused, c.lost
+            );
+            if c.included != c.acked {
+                bail!(
+                    "{} acknowledged transactions are not in a block",
+                    c.acked - c.included
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn submit(node: &str, key: &Keypair, call: Call, wait: bool) -> Result<()> {
+    let mut c = Client::connect(node)
+        .await
+        .with_context(|| format!("connecting to {node}"))?;
+    let status = c.status().await?;
+    let nonce = c.account(&key.public()).await?.nonce;
+    let tx = Transaction::sign(key, &status.genesis, nonce, call);
+    let id = c.submit(&tx).await.context("submitting")?;
+    println!("accepted {id} (nonce {nonce}, signer {})", key.public());
+    if !wait {
+        return Ok(());
+    }
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(20 * status.block_time_ms.max(100));
+    loop {
+        match c.tx_status(&id).await? {
+            TxStatus::Included(h) => {
+                println!("included in block {h}");
+                return Ok(());
+            }
+            TxStatus::Refused(why) => bail!("refused by the ledger: {why}"),
+            TxStatus::Pending | TxStatus::Unknown => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("not in a block yet (still pending); check later with its id {id}");
+        }
+        tokio::time::sleep(Duration::from_millis(
+            status.block_time_ms.clamp(10, 500) / 2,
+        ))
+        .await;
+    }
+}
+
+/// Runs `bt transfer`.
+pub fn transfer(a: TransferArgs) -> Result<()> {
+    let key = a.signer.coldkey()?;
+    runtime()?.block_on(submit(
+        &a.node.node,
+        &key,
+        Call::Transfer {
+            to: a.to,
+            amount: a.amount,
+        },
+        !a.signer.no_wait,
+    ))
+}
+
+/// Runs `bt stake add|remove`.
+pub fn stake(cmd: StakeCommand) -> Result<()> {
+    let (a, add) = match cmd {
+        StakeCommand::Add(a) => (a, true),
+        StakeCommand::Remove(a) => (a, false),
+    };
+    let hotkey = match a.hotkey_address {
+        Some(h) => h,
+        None if a.signer.suri.is_some() => bail!("--hotkey-address is required with --suri"),
+        None => a.signer.open_wallet()?.hotkey(&a.signer.hotkey)?.public(),
+    };
+    let key = a.signer.coldkey()?;
+    let call = if add {
+        Call::AddStake {
+            hotkey,
+            amount: a.amount,
+        }
+    } else {
+        Call::RemoveStake {
+            hotkey,
+            amount: a.amount,
+        }
+    };
+    runtime()?.block_on(submit(&a.node.node, &key, call, !a.signer.no_wait))
+}
+
+/// Runs `bt register`.
+pub fn register(a: RegisterArgs) -> Result<()> {
+    let coldkey = match a.coldkey_address {
+        Some(c) => c,
+        None if a.signer.suri.is_some() => bail!("--coldkey-address is required with --suri"),
+        None => a.signer.open_wallet()?.coldkey_public()?,
+    };
+    let key = a.signer.hotkey_pair()?;
+    runtime()?.block_on(submit(
+        &a.node.node,
+        &key,
+        Call::Register {
+            coldkey,
+            endpoint: a.endpoint,
+        },
+        !a.signer.no_wait,
+    ))
+}
+
+/// Runs `bt weights set`.
+pub fn weights(cmd: WeightsCommand) -> Result<()> {
+    let WeightsCommand::Set(a) = cmd;
+    let row = raw_row(&a.weights)?;
+    let key = a.signer.hotkey_pair()?;
+    runtime()?.block_on(submit(
+        &a.node.node,
+        &key,
+        Call::SetWeights { row },
+        !a.signer.no_wait,
+    ))
+}
+
+fn ss58(b: &[u8]) -> String {
+    <[u8; 32]>::try_from(b)
+        .ok()
+        .and_then(|a| PublicKey::from_bytes(a).ok())
+        .map_or_else(|| "?".into(), |k| k.to_string())
+}
+
+/// Runs `bt metagraph`.
+pub fn metagraph(a: MetagraphArgs) -> Result<()> {
+    let mg = runtime()?.block_on(async {
+        let mut c = Client::connect(&a.node.node)
+            .await
+            .with_context(|| format!("connecting to {}", a.node.node))?;
+        c.metagraph(a.block, a.weights)
+            .await
+            .context("fetching the metagraph")
+    })?;
+    let rank = |bits: u64| Fixed::from_bits(i128::from(bits)).to_f64();
+    let unit = f64::from(WEIGHT_ONE);
+    if a.json {
+        let neurons: Vec<serde_json::Value> = mg
+            .neurons
+            .iter()
+            .map(|n| {
+                let mut v = serde_json::json!({
+                    "uid": n.uid,
+                    "hotkey": ss58(&n.hotkey),
+                    "coldkey": ss58(&n.coldkey),
+                    "endpoint": n.endpoint,
+                    "stake_rao": n.stake,
+                    "rank": rank(n.rank_bits),
+                    "rank_bits": n.rank_bits,
+                    "registered_at": n.registered_at,
+                    "last_update": n.last_update,
+                });
+                if a.weights {
+                    v["weights"] = n
+                        .weight_uids
+                        .iter()
+                        .zip(&n.weight_values)
+                        .map(|(&j, &w)| serde_json::json!([j, f64::from(w) / unit]))
+                        .collect();
+                }
+                v
+            })
+            .collect();
+        let out = serde_json::json!({
+            "height": mg.height,
+            "state_hash": mg.state_hash.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            "tau": rank(mg.tau_bits),
+            "total_issuance_rao": mg.total_issuance,
+            "neurons": neurons,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "block {}  neurons {}  tau {:.6}  issuance {:.9} TAO",
+        mg.height,
+        mg.neurons.len(),
+        rank(mg.tau_bits),
+        mg.total_issuance as f64 / 1e9
+    );
+    println!(
+        "{:>5}  {:<48}  {:<21}  {:>18}  {:>14}  {:>8}",
+        "UID", "HOTKEY", "ENDPOINT", "STAKE (TAO)", "RANK", "UPDATED"
+    );
+    for n in &mg.neurons {
+        println!(
+            "{:>5}  {:<48}  {:<21}  {:>18.9}  {:>14.9}  {:>8}",
+            n.uid,
+            ss58(&n.hotkey),
+            n.endpoint,
+            n.stake as f64 / 1e9,
+            rank(n.rank_bits),
+            n.last_update
+        );
+        if a.weights {
+            let row: Vec<String> = n
+                .weight_uids
+                .iter()
+                .zip(&n.weight_values)
+                .map(|(&j, &w)| format!("{j}:{:.6}", f64::from(w) / unit))
+                .collect();
+            println!("       weights {}", row.join(" "));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn tao_amounts_parse_exactly() {
+        assert_eq!(parse_tao("1"), Ok(1_000_000_000));
+        assert_eq!(parse_tao("1.5"), Ok(1_500_000_000));
+        assert_eq!(parse_tao("0.000000001"), Ok(1));
+        assert_eq!(parse_tao(".25"), Ok(250_000_000));
+        for bad in [
+            "",
+            "-1",
+            "1.0000000001",
+            "abc",
+            "1e9",
+            "99999999999999999999",
+        ] {
+            assert!(parse_tao(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn weights_refuse_non_finite_and_negative() {
+        assert_eq!(parse_weights("3:0.5"), Ok((3, 0.5)));
+        for bad in ["3", "x:1", "1:NaN", "1:inf", "1:-0.5", "-1:0.5"] {
+            assert!(parse_weights(bad).is_err(), "{bad}");
+        }
+        assert!(raw_row(&[]).is_err());
+        assert!(raw_row(&[(0, 0.0)]).is_err());
+        assert_eq!(
+            raw_row(&[(0, 1.0), (1, 0.5)]).expect("row"),
+            vec![(0, WEIGHT_ONE), (1, WEIGHT_ONE / 2)]
+        );
+    }
+
+    #[test]
+    fn commands_parse() {
+        let alice = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
+        for args in [
+            vec![
+                "bt",
+                "chain",
+                "run",
+                "--genesis",
+                "g.toml",
+                "--data-dir",
+                "d",
+            ],
+            vec!["bt", "chain", "verify", "--data-dir", "d"],
+            vec![
+                "bt", "transfer", "--to", alice, "--amount", "1.5", "--suri", "//Alice",
+            ],
+            vec![
+                "bt",
+                "stake",
+                "add",
+                "--amount",
+                "2",
+                "--hotkey-address",
+                alice,
+                "--suri",
+                "//Alice",
+            ],
+            vec![
+                "bt",
+                "register",
+                "--endpoint",
+                "1.2.3.4:5",
+                "--coldkey-address",
+                alice,
+                "--suri",
+                "//Bob",
+            ],
+            vec![
+                "bt",
+                "weights",
+                "set",
+                "--weights",
+                "0:0.5",
+                "--weights",
+                "1:0.5",
+                "--suri",
+                "//Bob",
+            ],
+            vec!["bt", "metagraph", "--json", "--weights"],
+        ] {
+            crate::Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+        assert!(
+            crate::Cli::try_parse_from(["bt", "transfer", "--to", "nope", "--amount", "1"])
+                .is_err()
+        );
+        assert!(crate::Cli::try_parse_from(["bt", "weights", "set", "--weights", "0:-1"]).is_err());
+    }
+}
