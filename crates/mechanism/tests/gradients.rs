@@ -103,29 +103,49 @@ fn assert_close(analytic: f64, numeric: f64, what: &str) {
     );
 }
 
+/// For every row `i` of `inst`, compares `analytic(row input) -> dF_i/dW_i` with central
+/// differences of `value(W, i) = F_i(W)`.
+fn check_row_gradients(
+    inst: &Instance,
+    what: &str,
+    analytic: impl Fn(&RowInput<'_>, &mut [f64]),
+    value: impl Fn(&Matrix, usize) -> f64,
+) {
+    let n = inst.w.n();
+    let m0 = m0(inst);
+    let mut mu = vec![0.0; n];
+    rank_into(&inst.stake, &inst.w, &mut mu);
+    for i in 0..n {
+        let inp = RowInput {
+            i,
+            stake_i: inst.stake[i],
+            w_i: inst.w.row(i),
+            mu: &mu,
+            m0_i: m0.row(i),
+            temperature: T,
+        };
+        let mut grad = vec![0.0; n];
+        analytic(&inp, &mut grad);
+        for j in 0..n {
+            let numeric = central_difference(|w| value(w, i), &inst.w, i, j);
+            assert_close(grad[j], numeric, &format!("d{what}_{i}/dW_{i}{j} (n={n})"));
+        }
+    }
+}
+
 #[test]
 fn loss_gradient_matches_finite_differences() {
     for (n, seed) in [(2, 1), (3, 2), (5, 3), (8, 4), (13, 5)] {
         let inst = instance(n, seed);
         let m0 = m0(&inst);
-        let mut mu = vec![0.0; n];
-        rank_into(&inst.stake, &inst.w, &mut mu);
-        for i in 0..n {
-            let inp = RowInput {
-                i,
-                stake_i: inst.stake[i],
-                w_i: inst.w.row(i),
-                mu: &mu,
-                m0_i: m0.row(i),
-                temperature: T,
-            };
-            let mut grad = vec![0.0; n];
-            payoff::loss_gradient(&inst.h, &inp, &mut RowScratch::new(n), &mut grad);
-            for j in 0..n {
-                let numeric = central_difference(|w| loss_at(&inst, &m0, w, i), &inst.w, i, j);
-                assert_close(grad[j], numeric, &format!("dL_{i}/dW_{i}{j} (n={n})"));
-            }
-        }
+        check_row_gradients(
+            &inst,
+            "L",
+            |inp, grad| {
+                payoff::loss_gradient(&inst.h, inp, &mut RowScratch::new(n), grad);
+            },
+            |w, i| loss_at(&inst, &m0, w, i),
+        );
     }
 }
 
@@ -134,32 +154,14 @@ fn payoff_gradient_matches_finite_differences() {
     for (n, seed, alpha, tau) in [(3, 11, 1.0, 1.0), (6, 12, 25.0, 1.0), (9, 13, 0.5, 3.0)] {
         let inst = instance(n, seed);
         let m0 = m0(&inst);
-        let mut mu = vec![0.0; n];
-        rank_into(&inst.stake, &inst.w, &mut mu);
-        for i in 0..n {
-            let inp = RowInput {
-                i,
-                stake_i: inst.stake[i],
-                w_i: inst.w.row(i),
-                mu: &mu,
-                m0_i: m0.row(i),
-                temperature: T,
-            };
-            let mut grad = vec![0.0; n];
-            payoff::payoff_gradient(
-                &inst.h,
-                &inp,
-                alpha,
-                tau,
-                &mut RowScratch::new(n),
-                &mut grad,
-            );
-            for j in 0..n {
-                let numeric =
-                    central_difference(|w| payoff_at(&inst, &m0, w, i, alpha, tau), &inst.w, i, j);
-                assert_close(grad[j], numeric, &format!("dP_{i}/dW_{i}{j} (n={n})"));
-            }
-        }
+        check_row_gradients(
+            &inst,
+            "P",
+            |inp, grad| {
+                payoff::payoff_gradient(&inst.h, inp, alpha, tau, &mut RowScratch::new(n), grad);
+            },
+            |w, i| payoff_at(&inst, &m0, w, i, alpha, tau),
+        );
     }
 }
 

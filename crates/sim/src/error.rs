@@ -81,3 +81,8 @@ impl Error {
         }
     }
 }
+
+/// Writes `text` to `path`, naming the file in any error.
+pub(crate) fn write_text(path: &std::path::Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+}

@@ -3,14 +3,13 @@
 //! For every seed one random instance; for every ratio one game on it (`tau` fixed,
 //! `alpha = ratio * tau`). Runs go in parallel across the machine's cores.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, write_text};
 use crate::instance::Instance;
 use crate::run::{RunConfig, run};
 
@@ -224,8 +223,6 @@ fn summarise(ratio: f64, runs: &[Fig4Run]) -> Fig4Summary {
 
 /// Writes `fig4_runs.csv` (every run) and `fig4_summary.csv` (one line per ratio) to `dir`.
 pub fn write_csv(out: &Fig4Output, dir: &Path) -> Result<()> {
-    let path = dir.join("fig4_runs.csv");
-    let mut f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
     let mut text =
         String::from("ratio,seed,pearson,spearman,mean_diagonal,steps,converged,seconds\n");
     for r in &out.runs {
@@ -241,10 +238,7 @@ pub fn write_csv(out: &Fig4Output, dir: &Path) -> Result<()> {
             r.seconds
         );
     }
-    f.write_all(text.as_bytes())
-        .map_err(|e| Error::io(&path, e))?;
-    let path = dir.join("fig4_summary.csv");
-    let mut f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+    write_text(&dir.join("fig4_runs.csv"), &text)?;
     let mut text = String::from(
         "ratio,runs,defined,pearson_mean,pearson_std,spearman_mean,spearman_std,diagonal_mean,steps_mean,converged\n",
     );
@@ -263,6 +257,5 @@ pub fn write_csv(out: &Fig4Output, dir: &Path) -> Result<()> {
             s.converged
         );
     }
-    f.write_all(text.as_bytes())
-        .map_err(|e| Error::io(&path, e))
+    write_text(&dir.join("fig4_summary.csv"), &text)
 }

@@ -1,7 +1,6 @@
 //! Figure 5: adaptive inflation. `tau` starts at 0 and, after every game step, moves by
 //! `eta * (target - sparsity)`; the figure shows sparsity and `tau` settling on the target.
 
-use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
@@ -11,7 +10,7 @@ use bt_mechanism::stats::{ideal_rank, pearson, spearman};
 use bt_mechanism::{Game, StepOutcome};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, write_text};
 use crate::instance::Instance;
 use crate::run::RunConfig;
 
@@ -148,7 +147,5 @@ pub fn write_csv(out: &Fig5Output, dir: &Path) -> Result<()> {
     for p in &out.points {
         text += &format!("{},{},{},{}\n", p.step, p.sparsity, p.tau, p.pearson);
     }
-    let mut f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-    f.write_all(text.as_bytes())
-        .map_err(|e| Error::io(&path, e))
+    write_text(&path, &text)
 }
