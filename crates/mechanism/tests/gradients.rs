@@ -191,14 +191,13 @@ fn params() -> GameParams {
     }
 }
 
+/// The game of `inst` under `p`.
+fn new_game(inst: &Instance, p: GameParams) -> bt_mechanism::Result<Game> {
+    Game::new(p, inst.stake.clone(), inst.w0.clone(), inst.h.clone())
+}
+
 fn run_game(inst: &Instance) -> (Matrix, u64) {
-    let mut game = Game::new(
-        params(),
-        inst.stake.clone(),
-        inst.w0.clone(),
-        inst.h.clone(),
-    )
-    .unwrap();
+    let mut game = new_game(inst, params()).unwrap();
     let summary = game.run(|_| {});
     (game.weights().clone(), summary.steps)
 }
@@ -223,13 +222,7 @@ fn seeded_runs_are_bit_for_bit_repeatable_across_thread_counts() {
 #[test]
 fn game_keeps_rows_on_the_simplex_and_reports_its_bound() {
     let inst = instance(10, 5);
-    let mut game = Game::new(
-        params(),
-        inst.stake.clone(),
-        inst.w0.clone(),
-        inst.h.clone(),
-    )
-    .unwrap();
+    let mut game = new_game(&inst, params()).unwrap();
     let mut prev = game.weights().clone();
     for _ in 0..50 {
         let out = game.step();
@@ -252,7 +245,7 @@ fn only_rank_term_drives_weights_to_identity() {
         max_steps: 100_000,
         ..params()
     };
-    let mut game = Game::new(p, inst.stake.clone(), inst.w0.clone(), inst.h.clone()).unwrap();
+    let mut game = new_game(&inst, p).unwrap();
     let summary = game.run(|_| {});
     assert!(summary.converged);
     assert!(game.weights().max_abs_diff(&Matrix::identity(6)) < 1e-12);
@@ -291,7 +284,7 @@ fn bad_parameters_are_refused_by_name() {
             "tau",
         ),
     ] {
-        let err = Game::new(p, inst.stake.clone(), inst.w0.clone(), inst.h.clone()).unwrap_err();
+        let err = new_game(&inst, p).unwrap_err();
         assert!(err.to_string().contains(name), "{err}");
     }
     let err = Game::new(params(), vec![1.0; 2], inst.w0.clone(), inst.h.clone()).unwrap_err();
