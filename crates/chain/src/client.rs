@@ -1,7 +1,9 @@
 //! A typed client for a node's gRPC API.
 
-use bt_keys::PublicKey;
-use bt_ledger::{Block, Hash, Transaction};
+use std::time::Duration;
+
+use bt_keys::{Keypair, PublicKey};
+use bt_ledger::{Block, Call, Hash, Transaction};
 use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
@@ -85,6 +87,33 @@ impl Client {
     /// Submits a transaction; returns its id once the node has it on disk.
     pub async fn submit(&mut self, tx: &Transaction) -> Result<Hash> {
         self.submit_bytes(tx.encode()).await
+    }
+
+    /// Signs `call` with `key` at the account's next nonce and submits it; returns the
+    /// transaction id and the nonce used.
+    pub async fn sign_and_submit(&mut self, key: &Keypair, call: Call) -> Result<(Hash, u64)> {
+        let status = self.status().await?;
+        let nonce = self.account(&key.public()).await?.nonce;
+        let tx = Transaction::sign(key, &status.genesis, nonce, call);
+        Ok((self.submit(&tx).await?, nonce))
+    }
+
+    /// Waits until transaction `id` is in a block and returns the height; `Ok(None)` when it
+    /// is still pending after `timeout`, [`Error::Refused`] when the ledger left it out.
+    pub async fn wait_included(&mut self, id: &Hash, timeout: Duration) -> Result<Option<u64>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let poll = Duration::from_millis((self.status().await?.block_time_ms / 4).clamp(5, 250));
+        loop {
+            match self.tx_status(id).await? {
+                TxStatus::Included(h) => return Ok(Some(h)),
+                TxStatus::Refused(reason) => return Err(Error::Refused { reason }),
+                TxStatus::Pending | TxStatus::Unknown => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(poll).await;
+        }
     }
 
     /// Submits an encoded transaction.

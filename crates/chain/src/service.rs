@@ -147,6 +147,7 @@ pub fn metagraph(state: &State, weights: bool) -> proto::Metagraph {
         state_hash: state.hash().0.to_vec(),
         tau_bits: u64::try_from(state.tau.to_bits()).unwrap_or(u64::MAX),
         total_issuance: u64::try_from(state.total_issuance()).unwrap_or(u64::MAX),
+        epsilon_bits: state.params.epsilon,
         neurons: state
             .neurons
             .iter()

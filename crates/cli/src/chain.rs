@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use bt_chain::{Client, NodeConfig, TxStatus};
+use bt_chain::{Client, NodeConfig};
 use bt_keys::{Keypair, PublicKey, wallet::Wallet};
-use bt_ledger::{Call, Fixed, Transaction, WEIGHT_ONE};
+use bt_ledger::{Call, Fixed, WEIGHT_ONE};
 use clap::{Args, Subcommand};
 
 use crate::wallet::{Secrets, Terminal};
@@ -436,32 +436,23 @@ async fn submit(node: &str, key: &Keypair, call: Call, wait: bool) -> Result<()>
     let mut c = Client::connect(node)
         .await
         .with_context(|| format!("connecting to {node}"))?;
-    let status = c.status().await?;
-    let nonce = c.account(&key.public()).await?.nonce;
-    let tx = Transaction::sign(key, &status.genesis, nonce, call);
-    let id = c.submit(&tx).await.context("submitting")?;
+    let (id, nonce) = c.sign_and_submit(key, call).await.context("submitting")?;
     println!("accepted {id} (nonce {nonce}, signer {})", key.public());
     if !wait {
         return Ok(());
     }
-    let deadline =
-        tokio::time::Instant::now() + Duration::from_millis(20 * status.block_time_ms.max(100));
-    loop {
-        match c.tx_status(&id).await? {
-            TxStatus::Included(h) => {
-                println!("included in block {h}");
-                return Ok(());
-            }
-            TxStatus::Refused(why) => bail!("refused by the ledger: {why}"),
-            TxStatus::Pending | TxStatus::Unknown => {}
+    let block_ms = c.status().await?.block_time_ms.max(100);
+    match c
+        .wait_included(&id, Duration::from_millis(20 * block_ms))
+        .await
+    {
+        Ok(Some(h)) => {
+            println!("included in block {h}");
+            Ok(())
         }
-        if tokio::time::Instant::now() >= deadline {
-            bail!("not in a block yet (still pending); check later with its id {id}");
-        }
-        tokio::time::sleep(Duration::from_millis(
-            status.block_time_ms.clamp(10, 500) / 2,
-        ))
-        .await;
+        Ok(None) => bail!("not in a block yet (still pending); check later with its id {id}"),
+        Err(bt_chain::Error::Refused { reason }) => bail!("refused by the ledger: {reason}"),
+        Err(e) => Err(e.into()),
     }
 }
 

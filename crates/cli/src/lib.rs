@@ -3,6 +3,7 @@
 //! - [`sim`]: the empirical-model simulator (`bt sim instance | run | fig4 | fig5`).
 //! - [`chain`]: the ledger node (`bt chain run | verify`) and its clients (`bt transfer`,
 //!   `bt stake add|remove`, `bt register`, `bt weights set`, `bt metagraph`).
+//! - [`neuron`]: one learner against a ledger node (`bt neuron run --config FILE`).
 //! - [`wallet`]: coldkeys and hotkeys on disk (`bt wallet new | new-hotkey | list | show | regen`).
 //!
 //! The binary in `bin/bt` only calls [`main`], which parses the arguments, runs the
@@ -20,6 +21,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod chain;
+pub mod neuron;
 pub mod progress;
 pub mod sim;
 pub mod wallet;
@@ -56,6 +58,9 @@ pub enum Command {
     Weights(chain::WeightsCommand),
     /// Show the neurons: stake, rank, endpoints, weights.
     Metagraph(chain::MetagraphArgs),
+    /// A learner that trains with its peers and sets weights on the ledger.
+    #[command(subcommand)]
+    Neuron(neuron::NeuronCommand),
 }
 
 /// Runs a parsed command.
@@ -69,6 +74,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Register(args) => chain::register(args),
         Command::Weights(cmd) => chain::weights(cmd),
         Command::Metagraph(args) => chain::metagraph(args),
+        Command::Neuron(cmd) => neuron::run(cmd),
     }
 }
 

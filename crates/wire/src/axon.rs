@@ -42,6 +42,9 @@ pub struct AxonConfig {
     pub max_timeout: Duration,
     /// How far a nonce may be from the axon's clock (Unix nanoseconds).
     pub nonce_window: Duration,
+    /// How far below a caller's highest nonce a new nonce may be (requests sent concurrently
+    /// arrive out of order); each nonce is still accepted once.
+    pub nonce_reorder: Duration,
     /// HTTP/2 keepalive ping interval.
     pub keepalive_interval: Duration,
     /// HTTP/2 keepalive ping timeout.
@@ -61,6 +64,7 @@ impl Default for AxonConfig {
             default_timeout: Duration::from_secs(12),
             max_timeout: Duration::from_secs(60),
             nonce_window: Duration::from_secs(60),
+            nonce_reorder: Duration::from_secs(5),
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(10),
             max_concurrent_streams: 1024,
@@ -68,16 +72,32 @@ impl Default for AxonConfig {
     }
 }
 
-/// Per-caller last nonce, forgetting callers whose last nonce left the clock window (a replay
-/// of any older nonce is then refused by the window check).
+/// Per-caller nonces: the highest accepted, and every nonce accepted within `reorder` below
+/// it. A nonce is accepted once: above the highest, or within `reorder` below it and not seen
+/// before (a caller's concurrent requests may arrive out of order over one HTTP/2 connection).
+/// Callers whose highest nonce left the clock window are forgotten (a replay of any older nonce
+/// is then refused by the window check).
 #[derive(Default)]
 struct NonceBook {
-    last: HashMap<PublicKey, u64>,
+    callers: HashMap<PublicKey, CallerNonces>,
     accepted: u64,
 }
 
+#[derive(Default)]
+struct CallerNonces {
+    highest: u64,
+    recent: std::collections::BTreeSet<u64>,
+}
+
 impl NonceBook {
-    fn check(&mut self, caller: &PublicKey, nonce: u64, now: u64, window: u64) -> Result<()> {
+    fn check(
+        &mut self,
+        caller: &PublicKey,
+        nonce: u64,
+        now: u64,
+        window: u64,
+        reorder: u64,
+    ) -> Result<()> {
         if nonce.abs_diff(now) > window {
             return Err(WireError::NonceOutOfWindow {
                 nonce,
@@ -85,20 +105,27 @@ impl NonceBook {
                 window_s: window / 1_000_000_000,
             });
         }
-        if let Some(&last) = self.last.get(caller)
-            && nonce <= last
+        let c = self.callers.entry(*caller).or_default();
+        if c.highest != 0
+            && nonce <= c.highest
+            && (nonce.saturating_add(reorder) < c.highest || c.recent.contains(&nonce))
         {
             return Err(WireError::StaleNonce {
                 caller: caller.to_string(),
                 nonce,
-                last,
+                last: c.highest,
             });
         }
-        self.last.insert(*caller, nonce);
+        c.recent.insert(nonce);
+        if nonce > c.highest {
+            c.highest = nonce;
+            let floor = nonce.saturating_sub(reorder);
+            c.recent = c.recent.split_off(&floor);
+        }
         self.accepted += 1;
         if self.accepted.is_multiple_of(4096) {
             let floor = now.saturating_sub(window);
-            self.last.retain(|_, n| *n >= floor);
+            self.callers.retain(|_, c| c.highest >= floor);
         }
         Ok(())
     }
@@ -279,11 +306,29 @@ impl Axon {
         let v = self.validate(method, req)?;
         let timeout_ms = v.timeout.as_millis().min(u128::from(u64::MAX)) as u64;
         let (tx, rx) = oneshot::channel();
+        let scale = inner.stakes.response_scale(&v.caller);
+        if !(scale.is_finite() && (0.0..=1.0).contains(&scale)) {
+            return Err(model_error(
+                "mask",
+                format!("response scale {scale} for the caller is not in [0, 1]"),
+            ));
+        }
+        // The caller saw `scale * y`, so the gradient with respect to `y` is `scale` times
+        // the one it sent.
+        let grad_outputs = if scale == 1.0 {
+            v.grad_outputs
+        } else {
+            v.grad_outputs
+                .iter()
+                .map(|g| g.scaled(scale))
+                .collect::<Result<Vec<_>>>()?
+        };
         let depth = inner.queue.push(Job {
             method,
             stake: inner.stakes.stake(&v.caller),
             inputs: v.inputs,
-            grad_outputs: v.grad_outputs,
+            grad_outputs,
+            scale,
             batch: v.batch,
             response_dtype: v.response_dtype,
             deadline: Instant::now() + v.timeout,
@@ -350,7 +395,8 @@ impl Axon {
         {
             let mut book = inner.nonces.lock().unwrap_or_else(|e| e.into_inner());
             let window = cfg.nonce_window.as_nanos().min(u128::from(u64::MAX)) as u64;
-            book.check(&caller, req.nonce, unix_nanos(), window)?;
+            let reorder = cfg.nonce_reorder.as_nanos().min(u128::from(u64::MAX)) as u64;
+            book.check(&caller, req.nonce, unix_nanos(), window, reorder)?;
         }
         let response_dtype = match req.response_dtype {
             0 => DType::F32,
@@ -575,12 +621,12 @@ fn run_one(inner: &Inner, job: &Job) -> JobResult {
             inner.metrics.batch(1);
             let outputs = guarded("forward", || inner.synapse.forward(&job.inputs))?;
             finish(
-                inner,
                 "forward",
                 outputs,
                 &inner.output_spec,
                 job.batch,
                 job.response_dtype,
+                job.scale,
             )
         }
         Method::Backward => {
@@ -588,13 +634,14 @@ fn run_one(inner: &Inner, job: &Job) -> JobResult {
                 inner.synapse.backward(&job.inputs, &job.grad_outputs)
             })?;
             match grads {
+                // The output gradients were already scaled (see `process`).
                 Some(g) => finish(
-                    inner,
                     "backward",
                     g,
                     &inner.input_spec,
                     job.batch,
                     job.response_dtype,
+                    1.0,
                 ),
                 None => Ok(Vec::new()),
             }
@@ -605,12 +652,12 @@ fn run_one(inner: &Inner, job: &Job) -> JobResult {
 /// Checks the model's outputs against `specs` (count, shape, finite) and casts floats to the
 /// dtype the caller asked for.
 fn finish(
-    _inner: &Inner,
     method: &'static str,
     outputs: Vec<Tensor>,
     specs: &[TensorSpec],
     batch: Option<usize>,
     dtype: DType,
+    scale: f32,
 ) -> JobResult {
     if outputs.len() != specs.len() {
         return Err(model_error(
@@ -637,6 +684,7 @@ fn finish(
                 ));
             }
             if t.dtype().is_float() {
+                let t = if scale == 1.0 { t } else { t.scaled(scale)? };
                 t.cast(dtype)
             } else {
                 Ok(t)
@@ -709,12 +757,12 @@ fn run_fused(inner: &Inner, jobs: Vec<Job>) {
         offset += r;
         let result = part.and_then(|p| {
             finish(
-                inner,
                 "forward",
                 p,
                 &inner.output_spec,
                 job.batch,
                 job.response_dtype,
+                job.scale,
             )
         });
         let _ = job.reply.send(result);

@@ -124,14 +124,16 @@ pub enum WireError {
         /// The caller (SS58).
         caller: String,
     },
-    /// The nonce is not above the caller's last accepted nonce.
-    #[error("nonce {nonce} of caller {caller} is not above its last nonce {last}")]
+    /// The nonce was already used, or is too far below the caller's highest accepted nonce.
+    #[error(
+        "nonce {nonce} of caller {caller} was already used, or is too far below its highest nonce {last}"
+    )]
     StaleNonce {
         /// The caller (SS58).
         caller: String,
         /// The nonce received.
         nonce: u64,
-        /// The last accepted nonce of that caller.
+        /// The highest accepted nonce of that caller.
         last: u64,
     },
     /// The nonce is too far from the axon's clock.
@@ -175,7 +177,7 @@ pub enum WireError {
     /// The model failed.
     #[error("model failed in {method}: {reason}")]
     Model {
-        /// `forward` or `backward`.
+        /// `forward`, `backward`, or `mask` (the stake view gave a bad response scale).
         method: &'static str,
         /// The model's error, rendered.
         reason: String,

@@ -25,6 +25,8 @@ pub(crate) struct Job {
     /// The batch size the specs resolved (checks the outputs).
     pub batch: Option<usize>,
     pub response_dtype: DType,
+    /// The caller's mask multiplier, applied to forward outputs.
+    pub scale: f32,
     pub deadline: Instant,
     pub timeout_ms: u64,
     pub reply: oneshot::Sender<JobResult>,

@@ -141,10 +141,19 @@ pub trait Synapse: Send + Sync + 'static {
     }
 }
 
-/// What an axon knows of callers' stake, to order its queue. The ledger implements it later.
+/// What an axon knows of its callers from the ledger: their stake, to order its queue, and
+/// the competitive mask (paper eq. 7), to scale what each caller receives.
 pub trait StakeView: Send + Sync + 'static {
     /// The stake of `hotkey` (0 when unknown).
     fn stake(&self, hotkey: &PublicKey) -> u64;
+
+    /// The multiplier `m` in `[0, 1]` applied to every float output sent to `caller` (and so,
+    /// by the chain rule, to the output gradients `caller` sends back). The default, 1, serves
+    /// everyone alike; a neuron returns `sigmoid((s_i w_ij - mu_j) / T)` from the ledger.
+    fn response_scale(&self, caller: &PublicKey) -> f32 {
+        let _ = caller;
+        1.0
+    }
 }
 
 /// A [`StakeView`] held in memory.
@@ -176,5 +185,9 @@ impl StakeView for MemoryStakes {
 impl<T: StakeView> StakeView for std::sync::Arc<T> {
     fn stake(&self, hotkey: &PublicKey) -> u64 {
         (**self).stake(hotkey)
+    }
+
+    fn response_scale(&self, caller: &PublicKey) -> f32 {
+        (**self).response_scale(caller)
     }
 }

@@ -233,6 +233,12 @@ impl Tensor {
         Tensor::new(self.shape.clone(), dtype, data)
     }
 
+    /// This float tensor multiplied by `k`, as f32.
+    pub fn scaled(&self, k: f32) -> Result<Tensor> {
+        let values: Vec<f32> = self.to_f32()?.into_iter().map(|v| v * k).collect();
+        Tensor::from_f32(self.shape.clone(), &values)
+    }
+
     /// The first non-finite value of a float tensor, as `(index, value)`.
     pub fn first_non_finite(&self) -> Option<(usize, f32)> {
         let d = &self.data[..];

@@ -272,11 +272,35 @@ async fn stale_nonce_replayed_or_out_of_window() {
     assert_eq!(r.code, ReturnCode::Success, "{}", r.message);
     let r = d.send(&s.peer, Method::Forward, req, Instant::now()).await;
     assert_eq!(r.code, ReturnCode::StaleNonce);
-    assert!(
-        r.message.contains("is not above its last nonce"),
-        "{}",
+    assert!(r.message.contains("was already used"), "{}", r.message);
+
+    // Out of order within the reorder window is fine, once; beyond it, refused.
+    let a = d
+        .build_request(Method::Forward, &s.peer.hotkey, &x, &[])
+        .unwrap();
+    let b = d
+        .build_request(Method::Forward, &s.peer.hotkey, &x, &[])
+        .unwrap();
+    assert!(a.nonce < b.nonce);
+    let r = d.send(&s.peer, Method::Forward, b, Instant::now()).await;
+    assert_eq!(r.code, ReturnCode::Success, "{}", r.message);
+    let r = d
+        .send(&s.peer, Method::Forward, a.clone(), Instant::now())
+        .await;
+    assert_eq!(
+        r.code,
+        ReturnCode::Success,
+        "the earlier nonce, late: {}",
         r.message
     );
+    let r = d.send(&s.peer, Method::Forward, a, Instant::now()).await;
+    assert_eq!(r.code, ReturnCode::StaleNonce, "{}", r.message);
+    let r = send_tampered(&d, &s.peer, Method::Forward, &x, &[], Some(&kp), |q| {
+        q.nonce -= 10_000_000_000 // 10 s below the highest, beyond the 5 s reorder window
+    })
+    .await;
+    assert_eq!(r.code, ReturnCode::StaleNonce, "{}", r.message);
+    assert!(r.message.contains("too far below"), "{}", r.message);
 
     let r = send_tampered(&d, &s.peer, Method::Forward, &x, &[], Some(&kp), |q| {
         q.nonce = 1

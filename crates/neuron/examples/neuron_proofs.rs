@@ -1,0 +1,245 @@
+//! The neuron's claims, measured on loopback with a real ledger node, printed as tables:
+//!
+//! 1. a neuron with little data reaches a lower held-out loss in the network than alone;
+//! 2. a peer that answers noise ends with low gate weight and low weight in every row;
+//! 3. killing a peer mid-training: its consumers keep training (student fallback), no error
+//!    escapes, and their loss does not jump;
+//! 4. step time alone and in the network, with the network's share.
+//!
+//! `cargo run --release -p bt-neuron --example neuron_proofs -- [--steps N] [--limit BYTES]`
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::time::{Duration, Instant};
+
+use bt_neuron::learner::Mode;
+use bt_neuron::local::{LedgerParams, funder, hotkey, start_ledger, train_together};
+use bt_neuron::serve::Behaviour;
+use bt_neuron::{Neuron, NeuronConfig};
+
+struct Args {
+    steps: usize,
+    limit: usize,
+    after_kill: usize,
+}
+
+fn args() -> Result<Args, String> {
+    let mut a = Args {
+        steps: 300,
+        limit: 4000,
+        after_kill: 50,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = |name: &str| -> Result<usize, String> {
+            it.next()
+                .ok_or(format!("{name} needs a value"))?
+                .parse()
+                .map_err(|e| format!("{name}: {e}"))
+        };
+        match flag.as_str() {
+            "--steps" => a.steps = val("--steps")?,
+            "--limit" => a.limit = val("--limit")?,
+            "--after-kill" => a.after_kill = val("--after-kill")?,
+            other => {
+                return Err(format!(
+                    "unknown flag {other}; use --steps, --limit, --after-kill"
+                ));
+            }
+        }
+    }
+    if a.steps < 20 {
+        return Err("--steps must be at least 20".into());
+    }
+    Ok(a)
+}
+
+fn config(name: &str, source: &str, seed: u64, ledger: Option<&str>) -> NeuronConfig {
+    let mut cfg = NeuronConfig {
+        name: name.into(),
+        ..NeuronConfig::default()
+    };
+    cfg.data.source = source.into();
+    cfg.network.ledger = ledger.map(str::to_string);
+    cfg.network.stake_tao = 100.0;
+    cfg.train.seed = seed;
+    cfg.train.epoch_steps = 25;
+    cfg.train.eval_batches = 4;
+    cfg
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let a = args()?;
+    let little = |cfg: &mut NeuronConfig| cfg.data.limit = Some(a.limit);
+
+    // Alone: the little-data neuron with no network at all.
+    let mut alone_cfg = config("little", "bundled:sotu_1930s", 11, None);
+    little(&mut alone_cfg);
+    alone_cfg.network.stake_tao = 0.0;
+    let mut alone = Neuron::start(alone_cfg, hotkey("little-alone")?, None).await?;
+    let t0 = Instant::now();
+    let mut alone_best = f32::INFINITY;
+    for step in 1..=a.steps {
+        alone.train_step().await?;
+        if step % 25 == 0 {
+            alone_best = alone_best.min(alone.evaluate(Mode::Alone).await?);
+        }
+    }
+    let alone_secs = t0.elapsed().as_secs_f64();
+    let alone_final = alone.evaluate(Mode::Alone).await?;
+    let cfg = alone.config().clone();
+    let tokens = (a.steps * cfg.train.batch * cfg.model.seq) as f64;
+    alone.shutdown().await?;
+
+    // The network: a ledger, the little-data neuron, three honest peers with full data, noise.
+    let dir = std::env::temp_dir().join(format!("bt-neuron-proofs-{}", std::process::id()));
+    let node = start_ledger(&dir, &LedgerParams::default()).await?;
+    let url = format!("http://{}", node.addr);
+    let specs = [
+        ("little", "bundled:sotu_1930s", Behaviour::Honest),
+        ("sotu-1860s", "bundled:sotu_1860s", Behaviour::Honest),
+        ("sotu-2000s", "bundled:sotu_2000s", Behaviour::Honest),
+        ("moby-a", "bundled:moby_dick_a", Behaviour::Honest),
+        ("noise", "bundled:sotu_1790s", Behaviour::Noise),
+    ];
+    let mut neurons = Vec::new();
+    for (k, (name, source, behaviour)) in specs.iter().enumerate() {
+        let mut cfg = config(name, source, 11 + k as u64, Some(&url));
+        if *name == "little" {
+            little(&mut cfg);
+        }
+        cfg.behaviour = Some(*behaviour);
+        neurons.push(Neuron::start(cfg, hotkey(name)?, Some(funder()?)).await?);
+    }
+    for n in &mut neurons {
+        n.refresh().await?;
+    }
+    let t1 = Instant::now();
+    let trained = train_together(neurons, a.steps).await?;
+    let net_secs = t1.elapsed().as_secs_f64();
+    let little_steps = &trained[0].steps;
+    let net_time: Duration = little_steps.iter().map(|s| s.network_time).sum();
+    let step_time: Duration = little_steps.iter().map(|s| s.step_time).sum();
+    let network_steps = little_steps
+        .iter()
+        .filter(|s| s.mode == Mode::Network)
+        .count();
+    let net_best = trained[0]
+        .epochs
+        .iter()
+        .map(|e| e.held_out)
+        .fold(f32::INFINITY, f32::min);
+    let mut neurons: Vec<Neuron> = Vec::new();
+    let mut last_epochs = Vec::new();
+    for t in trained {
+        last_epochs.push(t.epochs.last().cloned().unwrap_or_default());
+        neurons.push(t.neuron);
+    }
+    let in_net = neurons[0].evaluate(Mode::Network).await?;
+    let student = neurons[0].evaluate(Mode::Student).await?;
+
+    println!(
+        "## 1. Little data ({} training bytes of sotu_1930s), {} steps\n",
+        a.limit, a.steps
+    );
+    println!("| setting | held-out loss (nats/byte) |");
+    println!("|---|---|");
+    println!("| alone, final | {alone_final:.4} |");
+    println!("| alone, best of every 25 steps | {alone_best:.4} |");
+    println!("| in the network (gated peers), final | {in_net:.4} |");
+    println!("| in the network, best of every 25 steps | {net_best:.4} |");
+    println!("| in the network, student only, final | {student:.4} |");
+
+    neurons[0].refresh().await?;
+    let snap = neurons[0].snapshot().cloned().ok_or("no metagraph")?;
+    println!("\n## 2. The noise peer (uid 4)\n");
+    println!(
+        "| row | gate importance of noise | mean importance of honest peers | W to noise | mean W to honest peers |"
+    );
+    println!("|---|---|---|---|---|");
+    for (i, e) in last_epochs.iter().enumerate().take(4) {
+        let honest: Vec<usize> = (0..4).filter(|&j| j != i).collect();
+        let mean = |v: &dyn Fn(usize) -> f64| {
+            honest.iter().map(|&j| v(j)).sum::<f64>() / honest.len() as f64
+        };
+        println!(
+            "| {} ({}) | {:.3} | {:.3} | {:.3} | {:.3} |",
+            i,
+            specs[i].0,
+            e.importance.get(4).copied().unwrap_or(0.0),
+            mean(&|j| e.importance.get(j).copied().unwrap_or(0.0)),
+            snap.w[i][4],
+            mean(&|j| snap.w[i][j]),
+        );
+    }
+    println!("\nstake after training (TAO) and ledger rank:");
+    for nm in &snap.neurons {
+        println!(
+            "- uid {} ({}): stake {:.3}, rank {:.4}",
+            nm.uid,
+            specs[nm.uid].0,
+            nm.stake as f64 / 1e9,
+            nm.rank
+        );
+    }
+
+    // 3. Kill sotu-1860s; the little neuron keeps training.
+    let before = neurons[0].evaluate(Mode::Network).await?;
+    let victim = neurons.remove(1);
+    victim.shutdown().await?;
+    let right_after = neurons[0].evaluate(Mode::Network).await?;
+    let mut losses = Vec::new();
+    let mut errors = 0;
+    let mut fallback = 0;
+    for _ in 0..a.after_kill {
+        match neurons[0].train_step().await {
+            Ok(r) => {
+                losses.push(r.loss);
+                if r.mode == Mode::Student || r.answered < r.queried {
+                    fallback += 1;
+                }
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    let after = neurons[0].evaluate(Mode::Network).await?;
+    let max_loss = losses.iter().copied().fold(f32::MIN, f32::max);
+    println!("\n## 3. Killing a peer (sotu-1860s) mid-training\n");
+    println!(
+        "| held-out with the peer | right after the kill | after {} more steps | largest training loss after | steps with a failed peer | errors |",
+        a.after_kill
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {before:.4} | {right_after:.4} ({:+.4}) | {after:.4} | {max_loss:.4} | {fallback} | {errors} |",
+        right_after - before
+    );
+
+    println!(
+        "\n## 4. Step time ({} x {} tokens per step, 2 cores shared by every neuron)\n",
+        cfg.train.batch, cfg.model.seq
+    );
+    println!("| run | wall time | tokens/s per neuron | mean step | of which peer queries |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| alone (1 neuron) | {alone_secs:.1} s | {:.0} | {:.1} ms | - |",
+        tokens / alone_secs,
+        alone_secs * 1e3 / a.steps as f64
+    );
+    println!(
+        "| network (5 neurons, k = {}) | {net_secs:.1} s | {:.0} | {:.1} ms | {:.1} ms ({network_steps} of {} steps used peers) |",
+        cfg.router.k,
+        tokens / net_secs,
+        step_time.as_secs_f64() * 1e3 / a.steps as f64,
+        net_time.as_secs_f64() * 1e3 / a.steps as f64,
+        a.steps
+    );
+    for n in neurons {
+        n.shutdown().await?;
+    }
+    node.stop().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

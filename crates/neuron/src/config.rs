@@ -1,0 +1,309 @@
+//! A neuron's configuration file (TOML). Every section and field has a default; unknown
+//! fields are refused so that a typo is an error, not a silent default.
+//!
+//! ```toml
+//! [data]
+//! source = "bundled:moby_dick_a"   # or a path to a text file
+//! limit = 20000                    # keep only the first 20 000 training bytes (optional)
+//! tokenizer = "bytes"              # or "gpt2" (with [model] vocab = 50257)
+//!
+//! [network]
+//! ledger = "http://127.0.0.1:7100" # omit to train alone (student fallback, no weights)
+//! listen = "127.0.0.1:0"           # the axon's address
+//! stake_tao = 100.0                # staked from the coldkey when registering
+//!
+//! [keys]
+//! hotkey_uri = "//Alice//hot"      # or wallet = "default" and hotkey = "default"
+//! coldkey_uri = "//Alice"
+//!
+//! [train]
+//! steps = 2000
+//! batch = 16
+//! epoch_steps = 50                 # weights, evaluation and checkpoints every epoch
+//!
+//! [weights]
+//! rule = "payoff"                  # or "ema", or "self_only"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::Tokenizer;
+use crate::error::{Error, Result};
+use crate::learner::OptimConfig;
+use crate::model::ModelConfig;
+use crate::router::RouterConfig;
+use crate::serve::Behaviour;
+use crate::weights::WeightConfig;
+
+/// The training text.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// `bundled:NAME` or a file path.
+    pub source: String,
+    /// Keep only this many training bytes.
+    pub limit: Option<usize>,
+    /// Fraction of the text held out for evaluation.
+    pub held_out: f64,
+    /// `bytes` (vocabulary 256) or `gpt2` (BPE, vocabulary 50 257: set `model.vocab` to match).
+    pub tokenizer: Tokenizer,
+}
+
+impl Default for DataConfig {
+    fn default() -> DataConfig {
+        DataConfig {
+            source: "bundled:moby_dick_a".into(),
+            limit: None,
+            held_out: 0.1,
+            tokenizer: Tokenizer::Bytes,
+        }
+    }
+}
+
+/// Where the neuron serves and which ledger it uses.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// The ledger node (`http://host:port`); `None` trains without a network.
+    pub ledger: Option<String>,
+    /// The axon's listen address.
+    pub listen: String,
+    /// TAO staked from the coldkey on the hotkey when registering.
+    pub stake_tao: f64,
+    /// Whether the axon scales answers by the competitive mask.
+    pub mask: bool,
+    /// Deadline of a query to a peer, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> NetworkConfig {
+        NetworkConfig {
+            ledger: None,
+            listen: "127.0.0.1:0".into(),
+            stake_tao: 0.0,
+            mask: true,
+            timeout_ms: 3000,
+        }
+    }
+}
+
+/// Which keys the neuron uses: secret URIs, or a wallet.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// The hotkey as a secret URI (`//Alice//hot`, or a mnemonic with a derivation path).
+    pub hotkey_uri: Option<String>,
+    /// The coldkey as a secret URI (only needed to stake).
+    pub coldkey_uri: Option<String>,
+    /// The wallet's name (when no URIs are given).
+    pub wallet: Option<String>,
+    /// The hotkey's name in the wallet.
+    pub hotkey: Option<String>,
+    /// The wallet directory.
+    pub wallet_dir: Option<PathBuf>,
+}
+
+/// The training loop.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Training steps.
+    pub steps: usize,
+    /// Rows per batch.
+    pub batch: usize,
+    /// Steps per epoch (evaluation, weights, checkpoint).
+    pub epoch_steps: usize,
+    /// Held-out batches per evaluation.
+    pub eval_batches: usize,
+    /// Seed of parameters, batches and routing noise.
+    pub seed: u64,
+    /// Write checkpoints here (`<dir>/neuron.safetensors`); resume from it when present.
+    pub checkpoint_dir: Option<PathBuf>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> TrainConfig {
+        TrainConfig {
+            steps: 2000,
+            batch: 16,
+            epoch_steps: 50,
+            eval_batches: 4,
+            seed: 0,
+            checkpoint_dir: None,
+        }
+    }
+}
+
+/// A whole neuron.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NeuronConfig {
+    /// A label for logs and reports.
+    pub name: String,
+    /// How it answers peers.
+    pub behaviour: Option<Behaviour>,
+    /// Training text.
+    pub data: DataConfig,
+    /// Network.
+    pub network: NetworkConfig,
+    /// Keys.
+    pub keys: KeysConfig,
+    /// Training loop.
+    pub train: TrainConfig,
+    /// Model shape.
+    pub model: ModelConfig,
+    /// Router.
+    pub router: RouterConfig,
+    /// Optimisers.
+    pub optim: OptimConfig,
+    /// Weight setting.
+    pub weights: WeightConfig,
+}
+
+impl NeuronConfig {
+    /// Parses and checks a TOML text.
+    pub fn from_toml(text: &str) -> Result<NeuronConfig> {
+        let cfg: NeuronConfig =
+            toml::from_str(text).map_err(|e| Error::Config(e.message().to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads and checks a TOML file.
+    pub fn from_file(path: &Path) -> Result<NeuronConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        NeuronConfig::from_toml(&text).map_err(|e| match e {
+            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+            e => e,
+        })
+    }
+
+    /// Checks every section.
+    pub fn validate(&self) -> Result<()> {
+        self.model.validate()?;
+        self.router.validate()?;
+        self.weights.validate()?;
+        let t = &self.train;
+        if t.batch == 0 || t.epoch_steps == 0 || t.eval_batches == 0 {
+            return Err(Error::Config(format!(
+                "train.batch ({}), train.epoch_steps ({}) and train.eval_batches ({}) must be at least 1",
+                t.batch, t.epoch_steps, t.eval_batches
+            )));
+        }
+        for (name, v) in [
+            ("optim.lr", self.optim.lr),
+            ("optim.peer_lr", self.optim.peer_lr),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::Config(format!(
+                    "{name} must be finite and >= 0, got {v}"
+                )));
+            }
+        }
+        let n = &self.network;
+        if !(n.stake_tao.is_finite() && n.stake_tao >= 0.0) {
+            return Err(Error::Config(format!(
+                "network.stake_tao must be finite and >= 0, got {}",
+                n.stake_tao
+            )));
+        }
+        if n.timeout_ms == 0 {
+            return Err(Error::Config(
+                "network.timeout_ms must be at least 1".into(),
+            ));
+        }
+        n.listen.parse::<std::net::SocketAddr>().map_err(|e| {
+            Error::Config(format!("network.listen {:?} is not ip:port: {e}", n.listen))
+        })?;
+        if let Some(l) = &n.ledger
+            && !(l.starts_with("http://") || l.starts_with("https://"))
+        {
+            return Err(Error::Config(format!(
+                "network.ledger {l:?} must start with http:// or https://"
+            )));
+        }
+        let need = self.data.tokenizer.vocab();
+        if self.model.vocab < need {
+            return Err(Error::Config(format!(
+                "data.tokenizer {:?} makes ids up to {}; model.vocab is {}",
+                self.data.tokenizer,
+                need - 1,
+                self.model.vocab
+            )));
+        }
+        if !(self.data.held_out > 0.0 && self.data.held_out < 1.0) {
+            return Err(Error::Config(format!(
+                "data.held_out must be in (0, 1), got {}",
+                self.data.held_out
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_the_documented_example_parse() {
+        let cfg = NeuronConfig::from_toml("").unwrap();
+        assert_eq!(cfg.train.batch, 16);
+        let doc = r#"
+[data]
+source = "bundled:moby_dick_a"
+limit = 20000
+[network]
+ledger = "http://127.0.0.1:7100"
+listen = "127.0.0.1:0"
+stake_tao = 100.0
+[keys]
+hotkey_uri = "//Alice//hot"
+coldkey_uri = "//Alice"
+[train]
+steps = 2000
+batch = 16
+epoch_steps = 50
+[weights]
+rule = "payoff"
+"#;
+        let cfg = NeuronConfig::from_toml(doc).unwrap();
+        assert_eq!(cfg.data.limit, Some(20000));
+        assert_eq!(cfg.keys.coldkey_uri.as_deref(), Some("//Alice"));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let cases = [
+            ("[train]\nbatchh = 3", "unknown field `batchh`"),
+            ("[train]\nbatch = 0", "train.batch (0)"),
+            (
+                "[network]\nlisten = \"nowhere\"",
+                "network.listen \"nowhere\"",
+            ),
+            (
+                "[network]\nledger = \"127.0.0.1:1\"",
+                "must start with http://",
+            ),
+            ("[network]\nstake_tao = -1.0", "network.stake_tao"),
+            ("[model]\nheads = 3", "must divide model.d"),
+            ("[router]\nk = 0", "1 <= k_min <= k"),
+            ("[weights]\nrule = \"greedy\"", "unknown variant `greedy`"),
+            ("[optim]\nlr = -1.0", "optim.lr"),
+            ("behaviour = \"evil\"", "unknown variant `evil`"),
+            ("[data]\nheld_out = 1.0", "data.held_out"),
+            ("[data]\ntokenizer = \"gpt2\"", "model.vocab is 256"),
+            ("[data]\ntokenizer = \"bpe\"", "unknown variant `bpe`"),
+        ];
+        for (text, want) in cases {
+            let e = NeuronConfig::from_toml(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+    }
+}

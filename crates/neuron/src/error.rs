@@ -1,0 +1,49 @@
+//! The neuron's error type.
+
+/// Everything that can go wrong in a neuron.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tensor operation failed (shapes, dtypes, device).
+    #[error("model: {0}")]
+    Model(#[from] candle_core::Error),
+    /// A configuration value is out of range or inconsistent.
+    #[error("config: {0}")]
+    Config(String),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Training text that cannot be used.
+    #[error("data: {0}")]
+    Data(String),
+    /// A checkpoint that cannot be loaded.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The ledger refused or failed a request.
+    #[error("ledger: {0}")]
+    Ledger(String),
+    /// The wire layer failed.
+    #[error("wire: {0}")]
+    Wire(#[from] bt_wire::WireError),
+    /// Input a peer sent that the model cannot take.
+    #[error("bad input: {0}")]
+    BadInput(String),
+}
+
+impl From<bt_chain::Error> for Error {
+    fn from(e: bt_chain::Error) -> Error {
+        Error::Ledger(e.to_string())
+    }
+}
+
+/// The neuron's result type.
+pub type Result<T> = std::result::Result<T, Error>;

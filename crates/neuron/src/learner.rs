@@ -1,0 +1,520 @@
+//! The learner: its trunk (served to peers), head, router and distilled student, and one
+//! training step given the peers' answers. No networking here: the caller (see
+//! [`crate::neuron`]) queries peers, and this module turns their outputs into a loss, a step
+//! of its own parameters, and the gradients to send back.
+//!
+//! The representation the head reads is `h(x) = trunk(x) + c(x)`, where `c(x)` is
+//! - the gated mixture `G(x) = sum_j g_j(x) m_j y_j(x)` of the peers' answers (network mode;
+//!   `m_j` is the mask the peer's axon applied), with the student standing in for examples
+//!   whose chosen peers all failed;
+//! - the student `dist(x)` (paper eq. 11), when the network is unreachable;
+//! - nothing, for a learner trained alone (the baseline).
+//!
+//! A neuron answers its peers' Forward with `trunk(x) + dist(x)`: its student replaces the
+//! network, so a query never recurses (paper section 2.8).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use candle_core::{Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use serde::{Deserialize, Serialize};
+
+use crate::data::Batch;
+use crate::error::{Error, Result};
+use crate::model::{Encoder, Head, ModelConfig, Params, causal_mask, cross_entropy, ids_tensor};
+use crate::router::{Router, RouterConfig, Routing};
+
+/// Optimiser settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    /// AdamW learning rate of the learner's own step.
+    pub lr: f64,
+    /// AdamW learning rate of the updates peers send through Backward.
+    pub peer_lr: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
+}
+
+impl Default for OptimConfig {
+    fn default() -> OptimConfig {
+        OptimConfig {
+            lr: 3e-3,
+            peer_lr: 1e-3,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// What the head reads besides the trunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The gated mixture of peers' answers (student for examples with no answer).
+    Network,
+    /// The distilled student (peers unreachable).
+    Student,
+    /// Nothing: the learner alone.
+    Alone,
+}
+
+/// One peer's answer to the examples routed to it.
+#[derive(Clone, Debug)]
+pub struct PeerOutput {
+    /// The peer's index (uid).
+    pub peer: usize,
+    /// The batch rows it answered, in the order of `values`.
+    pub rows: Vec<usize>,
+    /// `[rows, t, d]` row-major.
+    pub values: Vec<f32>,
+}
+
+/// The gradient to send back to one peer.
+#[derive(Clone, Debug)]
+pub struct PeerGradient {
+    /// The peer's index (uid).
+    pub peer: usize,
+    /// The rows, as in its [`PeerOutput`].
+    pub rows: Vec<usize>,
+    /// `d loss / d output`, `[rows, t, d]` row-major.
+    pub grad: Vec<f32>,
+    /// `sum(grad * output)`: `m * dL/dm` for the mask multiplier `m` the peer applied.
+    pub grad_dot_output: f64,
+}
+
+/// What one step did.
+#[derive(Clone, Debug, Default)]
+pub struct StepOutcome {
+    /// Next-token cross-entropy of the batch (nats per token).
+    pub loss: f32,
+    /// Distillation loss (MSE of the student against the mixture), when trained.
+    pub distill: Option<f32>,
+    /// Router balance loss, when there was one.
+    pub balance: Option<f32>,
+    /// Gradients for the peers that answered.
+    pub peer_grads: Vec<PeerGradient>,
+    /// Gate mass of each peer in this batch (mean over examples).
+    pub importance: Vec<f32>,
+    /// Examples whose chosen peers all failed (served by the student).
+    pub fallback_rows: usize,
+}
+
+/// A learner's networks and optimisers. Safe to share between the training loop and the axon
+/// (parameters are updated in place under candle's storage locks).
+pub struct Learner {
+    cfg: ModelConfig,
+    router_cfg: RouterConfig,
+    device: Device,
+    vars: VarMap,
+    trunk: Encoder,
+    student: Encoder,
+    head: Head,
+    router: Router,
+    opt: Mutex<AdamW>,
+    peer_opt: Mutex<AdamW>,
+    masks: Mutex<HashMap<usize, Tensor>>,
+}
+
+fn vars_with_prefix(vars: &VarMap, prefixes: &[&str]) -> Vec<Var> {
+    let data = vars.data().lock().unwrap_or_else(|e| e.into_inner());
+    let mut named: Vec<(&String, &Var)> = data
+        .iter()
+        .filter(|(n, _)| prefixes.iter().any(|p| n.starts_with(p)))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    named.into_iter().map(|(_, v)| v.clone()).collect()
+}
+
+impl Learner {
+    /// A learner with parameters drawn from `seed`.
+    pub fn new(
+        cfg: &ModelConfig,
+        router_cfg: &RouterConfig,
+        optim: &OptimConfig,
+        device: &Device,
+        seed: u64,
+    ) -> Result<Learner> {
+        cfg.validate()?;
+        router_cfg.validate()?;
+        let vars = VarMap::new();
+        let mut p = Params::new(&vars, device, seed);
+        let trunk = Encoder::new(&mut p, "trunk", cfg, cfg.layers)?;
+        let head = Head::new(&mut p, "head", cfg)?;
+        let router = Router::new(&mut p, "router", cfg.d, router_cfg.max_peers)?;
+        let student = Encoder::new(&mut p, "student", cfg, cfg.student_layers)?;
+        let adam = |lr: f64| ParamsAdamW {
+            lr,
+            weight_decay: optim.weight_decay,
+            ..ParamsAdamW::default()
+        };
+        let opt = AdamW::new(
+            vars_with_prefix(&vars, &["trunk.", "head.", "router.", "student."]),
+            adam(optim.lr),
+        )?;
+        let peer_opt = AdamW::new(vars_with_prefix(&vars, &["trunk."]), adam(optim.peer_lr))?;
+        Ok(Learner {
+            cfg: cfg.clone(),
+            router_cfg: router_cfg.clone(),
+            device: device.clone(),
+            vars,
+            trunk,
+            student,
+            head,
+            router,
+            opt: Mutex::new(opt),
+            peer_opt: Mutex::new(peer_opt),
+            masks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The model configuration.
+    pub fn model_config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// The router configuration.
+    pub fn router_config(&self) -> &RouterConfig {
+        &self.router_cfg
+    }
+
+    /// The device the tensors live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Every parameter, by name.
+    pub fn named_vars(&self) -> Vec<(String, Var)> {
+        let data = self.vars.data().lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<(String, Var)> = data.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// The number of scalar parameters.
+    pub fn num_params(&self) -> usize {
+        self.named_vars()
+            .iter()
+            .map(|(_, v)| v.as_tensor().elem_count())
+            .sum()
+    }
+
+    fn mask(&self, t: usize) -> Result<Tensor> {
+        let mut masks = self.masks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = masks.get(&t) {
+            return Ok(m.clone());
+        }
+        let m = causal_mask(t, &self.device)?;
+        masks.insert(t, m.clone());
+        Ok(m)
+    }
+
+    fn ids(&self, ids: &[u32], b: usize, t: usize) -> Result<Tensor> {
+        if ids.len() != b * t {
+            return Err(Error::BadInput(format!(
+                "{} token ids for a [{b}, {t}] batch",
+                ids.len()
+            )));
+        }
+        if let Some(bad) = ids.iter().find(|&&i| i as usize >= self.cfg.vocab) {
+            return Err(Error::BadInput(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                self.cfg.vocab
+            )));
+        }
+        if t == 0 || t > self.cfg.seq {
+            return Err(Error::BadInput(format!(
+                "sequence of {t} tokens; the model takes 1 to {}",
+                self.cfg.seq
+            )));
+        }
+        ids_tensor(ids, b, t, &self.device)
+    }
+
+    /// Routes a batch of `b` rows of `t` token ids to peers; `rng` adds training noise.
+    pub fn route(
+        &self,
+        ids: &[u32],
+        b: usize,
+        t: usize,
+        available: &[bool],
+        rng: Option<&mut dyn rand::RngCore>,
+    ) -> Result<Routing> {
+        let x = self.ids(ids, b, t)?;
+        let pooled = self.trunk.embed(&x)?.mean(1)?.detach();
+        self.router
+            .route(&pooled, available, self.router_cfg.k, rng)
+    }
+
+    /// The representation served to peers: `trunk(x) + dist(x)`, `[b, t, d]` row-major.
+    pub fn serve(&self, ids: &[u32], b: usize, t: usize) -> Result<Vec<f32>> {
+        let x = self.ids(ids, b, t)?;
+        let mask = self.mask(t)?;
+        let out = (self.trunk.forward(&x, &mask)? + self.student.forward(&x, &mask)?)?;
+        Ok(out.flatten_all()?.to_vec1()?)
+    }
+
+    /// Applies a peer's gradient of its loss with respect to what this learner served:
+    /// back-propagates it into the trunk and takes a step with the peer optimiser.
+    pub fn apply_peer_gradient(&self, ids: &[u32], b: usize, t: usize, grad: &[f32]) -> Result<()> {
+        let d = self.cfg.d;
+        if grad.len() != b * t * d {
+            return Err(Error::BadInput(format!(
+                "gradient of {} values for a [{b}, {t}, {d}] output",
+                grad.len()
+            )));
+        }
+        if let Some(v) = grad.iter().find(|v| !v.is_finite()) {
+            return Err(Error::BadInput(format!(
+                "gradient holds non-finite value {v}"
+            )));
+        }
+        let x = self.ids(ids, b, t)?;
+        let mask = self.mask(t)?;
+        let out = self.trunk.forward(&x, &mask)?;
+        let g = Tensor::from_vec(grad.to_vec(), (b, t, d), &self.device)?;
+        let grads = (out * g)?.sum_all()?.backward()?;
+        let mut opt = self.peer_opt.lock().unwrap_or_else(|e| e.into_inner());
+        opt.step(&grads)?;
+        Ok(())
+    }
+
+    /// Builds the mixture input of the head. Returns `(c, peer vars, gates, valid rows)`.
+    #[allow(clippy::type_complexity)]
+    fn mixture(
+        &self,
+        b: usize,
+        t: usize,
+        routing: &Routing,
+        outputs: &[PeerOutput],
+        student: &Tensor,
+    ) -> Result<(Tensor, Vec<(usize, Var, Tensor)>, Tensor, Vec<f32>)> {
+        let d = self.cfg.d;
+        let peers = self.router_cfg.max_peers;
+        let mut answered = vec![false; peers];
+        let mut vars = Vec::with_capacity(outputs.len());
+        for o in outputs {
+            if o.peer >= peers || answered[o.peer] {
+                return Err(Error::BadInput(format!(
+                    "peer {} answered twice or is out of range",
+                    o.peer
+                )));
+            }
+            if o.values.len() != o.rows.len() * t * d {
+                return Err(Error::BadInput(format!(
+                    "peer {} sent {} values for {} rows of [{t}, {d}]",
+                    o.peer,
+                    o.values.len(),
+                    o.rows.len()
+                )));
+            }
+            answered[o.peer] = true;
+            let mut full = vec![0f32; b * t * d];
+            for (k, &r) in o.rows.iter().enumerate() {
+                if r >= b {
+                    return Err(Error::BadInput(format!(
+                        "peer {} answered row {r} of {b}",
+                        o.peer
+                    )));
+                }
+                full[r * t * d..(r + 1) * t * d]
+                    .copy_from_slice(&o.values[k * t * d..(k + 1) * t * d]);
+            }
+            let var = Var::from_vec(full, (b, t, d), &self.device)?;
+            let gate_col = o.peer;
+            vars.push((
+                gate_col,
+                var,
+                Tensor::zeros(1, candle_core::DType::F32, &self.device)?,
+            ));
+        }
+        let (gates, valid) = self.router.gates(routing, &answered)?;
+        let mut mix = student.detach().broadcast_mul(&Tensor::from_vec(
+            valid.iter().map(|v| 1.0 - v).collect::<Vec<f32>>(),
+            (b, 1, 1),
+            &self.device,
+        )?)?;
+        for (p, var, slot) in vars.iter_mut() {
+            let g = gates.narrow(1, *p, 1)?.reshape((b, 1, 1))?;
+            let term = var.as_tensor().broadcast_mul(&g)?;
+            *slot = term.clone();
+            mix = (mix + term)?;
+        }
+        Ok((mix, vars, gates, valid))
+    }
+
+    /// One training step on a batch. In [`Mode::Network`], `routing` must be the batch's
+    /// routing and `outputs` the answers of the peers that replied.
+    pub fn train_step(
+        &self,
+        batch: &Batch,
+        mode: Mode,
+        routing: Option<&Routing>,
+        outputs: &[PeerOutput],
+    ) -> Result<StepOutcome> {
+        let (b, t) = (batch.b, batch.t);
+        let x = self.ids(&batch.ids, b, t)?;
+        let y = self.ids(&batch.targets, b, t)?;
+        let mask = self.mask(t)?;
+        let local = self.trunk.forward(&x, &mask)?;
+        let mut outcome = StepOutcome::default();
+        let (h, aux, peer_vars) = match (mode, routing) {
+            (Mode::Alone, _) => (local, None, Vec::new()),
+            (Mode::Student, _) | (Mode::Network, None) => {
+                let s = self.student.forward(&x, &mask)?.detach();
+                ((local + s)?, None, Vec::new())
+            }
+            (Mode::Network, Some(routing)) => {
+                let student = self.student.forward(&x, &mask)?;
+                let (mix, vars, gates, valid) = self.mixture(b, t, routing, outputs, &student)?;
+                outcome.fallback_rows = valid.iter().filter(|v| **v == 0.0).count();
+                outcome.importance = (gates.sum(0)? / b as f64)?.to_vec1()?;
+                let n_valid: f32 = valid.iter().sum();
+                let mut aux = None;
+                if n_valid > 0.0 {
+                    // Distil the peers' mixture (not the student's own fallback) into the student.
+                    let gmix = vars
+                        .iter()
+                        .try_fold(None::<Tensor>, |acc, (_, _, term)| -> Result<_> {
+                            Ok(Some(match acc {
+                                None => term.clone(),
+                                Some(a) => (a + term)?,
+                            }))
+                        })?
+                        .ok_or_else(|| Error::BadInput("no peer terms".into()))?
+                        .detach();
+                    let rows = Tensor::from_vec(valid.clone(), (b, 1, 1), &self.device)?;
+                    let diff = (student - gmix)?.broadcast_mul(&rows)?;
+                    let distill =
+                        (diff.sqr()?.sum_all()? / f64::from(n_valid * (t * self.cfg.d) as f32))?;
+                    outcome.distill = Some(distill.to_scalar::<f32>()?);
+                    aux = Some(distill);
+                }
+                if let Some(bal) = self
+                    .router
+                    .balance_loss(routing, &gates, &self.router_cfg)?
+                {
+                    outcome.balance = Some(bal.to_scalar::<f32>()?);
+                    aux = Some(match aux {
+                        Some(a) => (a + bal)?,
+                        None => bal,
+                    });
+                }
+                ((local + mix)?, aux, vars)
+            }
+        };
+        let logits = self.head.forward(&h)?;
+        let ce = cross_entropy(&logits, &y)?;
+        outcome.loss = ce.to_scalar::<f32>()?;
+        if !outcome.loss.is_finite() {
+            return Err(Error::BadInput(format!(
+                "loss is {}; the step is skipped",
+                outcome.loss
+            )));
+        }
+        let total = match aux {
+            Some(a) => (ce + a)?,
+            None => ce,
+        };
+        let grads = total.backward()?;
+        {
+            let mut opt = self.opt.lock().unwrap_or_else(|e| e.into_inner());
+            opt.step(&grads)?;
+        }
+        for ((p, var, _), o) in peer_vars.iter().zip(outputs) {
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
+            let g: Vec<f32> = g.flatten_all()?.to_vec1()?;
+            let per = t * self.cfg.d;
+            let mut grad = Vec::with_capacity(o.rows.len() * per);
+            let mut dot = 0f64;
+            for (k, &r) in o.rows.iter().enumerate() {
+                let gs = &g[r * per..(r + 1) * per];
+                grad.extend_from_slice(gs);
+                dot += gs
+                    .iter()
+                    .zip(&o.values[k * per..(k + 1) * per])
+                    .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                    .sum::<f64>();
+            }
+            outcome.peer_grads.push(PeerGradient {
+                peer: *p,
+                rows: o.rows.clone(),
+                grad,
+                grad_dot_output: dot,
+            });
+        }
+        Ok(outcome)
+    }
+
+    /// Held-out loss of a batch (no step): `c(x)` as in [`Learner::train_step`].
+    pub fn evaluate(
+        &self,
+        batch: &Batch,
+        mode: Mode,
+        routing: Option<&Routing>,
+        outputs: &[PeerOutput],
+    ) -> Result<f32> {
+        let (b, t) = (batch.b, batch.t);
+        let x = self.ids(&batch.ids, b, t)?;
+        let y = self.ids(&batch.targets, b, t)?;
+        let mask = self.mask(t)?;
+        let local = self.trunk.forward(&x, &mask)?.detach();
+        let h = match (mode, routing) {
+            (Mode::Alone, _) => local,
+            (Mode::Student, _) | (Mode::Network, None) => {
+                (local + self.student.forward(&x, &mask)?.detach())?
+            }
+            (Mode::Network, Some(routing)) => {
+                let student = self.student.forward(&x, &mask)?.detach();
+                let (mix, _, _, _) = self.mixture(b, t, routing, outputs, &student)?;
+                (local + mix.detach())?
+            }
+        };
+        let logits = self.head.forward(&h)?.detach();
+        Ok(cross_entropy(&logits, &y)?.to_scalar::<f32>()?)
+    }
+
+    /// Saves every parameter to a safetensors file.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        self.vars.save(path).map_err(|e| Error::Checkpoint {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Loads parameters saved by [`Learner::save`] from a learner of the same shape; every
+    /// parameter must be present with its shape.
+    pub fn load(&self, path: &Path) -> Result<()> {
+        let bad = |reason: String| Error::Checkpoint {
+            path: path.display().to_string(),
+            reason,
+        };
+        let bytes = std::fs::read(path).map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        let tensors = candle_core::safetensors::load_buffer(&bytes, &self.device)
+            .map_err(|e| bad(e.to_string()))?;
+        for (name, var) in self.named_vars() {
+            let t = tensors
+                .get(&name)
+                .ok_or_else(|| bad(format!("missing tensor {name}")))?;
+            if t.dims() != var.as_tensor().dims() {
+                return Err(bad(format!(
+                    "tensor {name} has shape {:?}, the model expects {:?}",
+                    t.dims(),
+                    var.as_tensor().dims()
+                )));
+            }
+            let t = t.to_dtype(candle_core::DType::F32)?;
+            let host: Vec<f32> = t.flatten_all()?.to_vec1()?;
+            if let Some(v) = host.iter().find(|v| !v.is_finite()) {
+                return Err(bad(format!("tensor {name} holds non-finite value {v}")));
+            }
+            var.set(&t)?;
+        }
+        Ok(())
+    }
+}

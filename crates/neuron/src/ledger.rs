@@ -1,0 +1,181 @@
+//! What a neuron reads from the ledger: a metagraph [`Snapshot`] (uids, endpoints, stake, the
+//! weight matrix, tau, epsilon) and the competitive mask computed from it, which the neuron's
+//! axon applies to every caller through [`LedgerView`].
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use bt_chain::proto;
+use bt_keys::PublicKey;
+use bt_mechanism::mask::mask;
+use bt_wire::StakeView;
+
+use crate::error::{Error, Result};
+
+/// One neuron in a snapshot.
+#[derive(Clone, Debug)]
+pub struct NeuronInfo {
+    /// Its uid (index in the metagraph).
+    pub uid: usize,
+    /// Its hotkey.
+    pub hotkey: PublicKey,
+    /// `ip:port` of its axon.
+    pub endpoint: String,
+    /// Stake in rao.
+    pub stake: u64,
+    /// Rank as a fraction of a TAO (the ledger's `R_j`).
+    pub rank: f64,
+}
+
+/// The ledger's state as one neuron sees it at one height.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// Block height.
+    pub height: u64,
+    /// Neurons by uid.
+    pub neurons: Vec<NeuronInfo>,
+    /// Stake as fractions of the total (`S`, summing to 1; uniform when no one has stake).
+    pub stake_frac: Vec<f64>,
+    /// The weight matrix, dense `n x n`, rows on the simplex.
+    pub w: Vec<Vec<f64>>,
+    /// `mu_j = (1/n) sum_k S_k W_kj` with the stake fractions.
+    pub mu: Vec<f64>,
+    /// Inflation rate `tau`.
+    pub tau: f64,
+    /// The ledger's bound on the change of a row.
+    pub epsilon: f64,
+    uid_of: HashMap<PublicKey, usize>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot from the ledger's metagraph message (with weights); every field is
+    /// checked.
+    pub fn from_metagraph(mg: &proto::Metagraph) -> Result<Snapshot> {
+        let n = mg.neurons.len();
+        let bad = |m: String| Error::Ledger(format!("metagraph at height {}: {m}", mg.height));
+        let mut neurons = Vec::with_capacity(n);
+        let mut uid_of = HashMap::new();
+        let mut w = vec![vec![0.0; n]; n];
+        for (k, nm) in mg.neurons.iter().enumerate() {
+            if nm.uid as usize != k {
+                return Err(bad(format!("neuron {k} has uid {}", nm.uid)));
+            }
+            let key = <[u8; 32]>::try_from(nm.hotkey.as_slice())
+                .ok()
+                .and_then(|b| PublicKey::from_bytes(b).ok())
+                .ok_or_else(|| bad(format!("uid {k} has a malformed hotkey")))?;
+            if nm.weight_uids.len() != nm.weight_values.len() {
+                return Err(bad(format!("uid {k} has mismatched weight lists")));
+            }
+            for (&j, &v) in nm.weight_uids.iter().zip(&nm.weight_values) {
+                let j = j as usize;
+                if j >= n {
+                    return Err(bad(format!("uid {k} weighs unknown uid {j}")));
+                }
+                w[k][j] = f64::from(v) / f64::from(1u32 << 31);
+            }
+            uid_of.insert(key, k);
+            neurons.push(NeuronInfo {
+                uid: k,
+                hotkey: key,
+                endpoint: nm.endpoint.clone(),
+                stake: nm.stake,
+                rank: nm.rank_bits as f64 / 2f64.powi(32),
+            });
+        }
+        let total: f64 = neurons.iter().map(|x| x.stake as f64).sum();
+        let stake_frac: Vec<f64> = if total > 0.0 {
+            neurons.iter().map(|x| x.stake as f64 / total).collect()
+        } else {
+            vec![1.0 / n.max(1) as f64; n]
+        };
+        let mu = (0..n)
+            .map(|j| (0..n).map(|k| stake_frac[k] * w[k][j]).sum::<f64>() / n as f64)
+            .collect();
+        Ok(Snapshot {
+            height: mg.height,
+            neurons,
+            stake_frac,
+            w,
+            mu,
+            tau: mg.tau_bits as f64 / 2f64.powi(32),
+            epsilon: mg.epsilon_bits as f64 / f64::from(1u32 << 31),
+            uid_of,
+        })
+    }
+
+    /// The uid of `hotkey`, if registered.
+    pub fn uid_of(&self, hotkey: &PublicKey) -> Option<usize> {
+        self.uid_of.get(hotkey).copied()
+    }
+
+    /// `m_ij = sigmoid((S_i W_ij - mu_j) / T)`: how much of `j`'s output `i` receives.
+    pub fn mask(&self, i: usize, j: usize, temperature: f64) -> f64 {
+        mask(self.stake_frac[i], self.w[i][j], self.mu[j], temperature)
+    }
+
+    /// The mask a caller that is not registered receives from `j` (no stake, no weight).
+    pub fn mask_unregistered(&self, j: usize, temperature: f64) -> f64 {
+        mask(0.0, 0.0, self.mu[j], temperature)
+    }
+}
+
+/// The axon's view of the ledger: orders the queue by stake and scales each caller's answer
+/// by its competitive mask. Refreshed by the neuron after each new metagraph.
+pub struct LedgerView {
+    me: PublicKey,
+    temperature: f64,
+    enabled: bool,
+    snapshot: RwLock<Option<Snapshot>>,
+}
+
+impl LedgerView {
+    /// A view for the neuron `me`; with `enabled` false the mask is not applied (every caller
+    /// gets the full answer).
+    pub fn new(me: PublicKey, temperature: f64, enabled: bool) -> LedgerView {
+        LedgerView {
+            me,
+            temperature,
+            enabled,
+            snapshot: RwLock::new(None),
+        }
+    }
+
+    /// Replaces the snapshot.
+    pub fn update(&self, snapshot: Snapshot) {
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Some(snapshot);
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl StakeView for LedgerView {
+    fn stake(&self, hotkey: &PublicKey) -> u64 {
+        let s = self.snapshot.read().unwrap_or_else(|e| e.into_inner());
+        s.as_ref()
+            .and_then(|s| s.uid_of(hotkey).map(|u| s.neurons[u].stake))
+            .unwrap_or(0)
+    }
+
+    fn response_scale(&self, caller: &PublicKey) -> f32 {
+        if !self.enabled {
+            return 1.0;
+        }
+        let s = self.snapshot.read().unwrap_or_else(|e| e.into_inner());
+        let Some(s) = s.as_ref() else { return 1.0 };
+        let Some(j) = s.uid_of(&self.me) else {
+            return 1.0;
+        };
+        let m = match s.uid_of(caller) {
+            Some(i) => s.mask(i, j, self.temperature),
+            None => s.mask_unregistered(j, self.temperature),
+        };
+        m as f32
+    }
+}

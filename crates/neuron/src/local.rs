@@ -1,0 +1,104 @@
+//! A network on one machine: an embedded ledger node and neurons in one process, on
+//! loopback. Used by the tests, the proofs example and the local-network command.
+
+use std::path::Path;
+
+use bt_chain::{NodeConfig, NodeHandle, serve};
+use bt_keys::Keypair;
+use bt_ledger::genesis_state;
+
+use crate::error::{Error, Result};
+use crate::neuron::{EpochReport, Neuron, StepReport};
+
+/// The ledger's parameters for a local network.
+#[derive(Clone, Debug)]
+pub struct LedgerParams {
+    /// Inflation per block.
+    pub tau: f64,
+    /// Bound on a weight row's change.
+    pub epsilon: f64,
+    /// Block time.
+    pub block_time_ms: u64,
+    /// Most neurons.
+    pub max_neurons: u32,
+}
+
+impl Default for LedgerParams {
+    fn default() -> LedgerParams {
+        LedgerParams {
+            tau: 1.0,
+            epsilon: 0.3,
+            block_time_ms: 200,
+            max_neurons: 16,
+        }
+    }
+}
+
+/// The account that funds every neuron's stake in a local network (`//Alice`).
+pub fn funder() -> Result<Keypair> {
+    Keypair::from_uri("//Alice").map_err(|e| Error::Config(e.to_string()))
+}
+
+/// The hotkey of the local neuron called `name` (`//Alice//name`).
+pub fn hotkey(name: &str) -> Result<Keypair> {
+    Keypair::from_uri(&format!("//Alice//{name}")).map_err(|e| Error::Config(e.to_string()))
+}
+
+/// Starts a ledger node on a free loopback port with its data in `dir`; the funder holds
+/// 1 000 000 TAO.
+pub async fn start_ledger(dir: &Path, p: &LedgerParams) -> Result<NodeHandle> {
+    let genesis = genesis_state(&format!(
+        "[params]\ntau = {}\nepsilon = {}\nmax_neurons = {}\nblock_time_ms = {}\n\
+         [[accounts]]\naddress = \"{}\"\nbalance = 1_000_000_000_000_000\n",
+        p.tau,
+        p.epsilon,
+        p.max_neurons,
+        p.block_time_ms,
+        funder()?.public()
+    ))
+    .map_err(|e| Error::Ledger(e.to_string()))?;
+    let mut cfg = NodeConfig::new(dir.to_path_buf(), Some(genesis));
+    cfg.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    Ok(serve(cfg).await?)
+}
+
+/// What one neuron did in [`train_together`].
+pub struct Trained {
+    /// The neuron, still running.
+    pub neuron: Neuron,
+    /// Every step.
+    pub steps: Vec<StepReport>,
+    /// Every epoch.
+    pub epochs: Vec<EpochReport>,
+}
+
+/// Trains every neuron for `steps` steps at once (each in its own task), ending an epoch
+/// every `epoch_steps`, and gives them back with their reports.
+pub async fn train_together(neurons: Vec<Neuron>, steps: usize) -> Result<Vec<Trained>> {
+    let mut tasks = Vec::new();
+    for n in neurons {
+        tasks.push(tokio::spawn(async move {
+            let epoch = n.config().train.epoch_steps;
+            let mut out = Trained {
+                steps: Vec::with_capacity(steps),
+                epochs: Vec::new(),
+                neuron: n,
+            };
+            for step in 1..=steps {
+                out.steps.push(out.neuron.train_step().await?);
+                if step % epoch == 0 {
+                    out.epochs.push(out.neuron.end_epoch().await?);
+                }
+            }
+            Ok::<_, Error>(out)
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(
+            t.await
+                .map_err(|e| Error::Config(format!("neuron task failed: {e}")))??,
+        );
+    }
+    Ok(out)
+}

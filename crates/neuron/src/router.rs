@@ -1,0 +1,260 @@
+//! The sparsely-gated mixture-of-experts router over peers (Shazeer et al. 2017): noisy top-k
+//! gating with a learned softplus noise scale, and the importance and load-balancing losses.
+//!
+//! Peers are indexed by ledger uid (`0..max_peers`); a peer that is not available (absent from
+//! the metagraph, the neuron itself, or backing off) is never chosen, and gates renormalise
+//! over the chosen peers that answered.
+
+use candle_core::{D, Tensor};
+use rand::Rng;
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::Params;
+
+/// How the router picks and weighs peers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterConfig {
+    /// Peers queried per example. Use at least 2: with `k = 1` the one gate is always 1 and
+    /// the router learns nothing from the task loss (as Shazeer et al. note).
+    pub k: usize,
+    /// Fewest distinct peers that must answer for a step to use the network; below it the
+    /// step uses the distilled student.
+    pub k_min: usize,
+    /// Most peers (uids) the router can address.
+    pub max_peers: usize,
+    /// Weight of the importance loss `CV(importance)^2`.
+    pub w_importance: f64,
+    /// Weight of the load loss `CV(load)^2`.
+    pub w_load: f64,
+}
+
+impl Default for RouterConfig {
+    fn default() -> RouterConfig {
+        RouterConfig {
+            k: 2,
+            k_min: 1,
+            max_peers: 16,
+            w_importance: 0.01,
+            w_load: 0.01,
+        }
+    }
+}
+
+impl RouterConfig {
+    /// Checks the values.
+    pub fn validate(&self) -> Result<()> {
+        if self.k == 0 || self.k_min == 0 || self.k_min > self.k {
+            return Err(Error::Config(format!(
+                "router needs 1 <= k_min <= k, got k = {}, k_min = {}",
+                self.k, self.k_min
+            )));
+        }
+        if self.max_peers == 0 || self.max_peers > 4096 {
+            return Err(Error::Config(format!(
+                "router.max_peers must be in 1..=4096, got {}",
+                self.max_peers
+            )));
+        }
+        for (name, v) in [("w_importance", self.w_importance), ("w_load", self.w_load)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::Config(format!(
+                    "router.{name} must be finite and >= 0, got {v}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The router's parameters: `W_g` and `W_noise`, `[d, max_peers]`, and a bias `b_g`, all
+/// starting at zero (as in the paper, so that early routing is uniform up to noise).
+#[derive(Clone, Debug)]
+pub struct Router {
+    w_gate: Tensor,
+    b_gate: Tensor,
+    w_noise: Tensor,
+    peers: usize,
+}
+
+/// One batch's routing decision, with the graph needed to train the router.
+#[derive(Debug)]
+pub struct Routing {
+    /// `x W_g`, `[b, p]`.
+    clean: Tensor,
+    /// `H = x W_g + noise * softplus(x W_noise)`, `[b, p]` (equal to `clean` without noise).
+    noisy: Tensor,
+    /// `softplus(x W_noise) + 0.01`, `[b, p]`, when noise was drawn.
+    noise_std: Option<Tensor>,
+    /// `H` on the host, row-major.
+    host: Vec<f32>,
+    /// The chosen peers of each example, best first.
+    pub chosen: Vec<Vec<usize>>,
+    /// Which peers could be chosen.
+    pub available: Vec<bool>,
+    k: usize,
+}
+
+impl Routing {
+    /// The examples (rows) routed to each peer, indexed by peer.
+    pub fn rows_per_peer(&self) -> Vec<Vec<usize>> {
+        let mut rows = vec![Vec::new(); self.available.len()];
+        for (b, chosen) in self.chosen.iter().enumerate() {
+            for &p in chosen {
+                rows[p].push(b);
+            }
+        }
+        rows
+    }
+}
+
+fn softplus(x: &Tensor) -> Result<Tensor> {
+    // log(1 + e^x) = max(x, 0) + log(1 + e^-|x|), stable for large |x|.
+    Ok((x.relu()? + ((x.abs()?.neg()?.exp()? + 1.0)?.log()?))?)
+}
+
+/// `CV(x)^2 = var / mean^2` over the entries where `mask` is 1.
+fn cv_squared(x: &Tensor, mask: &Tensor, count: f64) -> Result<Tensor> {
+    let mean = ((x * mask)?.sum_all()? / count)?;
+    let dev = (x.broadcast_sub(&mean)? * mask)?;
+    let var = (dev.sqr()?.sum_all()? / count)?;
+    Ok(var.broadcast_div(&(mean.sqr()? + 1e-10)?)?)
+}
+
+impl Router {
+    /// A router over `peers` uids for representations of width `d`.
+    pub fn new(p: &mut Params<'_>, name: &str, d: usize, peers: usize) -> Result<Router> {
+        Ok(Router {
+            w_gate: p.constant(&format!("{name}.w_gate"), &[d, peers], 0.0)?,
+            b_gate: p.constant(&format!("{name}.b_gate"), &[peers], 0.0)?,
+            w_noise: p.constant(&format!("{name}.w_noise"), &[d, peers], 0.0)?,
+            peers,
+        })
+    }
+
+    /// Routes each example of `pooled` (`[b, d]`) to its top `k` available peers; with `rng`,
+    /// adds the learned noise first (training). `pooled` is standardised per example first, so
+    /// that the gate logits move at a useful rate whatever the scale of the embeddings.
+    pub fn route(
+        &self,
+        pooled: &Tensor,
+        available: &[bool],
+        k: usize,
+        rng: Option<&mut dyn rand::RngCore>,
+    ) -> Result<Routing> {
+        if available.len() != self.peers {
+            return Err(Error::Config(format!(
+                "availability of {} peers given to a router over {}",
+                available.len(),
+                self.peers
+            )));
+        }
+        let (b, _) = pooled.dims2()?;
+        let centred = pooled.broadcast_sub(&pooled.mean_keepdim(D::Minus1)?)?;
+        let scale = (centred.sqr()?.mean_keepdim(D::Minus1)? + 1e-5)?.sqrt()?;
+        let pooled = &centred.broadcast_div(&scale)?;
+        let clean = pooled.matmul(&self.w_gate)?.broadcast_add(&self.b_gate)?;
+        let (noisy, noise_std) = match rng {
+            Some(rng) => {
+                let std = (softplus(&pooled.matmul(&self.w_noise)?)? + 0.01)?;
+                let eps: Vec<f32> = (0..b * self.peers)
+                    .map(|_| rng.sample::<f32, _>(StandardNormal))
+                    .collect();
+                let eps = Tensor::from_vec(eps, (b, self.peers), pooled.device())?;
+                ((&clean + (eps * &std)?)?, Some(std))
+            }
+            None => (clean.clone(), None),
+        };
+        let host: Vec<f32> = noisy.flatten_all()?.to_vec1()?;
+        let chosen = (0..b)
+            .map(|r| {
+                let row = &host[r * self.peers..(r + 1) * self.peers];
+                let mut cand: Vec<usize> = (0..self.peers).filter(|&p| available[p]).collect();
+                cand.sort_by(|&x, &y| row[y].total_cmp(&row[x]).then(x.cmp(&y)));
+                cand.truncate(k);
+                cand
+            })
+            .collect();
+        Ok(Routing {
+            clean,
+            noisy,
+            noise_std,
+            host,
+            chosen,
+            available: available.to_vec(),
+            k,
+        })
+    }
+
+    /// The gates `[b, p]`: softmax of `H` over each example's chosen peers that `answered`,
+    /// zero elsewhere; and, per example, 1 when at least one of its chosen peers answered.
+    pub fn gates(&self, routing: &Routing, answered: &[bool]) -> Result<(Tensor, Vec<f32>)> {
+        let b = routing.chosen.len();
+        let mut mask = vec![-1e9f32; b * self.peers];
+        let mut valid = vec![0f32; b];
+        for (r, chosen) in routing.chosen.iter().enumerate() {
+            for &p in chosen {
+                if answered[p] {
+                    mask[r * self.peers + p] = 0.0;
+                    valid[r] = 1.0;
+                }
+            }
+        }
+        let dev = routing.noisy.device();
+        let mask = Tensor::from_vec(mask, (b, self.peers), dev)?;
+        let valid_t = Tensor::from_vec(valid.clone(), (b, 1), dev)?;
+        let gates = candle_nn::ops::softmax(&(&routing.noisy + mask)?, D::Minus1)?;
+        Ok((gates.broadcast_mul(&valid_t)?, valid))
+    }
+
+    /// `w_importance * CV(importance)^2 + w_load * CV(load)^2` over the available peers, where
+    /// importance is each peer's gate mass in the batch and load the smooth estimate of how
+    /// many examples pick it (the normal CDF of `H`'s margin over the k-th best alternative;
+    /// the threshold is held constant). Zero when no more than `k` peers are available.
+    pub fn balance_loss(
+        &self,
+        routing: &Routing,
+        gates: &Tensor,
+        cfg: &RouterConfig,
+    ) -> Result<Option<Tensor>> {
+        let count = routing.available.iter().filter(|a| **a).count();
+        if count <= routing.k || count < 2 {
+            return Ok(None);
+        }
+        let dev = gates.device();
+        let avail: Vec<f32> = routing
+            .available
+            .iter()
+            .map(|&a| if a { 1.0 } else { 0.0 })
+            .collect();
+        let avail = Tensor::from_vec(avail, self.peers, dev)?;
+        let importance = gates.sum(0)?;
+        let mut loss = (cv_squared(&importance, &avail, count as f64)? * cfg.w_importance)?;
+        if let Some(std) = &routing.noise_std {
+            let b = routing.chosen.len();
+            let mut thresh = vec![0f32; b * self.peers];
+            for r in 0..b {
+                let row = &routing.host[r * self.peers..(r + 1) * self.peers];
+                let mut vals: Vec<f32> = (0..self.peers)
+                    .filter(|&p| routing.available[p])
+                    .map(|p| row[p])
+                    .collect();
+                vals.sort_by(|a, b| b.total_cmp(a));
+                for p in 0..self.peers {
+                    // The k-th best of the others: the (k+1)-th overall when p is in the top k.
+                    let inside = routing.chosen[r].contains(&p);
+                    let idx = if inside { routing.k } else { routing.k - 1 };
+                    thresh[r * self.peers + p] = vals[idx.min(vals.len() - 1)];
+                }
+            }
+            let thresh = Tensor::from_vec(thresh, (b, self.peers), dev)?;
+            let z = ((&routing.clean - thresh)? / std)?;
+            let prob = ((z * std::f64::consts::FRAC_1_SQRT_2)?.erf()? + 1.0)?.affine(0.5, 0.0)?;
+            let load = prob.sum(0)?;
+            loss = (loss + (cv_squared(&load, &avail, count as f64)? * cfg.w_load)?)?;
+        }
+        Ok(Some(loss))
+    }
+}

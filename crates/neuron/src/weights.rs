@@ -1,0 +1,292 @@
+//! How a neuron chooses its weight row, from the mechanism crate's payoff gradient (paper
+//! eq. 13-14) or, for comparison, from an exponential moving average of gate importance.
+//!
+//! The payoff rule moves row `i` along `G_ij = tau dR_i/dW_ij - alpha dL_i/dW_ij`, where
+//! `dL_i/dW_ij = mask_chain(dL_i/dm_ij, m_ij, S_i, n, T)` chains the measured sensitivity of
+//! the learner's loss to peer `j`'s mask multiplier through the mask (`bt_mechanism::payoff`),
+//! projects onto the simplex, and shortens the step so that `||W_new - W_old||_2` stays below
+//! the ledger's epsilon (a longer one would be refused).
+
+use bt_mechanism::payoff::{mask_chain, rank_gradient};
+use bt_mechanism::simplex::projected;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Which rule sets the weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightRule {
+    /// Projected payoff-gradient ascent (the paper's game).
+    Payoff,
+    /// Exponential moving average of gate importance (plus a fixed self weight).
+    Ema,
+    /// All weight on itself (a selfish neuron, for experiments).
+    SelfOnly,
+}
+
+/// Settings of the weight rules.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WeightConfig {
+    /// The rule.
+    pub rule: WeightRule,
+    /// `alpha`: weight of the loss term in the payoff. It converts nats of loss into units of
+    /// rank; the simulator finds honest ranking at `alpha / tau` near 100 (see
+    /// `docs/reproduction.md`), hence the default with the ledger's usual `tau = 1`.
+    pub alpha: f64,
+    /// `lambda`: step size of the payoff rule.
+    pub lambda: f64,
+    /// EMA rate of the importance rule.
+    pub ema_rate: f64,
+    /// Self weight kept by the importance rule.
+    pub ema_self: f64,
+    /// Mask temperature `T` (the same value the network's axons use).
+    pub temperature: f64,
+}
+
+impl Default for WeightConfig {
+    fn default() -> WeightConfig {
+        WeightConfig {
+            rule: WeightRule::Payoff,
+            alpha: 100.0,
+            lambda: 1.0,
+            ema_rate: 0.3,
+            ema_self: 0.2,
+            temperature: 0.05,
+        }
+    }
+}
+
+impl WeightConfig {
+    /// Checks the values.
+    pub fn validate(&self) -> Result<()> {
+        for (name, v, lo, hi) in [
+            ("alpha", self.alpha, 0.0, f64::MAX),
+            ("lambda", self.lambda, 0.0, f64::MAX),
+            ("ema_rate", self.ema_rate, 0.0, 1.0),
+            ("ema_self", self.ema_self, 0.0, 1.0),
+        ] {
+            if !(v.is_finite() && v >= lo && v <= hi) {
+                return Err(Error::Config(format!(
+                    "weights.{name} must be in [{lo}, {hi}], got {v}"
+                )));
+            }
+        }
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return Err(Error::Config(format!(
+                "weights.temperature must be > 0, got {}",
+                self.temperature
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What the payoff rule needs about row `i`.
+#[derive(Clone, Debug)]
+pub struct PayoffInput<'a> {
+    /// The current row (on the simplex), length `n`.
+    pub row: &'a [f64],
+    /// This neuron's uid.
+    pub i: usize,
+    /// This neuron's stake as a fraction of the total.
+    pub stake_i: f64,
+    /// `dL_i/dm_ij` measured over the epoch (`None` for peers not queried).
+    pub dl_dm: &'a [Option<f64>],
+    /// `m_ij`, the mask each peer applies to this neuron.
+    pub m: &'a [f64],
+    /// The ledger's inflation rate `tau`.
+    pub tau: f64,
+    /// The ledger's bound on the change of a row.
+    pub epsilon: f64,
+}
+
+/// Shortens the step from `old` to `new` so that its L2 length is at most `0.95 * epsilon`
+/// (a convex combination, so the result stays on the simplex).
+pub fn clip_step(old: &[f64], new: &[f64], epsilon: f64) -> Vec<f64> {
+    let dist = old
+        .iter()
+        .zip(new)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum::<f64>()
+        .sqrt();
+    let limit = 0.95 * epsilon;
+    if dist <= limit {
+        return new.to_vec();
+    }
+    let f = limit / dist;
+    old.iter().zip(new).map(|(a, b)| a + f * (b - a)).collect()
+}
+
+/// One step of the payoff rule (see the module docs).
+pub fn payoff_step(inp: &PayoffInput<'_>, cfg: &WeightConfig) -> Vec<f64> {
+    let n = inp.row.len();
+    let mut next: Vec<f64> = (0..n)
+        .map(|j| {
+            let rank = inp.tau * rank_gradient(inp.i, j, inp.stake_i, n);
+            let loss = match inp.dl_dm[j] {
+                Some(g) if j != inp.i => mask_chain(g, inp.m[j], inp.stake_i, n, cfg.temperature),
+                _ => 0.0,
+            };
+            inp.row[j] + cfg.lambda * (rank - cfg.alpha * loss)
+        })
+        .collect();
+    next = projected(&next);
+    clip_step(inp.row, &next, inp.epsilon)
+}
+
+/// One step of the importance rule: `(1 - rate) row + rate target`, where the target keeps
+/// `ema_self` on `i` and spreads the rest in proportion to `importance`.
+pub fn ema_step(
+    row: &[f64],
+    i: usize,
+    importance: &[f64],
+    cfg: &WeightConfig,
+    epsilon: f64,
+) -> Vec<f64> {
+    let total: f64 = importance
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| *j != i)
+        .map(|(_, v)| v.max(0.0))
+        .sum();
+    let target: Vec<f64> = (0..row.len())
+        .map(|j| {
+            if j == i {
+                if total > 0.0 { cfg.ema_self } else { 1.0 }
+            } else if total > 0.0 {
+                (1.0 - cfg.ema_self) * importance[j].max(0.0) / total
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let next: Vec<f64> = row
+        .iter()
+        .zip(&target)
+        .map(|(w, t)| (1.0 - cfg.ema_rate) * w + cfg.ema_rate * t)
+        .collect();
+    clip_step(row, &projected(&next), epsilon)
+}
+
+/// All weight on `i`, approached within the epsilon bound.
+pub fn self_step(row: &[f64], i: usize, epsilon: f64) -> Vec<f64> {
+    let target: Vec<f64> = (0..row.len())
+        .map(|j| if j == i { 1.0 } else { 0.0 })
+        .collect();
+    clip_step(row, &target, epsilon)
+}
+
+/// A row on the simplex as the ledger's raw `(uid, weight)` pairs (zeros dropped).
+pub fn to_raw(row: &[f64]) -> Result<Vec<(u32, u32)>> {
+    if let Some(v) = row.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+        return Err(Error::Config(format!(
+            "weight {v} is negative or not finite"
+        )));
+    }
+    let out: Vec<(u32, u32)> = row
+        .iter()
+        .enumerate()
+        .map(|(j, w)| (j as u32, (w * f64::from(u32::MAX >> 1)).round() as u32))
+        .filter(|(_, w)| *w > 0)
+        .collect();
+    if out.is_empty() {
+        return Err(Error::Config("weight row is all zeros".into()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bt_mechanism::simplex::on_simplex;
+
+    fn cfg() -> WeightConfig {
+        WeightConfig {
+            alpha: 1.0,
+            lambda: 2.0,
+            ..WeightConfig::default()
+        }
+    }
+
+    /// One payoff step of learner 0 from the uniform row of 4, where peer 1 lowers the loss
+    /// by `g`, peer 2 raises it by `g`, and peer 3 was not queried.
+    fn step_from_uniform(g: f64, epsilon: f64) -> (Vec<f64>, Vec<f64>) {
+        let row = vec![0.25; 4];
+        let dl_dm = [None, Some(-g), Some(g), None];
+        let m = [0.5; 4];
+        let inp = PayoffInput {
+            row: &row,
+            i: 0,
+            stake_i: 0.25,
+            dl_dm: &dl_dm,
+            m: &m,
+            tau: 0.1,
+            epsilon,
+        };
+        let next = payoff_step(&inp, &cfg());
+        (row, next)
+    }
+
+    #[test]
+    fn payoff_moves_toward_helpful_peers_and_away_from_harmful_ones() {
+        // Peer 1 helps (more of it lowers the loss), peer 2 hurts, peer 3 was not queried.
+        let (row, next) = step_from_uniform(0.5, 10.0);
+        assert!(on_simplex(&next, 1e-9), "{next:?}");
+        assert!(next[1] > row[1] && next[2] < row[2], "{next:?}");
+        assert!(next[1] > next[3] && next[3] > next[2], "{next:?}");
+    }
+
+    #[test]
+    fn steps_respect_the_epsilon_bound() {
+        let (row, next) = step_from_uniform(50.0, 0.1);
+        let dist: f64 = row
+            .iter()
+            .zip(&next)
+            .map(|(a, b)| (a - b).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        assert!(dist <= 0.095 + 1e-12 && dist > 0.09, "{dist}");
+        assert!(on_simplex(&next, 1e-9));
+        let s = self_step(&row, 2, 0.1);
+        assert!(s[2] > 0.25 && on_simplex(&s, 1e-9));
+    }
+
+    #[test]
+    fn ema_follows_importance() {
+        let row = vec![0.25; 4];
+        let next = ema_step(&row, 0, &[0.0, 0.9, 0.1, 0.0], &cfg(), 10.0);
+        assert!(on_simplex(&next, 1e-9));
+        assert!(next[1] > next[2] && next[2] > next[3], "{next:?}");
+    }
+
+    #[test]
+    fn raw_rows_refuse_bad_values() {
+        let raw = to_raw(&[0.5, 0.0, 0.5]).unwrap();
+        assert_eq!(raw.len(), 2);
+        assert!(
+            to_raw(&[f64::NAN, 1.0])
+                .unwrap_err()
+                .to_string()
+                .contains("not finite")
+        );
+        assert!(
+            to_raw(&[0.0, 0.0])
+                .unwrap_err()
+                .to_string()
+                .contains("all zeros")
+        );
+        let mut c = cfg();
+        c.temperature = 0.0;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("temperature")
+        );
+        c = cfg();
+        c.ema_rate = 2.0;
+        assert!(c.validate().unwrap_err().to_string().contains("ema_rate"));
+    }
+}

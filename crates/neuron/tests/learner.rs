@@ -1,0 +1,324 @@
+//! The learner by plain calls: gradients reach every parameter, peers' answers are mixed and
+//! get their gradients, the router's choices respect availability, checkpoints round-trip.
+#![allow(clippy::unwrap_used)]
+
+use bt_neuron::data::TextData;
+use bt_neuron::learner::{Learner, Mode, OptimConfig, PeerOutput};
+use bt_neuron::model::ModelConfig;
+use bt_neuron::router::RouterConfig;
+use candle_core::Device;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn small() -> ModelConfig {
+    ModelConfig {
+        seq: 16,
+        d: 16,
+        heads: 2,
+        hidden: 32,
+        layers: 1,
+        student_layers: 1,
+        vocab: 256,
+    }
+}
+
+fn router(peers: usize) -> RouterConfig {
+    RouterConfig {
+        k: 2,
+        k_min: 1,
+        max_peers: peers,
+        w_importance: 0.1,
+        w_load: 0.1,
+    }
+}
+
+fn learner(seed: u64) -> Learner {
+    Learner::new(
+        &small(),
+        &router(4),
+        &OptimConfig::default(),
+        &Device::Cpu,
+        seed,
+    )
+    .unwrap()
+}
+
+fn fake_outputs(
+    routing: &bt_neuron::router::Routing,
+    t: usize,
+    d: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<PeerOutput> {
+    routing
+        .rows_per_peer()
+        .into_iter()
+        .enumerate()
+        .filter(|(_, rows)| !rows.is_empty())
+        .map(|(peer, rows)| PeerOutput {
+            peer,
+            values: (0..rows.len() * t * d)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect(),
+            rows,
+        })
+        .collect()
+}
+
+#[test]
+fn every_parameter_gets_a_gradient() {
+    let l = learner(1);
+    let before: Vec<(String, Vec<f32>)> = l
+        .named_vars()
+        .into_iter()
+        .map(|(n, v)| (n, v.as_tensor().flatten_all().unwrap().to_vec1().unwrap()))
+        .collect();
+    let data = TextData::load("bundled:sotu_1930s", None, 0.1, 16).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    // Peer 0 is the learner itself (never chosen); 1..3 answer.
+    let available = [false, true, true, true];
+    let batch = data.train_batch(8, 16, &mut rng);
+    let routing = l
+        .route(&batch.ids, 8, 16, &available, Some(&mut rng))
+        .unwrap();
+    assert!(
+        routing
+            .chosen
+            .iter()
+            .all(|c| c.len() == 2 && !c.contains(&0))
+    );
+    let outs = fake_outputs(&routing, 16, 16, &mut rng);
+    let step = l
+        .train_step(&batch, Mode::Network, Some(&routing), &outs)
+        .unwrap();
+    assert!(step.distill.is_some() && step.balance.is_some(), "{step:?}");
+    // One Adam step moves every parameter that received a non-zero gradient by about lr.
+    let mut unmoved = Vec::new();
+    for ((name, v), (_, old)) in l.named_vars().into_iter().zip(&before) {
+        let new: Vec<f32> = v.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+        let moved = new.iter().zip(old).any(|(a, b)| a != b);
+        if !moved {
+            unmoved.push(name);
+        }
+    }
+    assert!(
+        unmoved.is_empty(),
+        "parameters with no gradient: {unmoved:?}"
+    );
+    // Every peer that answered gets a gradient of its output's shape.
+    assert_eq!(step.peer_grads.len(), outs.len());
+    for (g, o) in step.peer_grads.iter().zip(&outs) {
+        assert_eq!(g.grad.len(), o.values.len());
+        assert!(g.grad.iter().any(|v| *v != 0.0));
+        assert!(g.grad_dot_output.is_finite());
+    }
+    let total: f32 = step.importance.iter().sum();
+    assert!(
+        (total - 1.0).abs() < 1e-4,
+        "gates sum to one per example: {total}"
+    );
+    assert_eq!(step.importance[0], 0.0);
+}
+
+#[test]
+fn peer_gradient_equals_finite_difference() {
+    // d loss / d y_j from backprop matches a finite difference of the evaluated loss.
+    let l = learner(3);
+    let data = TextData::load("bundled:moby_dick_b", None, 0.1, 16).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let batch = data.train_batch(2, 8, &mut rng);
+    let available = [true, true, false, false];
+    let routing = l.route(&batch.ids, 2, 8, &available, None).unwrap();
+    let outs = fake_outputs(&routing, 8, 16, &mut rng);
+    // A learner with lr 0 takes the gradient without moving.
+    let frozen = Learner::new(
+        &small(),
+        &router(4),
+        &OptimConfig {
+            lr: 0.0,
+            peer_lr: 0.0,
+            weight_decay: 0.0,
+        },
+        &Device::Cpu,
+        3,
+    )
+    .unwrap();
+    let routing = frozen.route(&batch.ids, 2, 8, &available, None).unwrap();
+    let _ = l;
+    let step = frozen
+        .train_step(&batch, Mode::Network, Some(&routing), &outs)
+        .unwrap();
+    let g = &step.peer_grads[0];
+    let (idx, _) = g
+        .grad
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+        .unwrap();
+    let h = 1e-2f32;
+    let loss_at = |delta: f32| {
+        let mut o = outs.clone();
+        o[0].values[idx] += delta;
+        frozen
+            .evaluate(&batch, Mode::Network, Some(&routing), &o)
+            .unwrap()
+    };
+    let fd = (loss_at(h) - loss_at(-h)) / (2.0 * h);
+    let an = g.grad[idx];
+    assert!(
+        (fd - an).abs() < 0.05 * an.abs() + 1e-4,
+        "finite difference {fd} vs backprop {an}"
+    );
+}
+
+#[test]
+fn training_alone_lowers_the_loss() {
+    let l = learner(5);
+    let data = TextData::load("bundled:sotu_1790s", None, 0.1, 16).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let held = data.held_out_batches(16, 16, 2);
+    let eval = |l: &Learner| -> f32 {
+        held.iter()
+            .map(|b| l.evaluate(b, Mode::Alone, None, &[]).unwrap())
+            .sum::<f32>()
+            / held.len() as f32
+    };
+    let start = eval(&l);
+    for _ in 0..60 {
+        let b = data.train_batch(16, 16, &mut rng);
+        l.train_step(&b, Mode::Alone, None, &[]).unwrap();
+    }
+    let end = eval(&l);
+    assert!(end < start - 1.0, "held-out loss {start} -> {end}");
+}
+
+#[test]
+fn peer_updates_change_what_is_served() {
+    let l = learner(7);
+    let ids: Vec<u32> = (0..32).map(|i| (i * 7 % 256) as u32).collect();
+    let before = l.serve(&ids, 2, 16).unwrap();
+    assert_eq!(before.len(), 2 * 16 * 16);
+    // Push the served output up: gradient of loss = -sum(out).
+    let grad = vec![-1.0f32; before.len()];
+    for _ in 0..5 {
+        l.apply_peer_gradient(&ids, 2, 16, &grad).unwrap();
+    }
+    let after = l.serve(&ids, 2, 16).unwrap();
+    let (sb, sa): (f32, f32) = (before.iter().sum(), after.iter().sum());
+    assert!(sa > sb, "sum of served output {sb} -> {sa}");
+}
+
+#[test]
+fn bad_inputs_are_refused() {
+    let l = learner(8);
+    let e = l.serve(&[300; 16], 1, 16).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("token id 300 is outside the vocabulary"),
+        "{e}"
+    );
+    let e = l.serve(&[1; 34], 1, 34).unwrap_err();
+    assert!(e.to_string().contains("the model takes 1 to 16"), "{e}");
+    let e = l.serve(&[1; 10], 1, 16).unwrap_err();
+    assert!(
+        e.to_string().contains("10 token ids for a [1, 16] batch"),
+        "{e}"
+    );
+    let e = l
+        .apply_peer_gradient(&[1; 16], 1, 16, &[0.0; 5])
+        .unwrap_err();
+    assert!(e.to_string().contains("gradient of 5 values"), "{e}");
+    let mut g = vec![0.0; 256];
+    g[3] = f32::NAN;
+    let e = l.apply_peer_gradient(&[1; 16], 1, 16, &g).unwrap_err();
+    assert!(e.to_string().contains("non-finite"), "{e}");
+    let bad_cfg = ModelConfig {
+        heads: 3,
+        ..small()
+    };
+    let e = Learner::new(
+        &bad_cfg,
+        &router(4),
+        &OptimConfig::default(),
+        &Device::Cpu,
+        1,
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("must divide model.d"), "{e}");
+    let bad_router = RouterConfig {
+        k_min: 3,
+        ..router(4)
+    };
+    let e = Learner::new(
+        &small(),
+        &bad_router,
+        &OptimConfig::default(),
+        &Device::Cpu,
+        1,
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("1 <= k_min <= k"), "{e}");
+}
+
+#[test]
+fn checkpoints_round_trip_and_bad_ones_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ckpt.safetensors");
+    let a = learner(9);
+    let ids: Vec<u32> = (0..16).collect();
+    a.save(&path).unwrap();
+    let b = learner(10);
+    assert_ne!(a.serve(&ids, 1, 16).unwrap(), b.serve(&ids, 1, 16).unwrap());
+    b.load(&path).unwrap();
+    assert_eq!(a.serve(&ids, 1, 16).unwrap(), b.serve(&ids, 1, 16).unwrap());
+    // A checkpoint of another shape, garbage bytes, a missing file.
+    let other = Learner::new(
+        &ModelConfig {
+            d: 8,
+            heads: 2,
+            ..small()
+        },
+        &router(4),
+        &OptimConfig::default(),
+        &Device::Cpu,
+        1,
+    )
+    .unwrap();
+    let e = other.load(&path).unwrap_err();
+    assert!(e.to_string().contains("has shape"), "{e}");
+    std::fs::write(&path, b"not a checkpoint").unwrap();
+    assert!(
+        b.load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("checkpoint")
+    );
+    let e = b.load(&dir.path().join("none.safetensors")).unwrap_err();
+    assert!(e.to_string().contains("none.safetensors"), "{e}");
+}
+
+#[test]
+fn gpt2_tokens_train_a_model_with_their_vocabulary() {
+    use bt_neuron::data::Tokenizer;
+    let cfg = ModelConfig {
+        vocab: Tokenizer::Gpt2.vocab(),
+        ..small()
+    };
+    let l = Learner::new(&cfg, &router(4), &OptimConfig::default(), &Device::Cpu, 1).unwrap();
+    let data = TextData::load_with("bundled:sotu_2000s", None, 0.1, 16, Tokenizer::Gpt2).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let b = data.train_batch(4, 16, &mut rng);
+    assert!(
+        b.ids.iter().any(|&t| t > 255),
+        "BPE ids beyond the byte range"
+    );
+    let first = l.train_step(&b, Mode::Alone, None, &[]).unwrap().loss;
+    assert!(
+        (first - (50_257f32).ln()).abs() < 1.0,
+        "starts near ln(vocab): {first}"
+    );
+    // A byte-sized model refuses BPE ids.
+    let e = learner(2).serve(&b.ids[..16], 1, 16);
+    assert!(b.ids[..16].iter().all(|&t| t < 256) || e.is_err());
+}
