@@ -24,6 +24,7 @@ use crate::data::{Batch, TextData};
 use crate::error::{Error, Result};
 use crate::learner::{Learner, Mode, PeerOutput, StepOutcome};
 use crate::ledger::{LedgerView, Snapshot};
+use crate::router::Routing;
 use crate::serve::{Behaviour, LearnerSynapse};
 use crate::weights::{PayoffInput, WeightRule, ema_step, payoff_step, self_step, to_raw};
 
@@ -429,25 +430,51 @@ impl Neuron {
         }
     }
 
+    /// Routes `batch` over the available peers (with noise when `train`) and queries them.
+    /// When a chosen peer fails, it is left out and the batch is routed and queried once more,
+    /// so that its examples go to the next best live peers rather than to the student. `None`
+    /// when no peer is available.
+    async fn route_and_query(
+        &mut self,
+        batch: &Batch,
+        train: bool,
+    ) -> Result<Option<(Routing, Vec<Vec<usize>>, Vec<PeerOutput>)>> {
+        let (b, t) = (batch.b, batch.t);
+        let mut last = None;
+        for _attempt in 0..2 {
+            let available = self.available();
+            if !available.iter().any(|a| *a) {
+                break;
+            }
+            let learner = self.learner.clone();
+            let rng: Option<&mut dyn rand::RngCore> =
+                if train { Some(&mut self.rng) } else { None };
+            let routing = blocking(|| learner.route(&batch.ids, b, t, &available, rng))?;
+            let rows = routing.rows_per_peer();
+            let outs = self.query(batch, &rows).await;
+            self.note_answers(&rows, &outs);
+            let all = outs.len() == rows.iter().filter(|r| !r.is_empty()).count();
+            last = Some((routing, rows, outs));
+            if all {
+                break;
+            }
+        }
+        Ok(last)
+    }
+
     /// One training step.
     pub async fn train_step(&mut self) -> Result<StepReport> {
         let start = Instant::now();
         while self.backward.try_join_next().is_some() {}
         let (b, t) = (self.cfg.train.batch, self.cfg.model.seq);
         let batch = self.data.train_batch(b, t, &mut self.rng);
-        let available = self.available();
-        let has_peers = available.iter().any(|a| *a);
         let mut network_time = Duration::ZERO;
-        let (outcome, mode, queried, answered) = if has_peers {
-            let learner = self.learner.clone();
-            let rng: &mut dyn rand::RngCore = &mut self.rng;
-            let routing = blocking(|| learner.route(&batch.ids, b, t, &available, Some(rng)))?;
-            let rows = routing.rows_per_peer();
-            let queried = rows.iter().filter(|r| !r.is_empty()).count();
-            let q = Instant::now();
-            let outs = self.query(&batch, &rows).await;
+        let q = Instant::now();
+        let routed = self.route_and_query(&batch, true).await?;
+        let (outcome, mode, queried, answered) = if let Some((routing, rows, outs)) = routed {
             network_time = q.elapsed();
-            self.note_answers(&rows, &outs);
+            let learner = self.learner.clone();
+            let queried = rows.iter().filter(|r| !r.is_empty()).count();
             let answered = outs.len();
             let mode = if answered >= self.cfg.router.k_min.min(queried) && answered > 0 {
                 Mode::Network
@@ -514,14 +541,13 @@ impl Neuron {
         let mut total = 0.0;
         let batches = self.held_out.clone();
         for batch in &batches {
-            let (b, t) = (batch.b, batch.t);
             let learner = self.learner.clone();
-            let available = self.available();
-            let loss = if mode == Mode::Network && available.iter().any(|a| *a) {
-                let routing = blocking(|| learner.route(&batch.ids, b, t, &available, None))?;
-                let rows = routing.rows_per_peer();
-                let outs = self.query(batch, &rows).await;
-                self.note_answers(&rows, &outs);
+            let routed = if mode == Mode::Network {
+                self.route_and_query(batch, false).await?
+            } else {
+                None
+            };
+            let loss = if let Some((routing, _, outs)) = routed {
                 blocking(|| learner.evaluate(batch, Mode::Network, Some(&routing), &outs))?
             } else {
                 let mode = if mode == Mode::Network {

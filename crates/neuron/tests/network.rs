@@ -113,21 +113,26 @@ async fn honest_neurons_route_around_noise_and_survive_a_dead_peer() {
         );
     }
 
-    // Phase 2: kill b; a keeps training on the student with no error and no loss jump.
+    // Phase 2: kill b; a keeps training (only the noise peer is left, then the student) with
+    // no error, and its held-out loss does not jump by more than the stated 0.5 nats.
+    let before = neurons[0].evaluate(Mode::Network).await.expect("eval");
     let b = neurons.remove(1);
     b.shutdown().await.expect("b stops");
     let a = &mut neurons[0];
-    let before = a.evaluate(Mode::Network).await.expect("eval");
+    let right_after = a.evaluate(Mode::Network).await.expect("eval");
     let mut modes = Vec::new();
     for _ in 0..20 {
         let r = a.train_step().await.expect("step after the peer died");
+        assert!(r.loss.is_finite());
         modes.push(r.mode);
     }
     let after = a.evaluate(Mode::Network).await.expect("eval");
-    assert!(
-        after < before + 0.5,
-        "held-out loss jumped from {before} to {after} when a peer died"
-    );
+    for (what, loss) in [("right after", right_after), ("20 steps after", after)] {
+        assert!(
+            loss < before + 0.5,
+            "held-out loss jumped from {before} to {loss} {what} a peer died"
+        );
+    }
     assert!(modes.iter().all(|m| *m != Mode::Alone));
     for n in neurons {
         n.shutdown().await.expect("stops");
