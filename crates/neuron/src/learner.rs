@@ -343,6 +343,16 @@ impl Learner {
         Ok((mix, vars, gates, valid))
     }
 
+    /// A batch's inputs, targets and causal mask as tensors (ids checked).
+    fn batch_tensors(&self, batch: &Batch) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, t) = (batch.b, batch.t);
+        Ok((
+            self.ids(&batch.ids, b, t)?,
+            self.ids(&batch.targets, b, t)?,
+            self.mask(t)?,
+        ))
+    }
+
     /// One training step on a batch. In [`Mode::Network`], `routing` must be the batch's
     /// routing and `outputs` the answers of the peers that replied.
     pub fn train_step(
@@ -353,9 +363,7 @@ impl Learner {
         outputs: &[PeerOutput],
     ) -> Result<StepOutcome> {
         let (b, t) = (batch.b, batch.t);
-        let x = self.ids(&batch.ids, b, t)?;
-        let y = self.ids(&batch.targets, b, t)?;
-        let mask = self.mask(t)?;
+        let (x, y, mask) = self.batch_tensors(batch)?;
         let local = self.trunk.forward(&x, &mask)?;
         let mut outcome = StepOutcome::default();
         let (h, aux, peer_vars) = match (mode, routing) {
@@ -457,9 +465,7 @@ impl Learner {
         outputs: &[PeerOutput],
     ) -> Result<f32> {
         let (b, t) = (batch.b, batch.t);
-        let x = self.ids(&batch.ids, b, t)?;
-        let y = self.ids(&batch.targets, b, t)?;
-        let mask = self.mask(t)?;
+        let (x, y, mask) = self.batch_tensors(batch)?;
         let local = self.trunk.forward(&x, &mask)?.detach();
         let h = match (mode, routing) {
             (Mode::Alone, _) => local,
