@@ -1,0 +1,80 @@
+//! `bt neuron run`: each bad argument or configuration is refused with a message naming it,
+//! before anything starts; a good one trains alone and writes its checkpoint.
+
+use bt_cli::{Cli, run};
+use clap::Parser;
+
+fn bt(args: &[&str]) -> anyhow::Result<()> {
+    let mut all = vec!["bt"];
+    all.extend_from_slice(args);
+    run(Cli::try_parse_from(all)?)
+}
+
+fn error_of(args: &[&str]) -> String {
+    format!("{:#}", bt(args).expect_err("refused"))
+}
+
+#[test]
+fn bad_configurations_are_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p.to_str().expect("utf-8").to_string()
+    };
+    let missing = dir.path().join("missing.toml");
+    let e = error_of(&[
+        "neuron",
+        "run",
+        "--config",
+        missing.to_str().expect("utf-8"),
+    ]);
+    assert!(e.contains("missing.toml"), "{e}");
+    let typo = path("typo.toml", "[train]\nstepz = 3\n");
+    let e = error_of(&["neuron", "run", "--config", &typo]);
+    assert!(
+        e.contains("typo.toml") && e.contains("unknown field `stepz`"),
+        "{e}"
+    );
+    let no_keys = path("nokeys.toml", "[train]\nsteps = 3\n");
+    let e = error_of(&["neuron", "run", "--config", &no_keys]);
+    assert!(
+        e.contains("[keys] names neither hotkey_uri nor wallet"),
+        "{e}"
+    );
+    let bad_uri = path("baduri.toml", "[keys]\nhotkey_uri = \"not a uri\"\n");
+    let e = error_of(&["neuron", "run", "--config", &bad_uri]);
+    assert!(e.contains("keys.hotkey_uri"), "{e}");
+    let ok = path("ok.toml", "[keys]\nhotkey_uri = \"//Alice//solo\"\n");
+    let e = error_of(&["neuron", "run", "--config", &ok, "--log-every", "0"]);
+    assert!(e.contains("--log-every must be at least 1"), "{e}");
+}
+
+#[test]
+fn a_neuron_without_a_ledger_trains_alone_and_checkpoints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ckpt = dir.path().join("ckpt");
+    let cfg = dir.path().join("solo.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"solo\"\n[keys]\nhotkey_uri = \"//Alice//solo\"\n\
+             [train]\nsteps = 4\nbatch = 2\nepoch_steps = 2\neval_batches = 1\ncheckpoint_dir = {:?}\n\
+             [model]\nseq = 16\nd = 16\nhidden = 32\nlayers = 1\n",
+            ckpt.to_str().expect("utf-8")
+        ),
+    )
+    .expect("write");
+    bt(&["neuron", "run", "--config", cfg.to_str().expect("utf-8")]).expect("trains");
+    assert!(ckpt.join("neuron.safetensors").exists());
+    // And resumes from it.
+    bt(&[
+        "neuron",
+        "run",
+        "--config",
+        cfg.to_str().expect("utf-8"),
+        "--steps",
+        "2",
+    ])
+    .expect("resumes");
+}
