@@ -3,6 +3,7 @@
 //! - [`sim`]: the empirical-model simulator (`bt sim instance | run | fig4 | fig5`).
 //! - [`chain`]: the ledger node (`bt chain run | verify`) and its clients (`bt transfer`,
 //!   `bt stake add|remove`, `bt register`, `bt weights set`, `bt metagraph`).
+//! - [`net`]: a ledger node and neurons on loopback in one process (`bt net up`).
 //! - [`neuron`]: one learner against a ledger node (`bt neuron run --config FILE`).
 //! - [`wallet`]: coldkeys and hotkeys on disk (`bt wallet new | new-hotkey | list | show | regen`).
 //!
@@ -21,6 +22,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod chain;
+pub mod net;
 pub mod neuron;
 pub mod progress;
 pub mod sim;
@@ -61,6 +63,9 @@ pub enum Command {
     /// A learner that trains with its peers and sets weights on the ledger.
     #[command(subcommand)]
     Neuron(neuron::NeuronCommand),
+    /// A whole network on this machine: a ledger node and neurons on loopback.
+    #[command(subcommand)]
+    Net(net::NetCommand),
 }
 
 /// Runs a parsed command.
@@ -75,6 +80,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Weights(cmd) => chain::weights(cmd),
         Command::Metagraph(args) => chain::metagraph(args),
         Command::Neuron(cmd) => neuron::run(cmd),
+        Command::Net(cmd) => net::run(cmd),
     }
 }
 

@@ -1,5 +1,5 @@
-//! `bt neuron run`: each bad argument or configuration is refused with a message naming it,
-//! before anything starts; a good one trains alone and writes its checkpoint.
+//! `bt neuron run` and `bt net up`: each bad argument or configuration is refused with a
+//! message naming it, before anything starts; a good neuron trains alone and checkpoints.
 
 use bt_cli::{Cli, run};
 use clap::Parser;
@@ -77,4 +77,12 @@ fn a_neuron_without_a_ledger_trains_alone_and_checkpoints() {
         "2",
     ])
     .expect("resumes");
+}
+
+#[test]
+fn net_up_refuses_bad_sizes() {
+    let e = error_of(&["net", "up", "--neurons", "2"]);
+    assert!(e.contains("--neurons must be in 3..=16, got 2"), "{e}");
+    let e = error_of(&["net", "up", "--steps", "3"]);
+    assert!(e.contains("--steps must be at least 10, got 3"), "{e}");
 }
