@@ -319,7 +319,8 @@ pub fn raw_row(weights: &[(u32, f64)]) -> Result<Vec<(u32, u32)>> {
         .collect())
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+/// The multi-threaded async runtime the networked commands run on.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

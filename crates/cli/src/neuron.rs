@@ -94,10 +94,7 @@ fn run_neuron(a: RunArgs) -> Result<()> {
         bail!("--log-every must be at least 1");
     }
     let (hotkey, coldkey) = keys(&cfg.keys, cfg.network.stake_tao > 0.0)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = crate::chain::runtime()?;
     rt.block_on(async move {
         let steps = cfg.train.steps;
         let epoch = cfg.train.epoch_steps;

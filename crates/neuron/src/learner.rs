@@ -100,6 +100,20 @@ pub struct StepOutcome {
     pub fallback_rows: usize,
 }
 
+/// The head's mixture input `c(x)` and what built it.
+struct Mixture {
+    /// `G(x)` plus the student on examples no chosen peer answered.
+    mix: Tensor,
+    /// `G(x)` alone (the distillation target); `None` when no peer answered.
+    gated: Option<Tensor>,
+    /// Each answering peer's uid and its answer as a variable (for its gradient).
+    vars: Vec<(usize, Var)>,
+    /// The gates `[b, p]`.
+    gates: Tensor,
+    /// Per example, 1 when a chosen peer answered.
+    valid: Vec<f32>,
+}
+
 /// A learner's networks and optimisers. Safe to share between the training loop and the axon
 /// (parameters are updated in place under candle's storage locks).
 pub struct Learner {
@@ -209,7 +223,9 @@ impl Learner {
         Ok(m)
     }
 
-    fn ids(&self, ids: &[u32], b: usize, t: usize) -> Result<Tensor> {
+    /// Checks token ids a caller gives for a `[b, t]` batch: the count, the vocabulary, and
+    /// the sequence length the model takes.
+    pub fn check_ids(&self, ids: &[u32], b: usize, t: usize) -> Result<()> {
         if ids.len() != b * t {
             return Err(Error::BadInput(format!(
                 "{} token ids for a [{b}, {t}] batch",
@@ -228,6 +244,11 @@ impl Learner {
                 self.cfg.seq
             )));
         }
+        Ok(())
+    }
+
+    fn ids(&self, ids: &[u32], b: usize, t: usize) -> Result<Tensor> {
+        self.check_ids(ids, b, t)?;
         ids_tensor(ids, b, t, &self.device)
     }
 
@@ -279,8 +300,7 @@ impl Learner {
         Ok(())
     }
 
-    /// Builds the mixture input of the head. Returns `(c, peer vars, gates, valid rows)`.
-    #[allow(clippy::type_complexity)]
+    /// Builds the mixture input of the head from the peers' answers.
     fn mixture(
         &self,
         b: usize,
@@ -288,7 +308,7 @@ impl Learner {
         routing: &Routing,
         outputs: &[PeerOutput],
         student: &Tensor,
-    ) -> Result<(Tensor, Vec<(usize, Var, Tensor)>, Tensor, Vec<f32>)> {
+    ) -> Result<Mixture> {
         let d = self.cfg.d;
         let peers = self.router_cfg.max_peers;
         let mut answered = vec![false; peers];
@@ -320,27 +340,34 @@ impl Learner {
                 full[r * t * d..(r + 1) * t * d]
                     .copy_from_slice(&o.values[k * t * d..(k + 1) * t * d]);
             }
-            let var = Var::from_vec(full, (b, t, d), &self.device)?;
-            let gate_col = o.peer;
-            vars.push((
-                gate_col,
-                var,
-                Tensor::zeros(1, candle_core::DType::F32, &self.device)?,
-            ));
+            vars.push((o.peer, Var::from_vec(full, (b, t, d), &self.device)?));
         }
         let (gates, valid) = self.router.gates(routing, &answered)?;
-        let mut mix = student.detach().broadcast_mul(&Tensor::from_vec(
+        let mut gated: Option<Tensor> = None;
+        for (p, var) in &vars {
+            let g = gates.narrow(1, *p, 1)?.reshape((b, 1, 1))?;
+            let term = var.as_tensor().broadcast_mul(&g)?;
+            gated = Some(match gated {
+                None => term,
+                Some(acc) => (acc + term)?,
+            });
+        }
+        let fallback = student.detach().broadcast_mul(&Tensor::from_vec(
             valid.iter().map(|v| 1.0 - v).collect::<Vec<f32>>(),
             (b, 1, 1),
             &self.device,
         )?)?;
-        for (p, var, slot) in vars.iter_mut() {
-            let g = gates.narrow(1, *p, 1)?.reshape((b, 1, 1))?;
-            let term = var.as_tensor().broadcast_mul(&g)?;
-            *slot = term.clone();
-            mix = (mix + term)?;
-        }
-        Ok((mix, vars, gates, valid))
+        let mix = match &gated {
+            Some(g) => (fallback + g)?,
+            None => fallback,
+        };
+        Ok(Mixture {
+            mix,
+            gated,
+            vars,
+            gates,
+            valid,
+        })
     }
 
     /// A batch's inputs, targets and causal mask as tensors (ids checked).
@@ -374,21 +401,20 @@ impl Learner {
             }
             (Mode::Network, Some(routing)) => {
                 let student = self.student.forward(&x, &mask)?;
-                let (mix, vars, gates, valid) = self.mixture(b, t, routing, outputs, &student)?;
+                let Mixture {
+                    mix,
+                    gated,
+                    vars,
+                    gates,
+                    valid,
+                } = self.mixture(b, t, routing, outputs, &student)?;
                 outcome.fallback_rows = valid.iter().filter(|v| **v == 0.0).count();
                 outcome.importance = (gates.sum(0)? / b as f64)?.to_vec1()?;
                 let n_valid: f32 = valid.iter().sum();
                 let mut aux = None;
                 if n_valid > 0.0 {
                     // Distil the peers' mixture (not the student's own fallback) into the student.
-                    let gmix = vars
-                        .iter()
-                        .try_fold(None::<Tensor>, |acc, (_, _, term)| -> Result<_> {
-                            Ok(Some(match acc {
-                                None => term.clone(),
-                                Some(a) => (a + term)?,
-                            }))
-                        })?
+                    let gmix = gated
                         .ok_or_else(|| Error::BadInput("no peer terms".into()))?
                         .detach();
                     let rows = Tensor::from_vec(valid.clone(), (b, 1, 1), &self.device)?;
@@ -429,7 +455,7 @@ impl Learner {
             let mut opt = self.opt.lock().unwrap_or_else(|e| e.into_inner());
             opt.step(&grads)?;
         }
-        for ((p, var, _), o) in peer_vars.iter().zip(outputs) {
+        for ((p, var), o) in peer_vars.iter().zip(outputs) {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
@@ -474,7 +500,7 @@ impl Learner {
             }
             (Mode::Network, Some(routing)) => {
                 let student = self.student.forward(&x, &mask)?.detach();
-                let (mix, _, _, _) = self.mixture(b, t, routing, outputs, &student)?;
+                let mix = self.mixture(b, t, routing, outputs, &student)?.mix;
                 (local + mix.detach())?
             }
         };

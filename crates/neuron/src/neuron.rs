@@ -88,7 +88,6 @@ pub struct Neuron {
     view: Arc<LedgerView>,
     axon: Option<AxonHandle>,
     peers: Vec<Option<Peer>>,
-    masks: Vec<f64>,
     /// Per uid: consecutive failed queries and until when the router leaves the peer out.
     health: Vec<(u32, Option<Instant>)>,
     chain: Option<Client>,
@@ -188,7 +187,6 @@ impl Neuron {
             view,
             axon: Some(axon),
             peers: vec![None; peers],
-            masks: vec![1.0; peers],
             health: vec![(0, None); peers],
             chain: None,
             snapshot: None,
@@ -267,7 +265,6 @@ impl Neuron {
             table[uid] = Some(p);
         }
         self.peers = table;
-        self.masks = vec![1.0; self.cfg.router.max_peers];
         Ok(())
     }
 
@@ -324,7 +321,7 @@ impl Neuron {
         self.refresh().await
     }
 
-    /// Reads the metagraph: peers, masks, the axon's view.
+    /// Reads the metagraph: peers and the axon's view (stake, masks).
     pub async fn refresh(&mut self) -> Result<()> {
         let Some(chain) = self.chain.as_mut() else {
             return Ok(());
@@ -334,7 +331,6 @@ impl Neuron {
         self.my_uid = snap.uid_of(&self.hotkey.public());
         let max = self.cfg.router.max_peers;
         let mut peers = vec![None; max];
-        let mut masks = vec![1.0; max];
         for nm in &snap.neurons {
             if nm.uid >= max || Some(nm.uid) == self.my_uid {
                 continue;
@@ -343,13 +339,8 @@ impl Neuron {
                 hotkey: nm.hotkey,
                 endpoint: format!("http://{}", nm.endpoint),
             });
-            masks[nm.uid] = match (self.cfg.network.mask, self.my_uid) {
-                (true, Some(i)) => snap.mask(i, nm.uid, self.cfg.weights.temperature),
-                _ => 1.0,
-            };
         }
         self.peers = peers;
-        self.masks = masks;
         self.view.update(snap.clone());
         self.snapshot = Some(snap);
         Ok(())
@@ -575,13 +566,14 @@ impl Neuron {
             if let Err(e) = self.refresh().await {
                 tracing::warn!(error = %e, "metagraph refresh failed");
             }
-            if let (Some(s), Some(i)) = (&self.snapshot, self.my_uid) {
-                let m: Vec<f64> = (0..s.neurons.len())
+            let m: Vec<f64> = match (&self.snapshot, self.my_uid) {
+                (Some(s), Some(i)) => (0..s.neurons.len())
                     .map(|j| self.mask_of(s, i, j))
-                    .collect();
-                report.dl_dm = self.dl_dm(&m);
-            }
-            match self.set_weights(&importance).await {
+                    .collect(),
+                _ => Vec::new(),
+            };
+            report.dl_dm = self.dl_dm(&m);
+            match self.set_weights(&importance, &m, &report.dl_dm).await {
                 Ok(row) => report.weights = Some(row),
                 Err(e) => {
                     tracing::warn!(error = %e, "setting weights failed");
@@ -640,8 +632,14 @@ impl Neuron {
             .collect()
     }
 
-    /// The next weight row by the configured rule, submitted to the ledger.
-    async fn set_weights(&mut self, importance: &[f64]) -> Result<Vec<f64>> {
+    /// The next weight row by the configured rule, submitted to the ledger; `m` and `dl_dm`
+    /// are this epoch's masks and loss sensitivities by uid (used by the payoff rule).
+    async fn set_weights(
+        &mut self,
+        importance: &[f64],
+        m: &[f64],
+        dl_dm: &[Option<f64>],
+    ) -> Result<Vec<f64>> {
         let snap = self
             .snapshot
             .clone()
@@ -660,22 +658,18 @@ impl Neuron {
                     .collect();
                 ema_step(&row, i, &imp, cfg, snap.epsilon)
             }
-            WeightRule::Payoff => {
-                let m: Vec<f64> = (0..n).map(|j| self.mask_of(&snap, i, j)).collect();
-                let dl_dm = self.dl_dm(&m);
-                payoff_step(
-                    &PayoffInput {
-                        row: &row,
-                        i,
-                        stake_i: snap.stake_frac[i],
-                        dl_dm: &dl_dm,
-                        m: &m,
-                        tau: snap.tau,
-                        epsilon: snap.epsilon,
-                    },
-                    cfg,
-                )
-            }
+            WeightRule::Payoff => payoff_step(
+                &PayoffInput {
+                    row: &row,
+                    i,
+                    stake_i: snap.stake_frac[i],
+                    dl_dm,
+                    m,
+                    tau: snap.tau,
+                    epsilon: snap.epsilon,
+                },
+                cfg,
+            ),
         };
         let raw = to_raw(&next)?;
         let chain = self

@@ -75,12 +75,7 @@ impl Synapse for LearnerSynapse {
             Behaviour::Honest => self.learner.serve(&ids, b, t)?,
             Behaviour::Noise => {
                 // Validate like the honest path, then answer noise.
-                if t == 0 || t > self.learner.model_config().seq {
-                    return Err(Box::new(Error::BadInput(format!(
-                        "sequence of {t} tokens; the model takes 1 to {}",
-                        self.learner.model_config().seq
-                    ))));
-                }
+                self.learner.check_ids(&ids, b, t)?;
                 let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
                 (0..b * t * d)
                     .map(|_| rng.sample::<f32, _>(StandardNormal))
