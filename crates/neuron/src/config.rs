@@ -10,6 +10,7 @@
 //! [network]
 //! ledger = "http://127.0.0.1:7100" # omit to train alone (student fallback, no weights)
 //! listen = "127.0.0.1:0"           # the axon's address
+//! # advertise = "192.0.2.7:8091"    # what peers dial, when listening on 0.0.0.0 (optional)
 //! stake_tao = 100.0                # staked from the coldkey when registering
 //!
 //! [keys]
@@ -70,6 +71,9 @@ pub struct NetworkConfig {
     pub ledger: Option<String>,
     /// The axon's listen address.
     pub listen: String,
+    /// The address registered on the ledger for peers to reach (`ip:port`); defaults to the
+    /// address the axon bound. Needed when listening on `0.0.0.0` or behind a NAT.
+    pub advertise: Option<String>,
     /// TAO staked from the coldkey on the hotkey when registering.
     pub stake_tao: f64,
     /// Whether the axon scales answers by the competitive mask.
@@ -83,6 +87,7 @@ impl Default for NetworkConfig {
         NetworkConfig {
             ledger: None,
             listen: "127.0.0.1:0".into(),
+            advertise: None,
             stake_tao: 0.0,
             mask: true,
             timeout_ms: 3000,
@@ -218,9 +223,30 @@ impl NeuronConfig {
                 "network.timeout_ms must be at least 1".into(),
             ));
         }
-        n.listen.parse::<std::net::SocketAddr>().map_err(|e| {
+        let listen = n.listen.parse::<std::net::SocketAddr>().map_err(|e| {
             Error::Config(format!("network.listen {:?} is not ip:port: {e}", n.listen))
         })?;
+        match &n.advertise {
+            Some(a) => {
+                let adv = a.parse::<std::net::SocketAddr>().map_err(|e| {
+                    Error::Config(format!("network.advertise {a:?} is not ip:port: {e}"))
+                })?;
+                if adv.ip().is_unspecified() || adv.port() == 0 {
+                    return Err(Error::Config(format!(
+                        "network.advertise {a:?} must name a reachable address and a port"
+                    )));
+                }
+            }
+            None if n.ledger.is_some() && listen.ip().is_unspecified() => {
+                return Err(Error::Config(format!(
+                    "network.listen {:?} is not an address peers can reach: set network.advertise \
+                     to this machine's address and the port (e.g. \"192.0.2.7:{}\")",
+                    n.listen,
+                    listen.port()
+                )));
+            }
+            None => {}
+        }
         if let Some(l) = &n.ledger
             && !(l.starts_with("http://") || l.starts_with("https://"))
         {
@@ -290,6 +316,18 @@ rule = "payoff"
             (
                 "[network]\nledger = \"127.0.0.1:1\"",
                 "must start with http://",
+            ),
+            (
+                "[network]\nledger = \"http://127.0.0.1:1\"\nlisten = \"0.0.0.0:8091\"",
+                "set network.advertise",
+            ),
+            (
+                "[network]\nadvertise = \"0.0.0.0:8091\"",
+                "must name a reachable address",
+            ),
+            (
+                "[network]\nadvertise = \"here\"",
+                "network.advertise \"here\"",
             ),
             ("[network]\nstake_tao = -1.0", "network.stake_tao"),
             ("[model]\nheads = 3", "must divide model.d"),

@@ -100,6 +100,20 @@ pub struct StepOutcome {
     pub fallback_rows: usize,
 }
 
+/// What removing one peer's answer does to a learner's loss on one batch; see
+/// [`Learner::removal`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RemovalProbe {
+    /// The peer's index (uid).
+    pub peer: usize,
+    /// The loss with the peer's answer zeroed, minus the loss with it.
+    pub exact: f64,
+    /// The first-order term of the Taylor expansion.
+    pub first: f64,
+    /// The second-order (Fisher) term of the Taylor expansion: the paper's approximation.
+    pub second: f64,
+}
+
 /// The head's mixture input `c(x)` and what built it.
 struct Mixture {
     /// `G(x)` plus the student on examples no chosen peer answered.
@@ -506,6 +520,67 @@ impl Learner {
         };
         let logits = self.head.forward(&h)?.detach();
         Ok(cross_entropy(&logits, &y)?.to_scalar::<f32>()?)
+    }
+
+    /// What removing each answering peer would do to this learner's loss on `batch`: the
+    /// exact change when the peer's answer is zeroed (its gate kept), and the terms of the
+    /// Taylor expansion the paper uses for the same quantity (eq. 2 and appendix 6.1).
+    ///
+    /// With `h` the head's input and `dh = -g_j m_j y_j` the removal of peer `j`'s term:
+    /// - `exact = CE(h + dh) - CE(h)`;
+    /// - `first = <dCE/dh, dh>` (the paper drops it, assuming a minimum in the inputs);
+    /// - `second = 1/2 dh^T F dh`, with `F` the Fisher information of the cross-entropy with
+    ///   respect to `h` (the Gauss-Newton form of its Hessian, the paper's `H(Q)`). Per token,
+    ///   `dh^T F dh` is the variance under the predicted distribution `p` of the logits'
+    ///   directional derivative `J dh`, which is taken by a central difference.
+    ///
+    /// All three are means over the batch's tokens, as the loss is.
+    pub fn removal(
+        &self,
+        batch: &Batch,
+        routing: &Routing,
+        outputs: &[PeerOutput],
+    ) -> Result<Vec<RemovalProbe>> {
+        let (b, t) = (batch.b, batch.t);
+        let (x, y, mask) = self.batch_tensors(batch)?;
+        let local = self.trunk.forward(&x, &mask)?.detach();
+        let student = self.student.forward(&x, &mask)?.detach();
+        let mixture = self.mixture(b, t, routing, outputs, &student)?;
+        let h = Var::from_tensor(&(local + mixture.mix)?.detach())?;
+        let logits = self.head.forward(h.as_tensor())?;
+        let ce = cross_entropy(&logits, &y)?;
+        let base = f64::from(ce.to_scalar::<f32>()?);
+        let grads = ce.backward()?;
+        let dce_dh = grads
+            .get(h.as_tensor())
+            .ok_or_else(|| Error::BadInput("no gradient reached the head's input".into()))?
+            .detach();
+        let logits = logits.detach();
+        let p = candle_nn::ops::softmax_last_dim(&logits)?;
+        let tokens = (b * t) as f64;
+        let h = h.as_tensor().detach();
+        let mut probes = Vec::with_capacity(mixture.vars.len());
+        for (peer, var) in &mixture.vars {
+            let gate = mixture.gates.narrow(1, *peer, 1)?.reshape((b, 1, 1))?;
+            let dh = var.as_tensor().broadcast_mul(&gate)?.neg()?;
+            let removed = cross_entropy(&self.head.forward(&(&h + &dh)?)?, &y)?;
+            let exact = f64::from(removed.to_scalar::<f32>()?) - base;
+            let first = f64::from((&dce_dh * &dh)?.sum_all()?.to_scalar::<f32>()?);
+            let eps = 1e-2;
+            let up = self.head.forward(&(&h + (&dh * eps)?)?)?;
+            let down = self.head.forward(&(&h - (&dh * eps)?)?)?;
+            let jv = ((up - down)? / (2.0 * eps))?;
+            let mean = (&p * &jv)?.sum_keepdim(2)?;
+            let var_p = ((&p * jv.sqr()?)?.sum_keepdim(2)? - mean.sqr()?)?;
+            let second = 0.5 * f64::from(var_p.sum_all()?.to_scalar::<f32>()?) / tokens;
+            probes.push(RemovalProbe {
+                peer: *peer,
+                exact,
+                first,
+                second,
+            });
+        }
+        Ok(probes)
     }
 
     /// Saves every parameter to a safetensors file.

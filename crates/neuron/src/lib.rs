@@ -45,6 +45,6 @@ pub mod serve;
 pub mod weights;
 
 pub use config::NeuronConfig;
-pub use neuron::{EpochReport, Neuron, StepReport};
+pub use neuron::{EpochReport, Neuron, RemovalCost, StepReport};
 
 pub use error::{Error, Result};

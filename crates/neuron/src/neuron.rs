@@ -68,6 +68,20 @@ pub struct EpochReport {
     pub height: Option<u64>,
 }
 
+/// What removing one peer costs a neuron on its held-out data; see
+/// [`Neuron::removal_costs`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RemovalCost {
+    /// Held-out loss with the peer's answers zeroed, minus the loss with them.
+    pub exact: f64,
+    /// The first-order Taylor term of the same change.
+    pub first: f64,
+    /// The second-order (Fisher) Taylor term: the paper's approximation.
+    pub second: f64,
+    /// Held-out batches in which the peer answered.
+    pub batches: usize,
+}
+
 #[derive(Default)]
 struct EpochStats {
     dot: Vec<f64>,
@@ -270,9 +284,14 @@ impl Neuron {
 
     async fn register(&mut self) -> Result<()> {
         self.refresh().await?;
-        let addr = self
-            .addr()
-            .ok_or_else(|| Error::Config("axon not running".into()))?;
+        let addr = match &self.cfg.network.advertise {
+            Some(a) => a
+                .parse()
+                .map_err(|e| Error::Config(format!("network.advertise {a:?}: {e}")))?,
+            None => self
+                .addr()
+                .ok_or_else(|| Error::Config("axon not running".into()))?,
+        };
         let chain = self
             .chain
             .as_mut()
@@ -551,6 +570,37 @@ impl Neuron {
             total += loss;
         }
         Ok(total / batches.len() as f32)
+    }
+
+    /// What removing each peer's answers costs this neuron on its held-out data (paper
+    /// eq. 2, measured): every held-out batch is routed and queried as in
+    /// [`Neuron::evaluate`], then [`Learner::removal`] zeroes one peer's answer at a time.
+    /// Entries are by uid, means over the held-out batches (nats per token); a peer the
+    /// router never chose costs nothing.
+    pub async fn removal_costs(&mut self) -> Result<Vec<RemovalCost>> {
+        let mut costs = vec![RemovalCost::default(); self.cfg.router.max_peers];
+        let batches = self.held_out.clone();
+        for batch in &batches {
+            let Some((routing, _, outs)) = self.route_and_query(batch, false).await? else {
+                continue;
+            };
+            let learner = self.learner.clone();
+            let probes = blocking(|| learner.removal(batch, &routing, &outs))?;
+            for p in probes {
+                let c = &mut costs[p.peer];
+                c.exact += p.exact;
+                c.first += p.first;
+                c.second += p.second;
+                c.batches += 1;
+            }
+        }
+        let n = batches.len().max(1) as f64;
+        for c in &mut costs {
+            c.exact /= n;
+            c.first /= n;
+            c.second /= n;
+        }
+        Ok(costs)
     }
 
     /// Ends an epoch: refreshes the metagraph, sets weights, evaluates, checkpoints.

@@ -322,3 +322,56 @@ fn gpt2_tokens_train_a_model_with_their_vocabulary() {
     let e = learner(2).serve(&b.ids[..16], 1, 16);
     assert!(b.ids[..16].iter().all(|&t| t < 256) || e.is_err());
 }
+
+#[test]
+fn removal_probes_match_the_evaluated_loss_and_its_slope() {
+    let l = learner(5);
+    let data = TextData::load("bundled:sotu_2000s", None, 0.1, 16).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let batch = data.train_batch(4, 16, &mut rng);
+    let available = [false, true, true, true];
+    let routing = l.route(&batch.ids, 4, 16, &available, None).unwrap();
+    let mut outs = fake_outputs(&routing, 16, 16, &mut rng);
+    // One peer answers zeros: removing it changes nothing.
+    let silent = outs[0].peer;
+    outs[0].values.iter_mut().for_each(|v| *v = 0.0);
+    let eval = |o: &[PeerOutput]| {
+        f64::from(
+            l.evaluate(&batch, Mode::Network, Some(&routing), o)
+                .unwrap(),
+        )
+    };
+    let base = eval(&outs);
+    let probes = l.removal(&batch, &routing, &outs).unwrap();
+    assert_eq!(probes.len(), outs.len());
+    for (p, o) in probes.iter().zip(&outs) {
+        assert_eq!(p.peer, o.peer);
+        // Exact: the evaluated loss with this peer's answer zeroed.
+        let mut zeroed = outs.clone();
+        let k = zeroed.iter().position(|z| z.peer == p.peer).unwrap();
+        zeroed[k].values.iter_mut().for_each(|v| *v = 0.0);
+        let exact = eval(&zeroed) - base;
+        assert!((p.exact - exact).abs() < 1e-5, "{} vs {exact}", p.exact);
+        // First order: the slope of the loss along the removal, by a central difference
+        // (scaling the answer by 1 -/+ d moves the head's input by +/- d times the removal).
+        let d = 1e-2f32;
+        let scaled = |s: f32| {
+            let mut o = outs.clone();
+            o[k].values.iter_mut().for_each(|v| *v *= s);
+            eval(&o)
+        };
+        let slope = (scaled(1.0 - d) - scaled(1.0 + d)) / (2.0 * f64::from(d));
+        assert!(
+            (p.first - slope).abs() < 0.05 * slope.abs() + 1e-4,
+            "first-order term {} vs finite difference {slope}",
+            p.first
+        );
+        // The Fisher term is a variance: never negative.
+        assert!(p.second >= 0.0, "second-order term {}", p.second);
+        if p.peer == silent {
+            assert_eq!((p.exact, p.first, p.second), (0.0, 0.0, 0.0));
+        } else {
+            assert!(p.second > 0.0 && p.exact != 0.0);
+        }
+    }
+}

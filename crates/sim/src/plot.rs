@@ -22,7 +22,8 @@ fn register_font() {
     });
 }
 
-type DrawResult = std::result::Result<(), String>;
+/// What drawing a figure gives: plotters' message on failure.
+pub type DrawResult = std::result::Result<(), String>;
 
 /// Reads a (mean, spread) pair off a Figure 4 summary line.
 type SummaryField = fn(&crate::fig4::Fig4Summary) -> (f64, f64);
@@ -35,40 +36,63 @@ type Curve<'a, DB> = (
     Option<f64>,
 );
 
-fn err<E: std::fmt::Debug>(e: E) -> String {
+/// Plotters' error as a message.
+pub fn err<E: std::fmt::Debug>(e: E) -> String {
     format!("{e:?}")
 }
 
-/// Draws the same figure to `<stem>.png` and `<stem>.svg` in `dir`; evaluates to both paths.
-macro_rules! render {
-    ($dir:expr, $stem:expr, $size:expr, |$root:ident| $body:expr) => {{
-        register_font();
-        let png = $dir.join(format!("{}.png", $stem));
-        let svg = $dir.join(format!("{}.svg", $stem));
-        {
-            let $root = BitMapBackend::new(&png, $size).into_drawing_area();
-            $body.map_err(|message| Error::Plot {
-                path: png.clone(),
-                message,
-            })?;
-        }
-        {
-            let $root = SVGBackend::new(&svg, $size).into_drawing_area();
-            $body.map_err(|message| Error::Plot {
-                path: svg.clone(),
-                message,
-            })?;
-        }
-        Ok(vec![png, svg])
-    }};
+/// A figure that draws itself on any plotters backend (so one drawing gives the PNG and the
+/// SVG).
+pub trait Figure {
+    /// Draws on `root`; a failure is plotters' message.
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult;
+}
+
+/// Draws `fig` to `<stem>.png` and `<stem>.svg` in `dir`, with the bundled font; gives back
+/// both paths.
+pub fn render(dir: &Path, stem: &str, size: (u32, u32), fig: &impl Figure) -> Result<Vec<PathBuf>> {
+    register_font();
+    let png = dir.join(format!("{stem}.png"));
+    let svg = dir.join(format!("{stem}.svg"));
+    fig.draw(&BitMapBackend::new(&png, size).into_drawing_area())
+        .map_err(|message| Error::Plot {
+            path: png.clone(),
+            message,
+        })?;
+    fig.draw(&SVGBackend::new(&svg, size).into_drawing_area())
+        .map_err(|message| Error::Plot {
+            path: svg.clone(),
+            message,
+        })?;
+    Ok(vec![png, svg])
+}
+
+struct Correlation<'a>(&'a Fig4Output);
+struct Scatter<'a>(&'a Fig4Output, usize, usize);
+struct Adaptive<'a>(&'a Fig5Output, f64);
+
+impl Figure for Correlation<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        correlation(root, self.0)
+    }
+}
+
+impl Figure for Scatter<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        scatter(root, self.0, self.1, self.2)
+    }
+}
+
+impl Figure for Adaptive<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        adaptive(root, self.0, self.1)
+    }
 }
 
 /// Figure 4 (left): mean correlation (with one standard deviation) against `alpha / tau`,
 /// and the mean diagonal of `W`. Writes `fig4_correlation.{png,svg}`.
 pub fn fig4_correlation(out: &Fig4Output, dir: &Path) -> Result<Vec<PathBuf>> {
-    render!(dir, "fig4_correlation", (900, 600), |root| correlation(
-        &root, out
-    ))
+    render(dir, "fig4_correlation", (900, 600), &Correlation(out))
 }
 
 fn correlation<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, out: &Fig4Output) -> DrawResult {
@@ -150,9 +174,7 @@ pub fn fig4_scatter(out: &Fig4Output, dir: &Path) -> Result<Vec<PathBuf>> {
     let cols = k.min(4);
     let rows = k.div_ceil(cols);
     let size = (320 * cols as u32, 320 * rows as u32);
-    render!(dir, "fig4_scatter", size, |root| scatter(
-        &root, out, rows, cols
-    ))
+    render(dir, "fig4_scatter", size, &Scatter(out, rows, cols))
 }
 
 fn scatter<DB: DrawingBackend>(
@@ -207,9 +229,7 @@ fn scatter<DB: DrawingBackend>(
 
 /// Figure 5: sparsity (with the target) and `tau` over steps. Writes `fig5.{png,svg}`.
 pub fn fig5(out: &Fig5Output, target: f64, dir: &Path) -> Result<Vec<PathBuf>> {
-    render!(dir, "fig5", (1100, 450), |root| adaptive(
-        &root, out, target
-    ))
+    render(dir, "fig5", (1100, 450), &Adaptive(out, target))
 }
 
 fn adaptive<DB: DrawingBackend>(

@@ -1,0 +1,17 @@
+//! A whole BitTensor network on one machine, on loopback: an embedded ledger node and
+//! neurons in one process (`bt net up`), the ideal rank of paper eq. 2 measured on the real
+//! learners, a Markdown report with plots, and a live dashboard.
+//!
+//! - [`live`]: what the network looks like now (ledger height, stake, rank, `W`, losses),
+//!   shared between the trainers, the ledger follower and the dashboard.
+//! - [`dashboard`]: an HTTP page on 127.0.0.1 that draws [`live::LiveState`] and updates itself.
+
+pub mod dashboard;
+pub mod error;
+pub mod live;
+pub mod plots;
+pub mod progress;
+pub mod report;
+pub mod up;
+
+pub use error::{Error, Result};

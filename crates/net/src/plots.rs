@@ -1,0 +1,308 @@
+//! The plots of a `bt net up` run, each as PNG and SVG (drawn once through
+//! [`bt_sim::plot::render`]): stake and rank over blocks, the final `W` as a heatmap, losses
+//! over steps, and the ledger rank against the measured removal cost.
+
+use std::path::{Path, PathBuf};
+
+use bt_sim::plot::{DrawResult, Figure, err, render};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::error::Result;
+use crate::up::NetRun;
+
+fn colour(k: usize) -> RGBColor {
+    let c = Palette99::pick(k).to_rgba();
+    RGBColor(c.0, c.1, c.2)
+}
+
+fn span(xs: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
+    let (lo, hi) = xs
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(v), h.max(v))
+        });
+    if !lo.is_finite() {
+        return 0.0..1.0;
+    }
+    let pad = ((hi - lo) * 0.08).max(1e-6);
+    (lo - pad)..(hi + pad)
+}
+
+/// Reads one series (stake or rank, by uid) off a ledger point.
+type Pick = fn(&crate::up::LedgerPoint) -> &Vec<f64>;
+
+struct Ledger<'a>(&'a NetRun);
+struct Weights<'a>(&'a NetRun);
+struct Losses<'a>(&'a NetRun);
+struct RankVsCost<'a>(&'a NetRun);
+
+/// Draws every plot into `dir`; gives back the files.
+pub fn all(run: &NetRun, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    files.extend(render(dir, "ledger", (1200, 450), &Ledger(run))?);
+    files.extend(render(dir, "weights", (620, 560), &Weights(run))?);
+    files.extend(render(dir, "losses", (1200, 450), &Losses(run))?);
+    files.extend(render(
+        dir,
+        "rank_vs_removal_cost",
+        (700, 520),
+        &RankVsCost(run),
+    )?);
+    Ok(files)
+}
+
+impl Figure for Ledger<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        let run = self.0;
+        root.fill(&WHITE).map_err(err)?;
+        let panels = root.split_evenly((1, 2));
+        let heights = || run.ledger.iter().map(|p| p.height as f64);
+        let series: [(&str, Pick); 2] = [
+            ("stake (TAO)", |p| &p.stake_tao),
+            ("ledger rank", |p| &p.rank),
+        ];
+        for (panel, (name, pick)) in panels.iter().zip(series) {
+            let ys = run
+                .ledger
+                .iter()
+                .flat_map(|p| pick(p).iter().copied())
+                .collect::<Vec<_>>();
+            let mut chart = ChartBuilder::on(panel)
+                .caption(format!("{name} over blocks"), ("sans-serif", 18))
+                .margin(10)
+                .x_label_area_size(34)
+                .y_label_area_size(60)
+                .build_cartesian_2d(span(heights()), span(ys.into_iter()))
+                .map_err(err)?;
+            chart
+                .configure_mesh()
+                .x_desc("block")
+                .y_desc(name)
+                .label_style(("sans-serif", 12))
+                .draw()
+                .map_err(err)?;
+            for (k, n) in run.neurons.iter().enumerate() {
+                let c = colour(k);
+                chart
+                    .draw_series(LineSeries::new(
+                        run.ledger
+                            .iter()
+                            .filter_map(|p| pick(p).get(n.uid).map(|v| (p.height as f64, *v))),
+                        c.stroke_width(2),
+                    ))
+                    .map_err(err)?
+                    .label(n.role.name.clone())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
+                    });
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 12))
+                .draw()
+                .map_err(err)?;
+        }
+        root.present().map_err(err)
+    }
+}
+
+impl Figure for Weights<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        let run = self.0;
+        let w = &run.final_snapshot.w;
+        let n = w.len();
+        root.fill(&WHITE).map_err(err)?;
+        let name = |uid: usize| {
+            run.neurons
+                .iter()
+                .find(|x| x.uid == uid)
+                .map_or(uid.to_string(), |x| x.role.name.clone())
+        };
+        let mut chart = ChartBuilder::on(root)
+            .caption(
+                "final W (row: who weighs, column: whom)",
+                ("sans-serif", 17),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0..n, 0..n)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(n)
+            .y_labels(n)
+            .label_style(("sans-serif", 12))
+            .x_label_formatter(&|&j| name(j))
+            .y_label_formatter(&|&i| name(n.saturating_sub(i + 1)))
+            .draw()
+            .map_err(err)?;
+        for (i, row) in w.iter().enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                // Row i is drawn from the top: y = n - 1 - i.
+                let y = n - 1 - i;
+                let shade = (255.0 * (1.0 - v.clamp(0.0, 1.0))) as u8;
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(j, y), (j + 1, y + 1)],
+                        RGBColor(shade, shade, 255).filled(),
+                    )))
+                    .map_err(err)?;
+                let text = if v > 0.6 { WHITE } else { BLACK };
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        format!("{v:.2}"),
+                        (j, y + 1),
+                        ("sans-serif", 13).into_font().color(&text),
+                    )))
+                    .map_err(err)?;
+            }
+        }
+        root.present().map_err(err)
+    }
+}
+
+impl Figure for Losses<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        let run = self.0;
+        root.fill(&WHITE).map_err(err)?;
+        let panels = root.split_evenly((1, 2));
+        // Left: training loss, a moving mean over 10 steps.
+        let smooth = |xs: &[f32]| -> Vec<(f64, f64)> {
+            (0..xs.len())
+                .map(|i| {
+                    let lo = i.saturating_sub(9);
+                    let m =
+                        xs[lo..=i].iter().map(|v| f64::from(*v)).sum::<f64>() / (i + 1 - lo) as f64;
+                    ((i + 1) as f64, m)
+                })
+                .collect()
+        };
+        let curves: Vec<Vec<(f64, f64)>> = run.neurons.iter().map(|n| smooth(&n.loss)).collect();
+        let max_step = run.neurons.iter().map(|n| n.steps).max().unwrap_or(1) as f64;
+        let mut chart = ChartBuilder::on(&panels[0])
+            .caption("training loss (mean of 10 steps)", ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(34)
+            .y_label_area_size(50)
+            .build_cartesian_2d(
+                0.0..max_step.max(1.0),
+                span(curves.iter().flatten().map(|p| p.1)),
+            )
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .y_desc("nats per byte")
+            .label_style(("sans-serif", 12))
+            .draw()
+            .map_err(err)?;
+        for (k, (n, c)) in run.neurons.iter().zip(&curves).enumerate() {
+            let col = colour(k);
+            chart
+                .draw_series(LineSeries::new(c.iter().copied(), col.stroke_width(2)))
+                .map_err(err)?
+                .label(n.role.name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], col.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 12))
+            .draw()
+            .map_err(err)?;
+        // Right: held-out loss in the network (solid) and alone (dashed), at epochs.
+        let held = run
+            .neurons
+            .iter()
+            .flat_map(|n| n.held_out.iter().chain(&n.held_out_alone))
+            .map(|p| f64::from(p.1));
+        let mut chart = ChartBuilder::on(&panels[1])
+            .caption(
+                "held-out loss: network (solid) vs alone (dashed)",
+                ("sans-serif", 18),
+            )
+            .margin(10)
+            .x_label_area_size(34)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..max_step.max(1.0), span(held))
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .y_desc("nats per byte")
+            .label_style(("sans-serif", 12))
+            .draw()
+            .map_err(err)?;
+        for (k, n) in run.neurons.iter().enumerate() {
+            let col = colour(k);
+            let pts = |v: &[(usize, f32)]| -> Vec<(f64, f64)> {
+                v.iter().map(|p| (p.0 as f64, f64::from(p.1))).collect()
+            };
+            chart
+                .draw_series(LineSeries::new(pts(&n.held_out), col.stroke_width(2)))
+                .map_err(err)?;
+            chart
+                .draw_series(DashedLineSeries::new(
+                    pts(&n.held_out_alone),
+                    6,
+                    4,
+                    col.stroke_width(2),
+                ))
+                .map_err(err)?;
+        }
+        root.present().map_err(err)
+    }
+}
+
+impl Figure for RankVsCost<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        let run = self.0;
+        root.fill(&WHITE).map_err(err)?;
+        let Some(m) = run.measurements.last() else {
+            return root.present().map_err(err);
+        };
+        let xs: Vec<f64> = m.cost.iter().map(|c| c.exact).collect();
+        let mut chart = ChartBuilder::on(root)
+            .caption(
+                "ledger rank against measured removal cost",
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(span(xs.iter().copied()), span(m.rank.iter().copied()))
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("removal cost (increase of the summed held-out loss, nats)")
+            .y_desc("ledger rank")
+            .label_style(("sans-serif", 12))
+            .draw()
+            .map_err(err)?;
+        for (k, n) in run.neurons.iter().enumerate() {
+            let p = (xs[k], m.rank[k]);
+            let col = colour(k);
+            chart
+                .draw_series(std::iter::once(Circle::new(p, 6, col.filled())))
+                .map_err(err)?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("{} ({})", n.role.name, n.role.kind.as_str()),
+                    p,
+                    ("sans-serif", 13),
+                )))
+                .map_err(err)?;
+        }
+        root.present().map_err(err)
+    }
+}

@@ -1,0 +1,641 @@
+//! `bt net up`: a ledger node and neurons on loopback in one process, trained together,
+//! with a twin of every neuron trained alone on the same data (the "loss alone" column), the
+//! removal cost of every neuron measured at intervals and at the end, and everything the
+//! report, the plots and the dashboard need.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bt_chain::Client;
+use bt_neuron::ledger::Snapshot;
+use bt_neuron::local::{LedgerParams, funder, hotkey, start_ledger};
+use bt_neuron::model::ModelConfig;
+use bt_neuron::serve::Behaviour;
+use bt_neuron::weights::WeightRule;
+use bt_neuron::{Neuron, NeuronConfig, RemovalCost};
+
+use crate::error::{Error, Result};
+use crate::live::{Live, LiveNeuron};
+use crate::progress::Progress;
+
+/// The bundled texts the neurons train on, in the order they are handed out.
+pub const TEXTS: [&str; 6] = [
+    "moby_dick_a",
+    "sotu_1860s",
+    "sotu_2000s",
+    "moby_dick_b",
+    "sotu_1930s",
+    "sotu_1790s",
+];
+
+/// What a neuron in the local network is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleKind {
+    /// Learns, answers with its model, sets weights by the payoff gradient.
+    Honest,
+    /// Learns, but answers every query with noise.
+    Noise,
+    /// Learns and answers honestly, but puts all its weight on itself.
+    Selfish,
+}
+
+impl RoleKind {
+    /// Its name in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoleKind::Honest => "honest",
+            RoleKind::Noise => "noise",
+            RoleKind::Selfish => "selfish",
+        }
+    }
+}
+
+/// One neuron's part.
+#[derive(Clone, Debug)]
+pub struct Role {
+    /// Its name (also its hotkey's derivation path, `//Alice//name`).
+    pub name: String,
+    /// What it is.
+    pub kind: RoleKind,
+    /// Its training text (`bundled:...`).
+    pub data: String,
+}
+
+/// The parts of `n` neurons: `n - 2` honest, then one noise, then one selfish.
+pub fn roles(n: usize) -> Vec<Role> {
+    (0..n)
+        .map(|k| {
+            let (name, kind) = if k + 2 < n {
+                (format!("honest{k}"), RoleKind::Honest)
+            } else if k + 2 == n {
+                ("noise".to_string(), RoleKind::Noise)
+            } else {
+                ("selfish".to_string(), RoleKind::Selfish)
+            };
+            Role {
+                name,
+                kind,
+                data: format!("bundled:{}", TEXTS[k % TEXTS.len()]),
+            }
+        })
+        .collect()
+}
+
+/// How to run the network.
+#[derive(Clone, Debug)]
+pub struct UpConfig {
+    /// Neurons, 3 to 16.
+    pub neurons: usize,
+    /// Training steps per neuron (an upper bound when `minutes` is set).
+    pub steps: usize,
+    /// Stop training after this many minutes, if set.
+    pub minutes: Option<f64>,
+    /// Seed of every neuron (each adds its index).
+    pub seed: u64,
+    /// Where the ledger's data, the report and the plots go.
+    pub out: PathBuf,
+    /// Serve the live dashboard on this loopback address.
+    pub dashboard: Option<SocketAddr>,
+    /// Steps per epoch (weights set, held-out loss measured).
+    pub epoch_steps: usize,
+    /// Measure removal costs every this many epochs (and always at the end); 0: only at the end.
+    pub measure_every: usize,
+    /// Examples per batch.
+    pub batch: usize,
+    /// Held-out batches per evaluation.
+    pub eval_batches: usize,
+    /// The learners' shape.
+    pub model: ModelConfig,
+    /// The ledger's block time.
+    pub block_time_ms: u64,
+    /// Show progress bars (they hide themselves when stderr is not a terminal).
+    pub progress: bool,
+}
+
+impl Default for UpConfig {
+    fn default() -> UpConfig {
+        UpConfig {
+            neurons: 6,
+            steps: 300,
+            minutes: None,
+            seed: 0,
+            out: PathBuf::from("out/net"),
+            dashboard: None,
+            epoch_steps: 25,
+            measure_every: 4,
+            batch: 16,
+            eval_batches: 4,
+            model: ModelConfig::default(),
+            block_time_ms: 200,
+            progress: true,
+        }
+    }
+}
+
+impl UpConfig {
+    /// Checks every setting, naming the one that is wrong.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if !(3..=16).contains(&self.neurons) {
+            return bad(format!("--neurons must be in 3..=16, got {}", self.neurons));
+        }
+        if self.steps < 1 {
+            return bad("--steps must be at least 1".into());
+        }
+        if let Some(m) = self.minutes
+            && !(m.is_finite() && m > 0.0)
+        {
+            return bad(format!("--minutes must be a positive number, got {m}"));
+        }
+        if self.epoch_steps < 1 || self.batch < 1 || self.eval_batches < 1 {
+            return bad("epoch steps, batch and eval batches must be at least 1".into());
+        }
+        if self.block_time_ms < 10 {
+            return bad(format!(
+                "the block time must be at least 10 ms, got {}",
+                self.block_time_ms
+            ));
+        }
+        // Checked here too (the dashboard refuses it as well) so that a bad flag fails
+        // before the network starts.
+        if let Some(a) = self.dashboard
+            && !a.ip().is_loopback()
+        {
+            return bad(format!(
+                "--dashboard must be a loopback address (the page has no authentication), got {a}"
+            ));
+        }
+        self.model.validate().map_err(Error::Neuron)
+    }
+}
+
+/// The ledger at one height, as the follower saw it.
+#[derive(Clone, Debug)]
+pub struct LedgerPoint {
+    /// Block height.
+    pub height: u64,
+    /// Stake of every neuron by uid, in TAO.
+    pub stake_tao: Vec<f64>,
+    /// Rank of every neuron by uid.
+    pub rank: Vec<f64>,
+}
+
+/// Removal costs of every neuron, summed over its consumers, at one moment.
+#[derive(Clone, Debug)]
+pub struct Measurement {
+    /// Epoch index (1-based) at which it was taken; `None` for the final one.
+    pub epoch: Option<usize>,
+    /// The ledger height seen then.
+    pub height: u64,
+    /// By neuron (in role order): the exact cost and the Taylor terms, summed over consumers.
+    pub cost: Vec<RemovalCost>,
+    /// By neuron (in role order): the ledger rank then.
+    pub rank: Vec<f64>,
+}
+
+/// One neuron's run.
+#[derive(Clone, Debug)]
+pub struct NeuronRun {
+    /// Its part.
+    pub role: Role,
+    /// Its uid.
+    pub uid: usize,
+    /// Training loss at every step.
+    pub loss: Vec<f32>,
+    /// Held-out loss in the network at each epoch's end, `(step, loss)`.
+    pub held_out: Vec<(usize, f32)>,
+    /// Held-out loss of its twin trained alone, at the same moments.
+    pub held_out_alone: Vec<(usize, f32)>,
+    /// Steps done.
+    pub steps: usize,
+    /// Mean wall time of a step, ms.
+    pub step_ms: f64,
+}
+
+/// Everything a run produced.
+#[derive(Clone, Debug)]
+pub struct NetRun {
+    /// The settings.
+    pub config: UpConfig,
+    /// Wall time from start to the end of the final measurement.
+    pub wall: Duration,
+    /// True when Ctrl-C (or the time limit) ended training early.
+    pub stopped_early: bool,
+    /// The neurons.
+    pub neurons: Vec<NeuronRun>,
+    /// The ledger over time.
+    pub ledger: Vec<LedgerPoint>,
+    /// The final metagraph.
+    pub final_snapshot: Snapshot,
+    /// Removal costs at intervals, then the final one last.
+    pub measurements: Vec<Measurement>,
+}
+
+struct Trainer {
+    role: Role,
+    neuron: Neuron,
+    alone: Neuron,
+    run: NeuronRun,
+    /// Per measured epoch: the costs this neuron measured as a consumer.
+    costs: Vec<EpochCosts>,
+}
+
+/// What one consumer measured at one epoch's end.
+struct EpochCosts {
+    epoch: usize,
+    height: u64,
+    /// By uid.
+    cost: Vec<RemovalCost>,
+    /// The ledger rank by uid at that moment.
+    rank: Vec<f64>,
+}
+
+fn neuron_config(cfg: &UpConfig, k: usize, role: &Role, ledger: Option<&str>) -> NeuronConfig {
+    let mut c = NeuronConfig {
+        name: role.name.clone(),
+        behaviour: Some(if role.kind == RoleKind::Noise {
+            Behaviour::Noise
+        } else {
+            Behaviour::Honest
+        }),
+        ..NeuronConfig::default()
+    };
+    c.data.source = role.data.clone();
+    c.network.ledger = ledger.map(str::to_string);
+    c.network.stake_tao = if ledger.is_some() { 100.0 } else { 0.0 };
+    c.train.seed = cfg.seed.wrapping_add(k as u64);
+    c.train.epoch_steps = cfg.epoch_steps;
+    c.train.batch = cfg.batch;
+    c.train.eval_batches = cfg.eval_batches;
+    c.model = cfg.model.clone();
+    c.weights.rule = if role.kind == RoleKind::Selfish {
+        WeightRule::SelfOnly
+    } else {
+        WeightRule::Payoff
+    };
+    c
+}
+
+/// Runs the network until every neuron has trained `cfg.steps` steps, the time limit passes,
+/// or `stop` is set (Ctrl-C); then measures, shuts everything down and gives back the run.
+/// The caller writes the report ([`crate::report::write`]).
+pub async fn up(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Result<NetRun> {
+    cfg.validate()?;
+    let start = Instant::now();
+    let chain_dir = cfg.out.join("chain");
+    if chain_dir.exists() {
+        std::fs::remove_dir_all(&chain_dir).map_err(|e| Error::Io {
+            path: chain_dir.clone(),
+            source: e,
+        })?;
+    }
+    std::fs::create_dir_all(&cfg.out).map_err(|e| Error::Io {
+        path: cfg.out.clone(),
+        source: e,
+    })?;
+    let params = LedgerParams {
+        block_time_ms: cfg.block_time_ms,
+        ..LedgerParams::default()
+    };
+    let node = start_ledger(&chain_dir, &params).await?;
+    let url = format!("http://{}", node.addr);
+    let progress = Progress::new(cfg, cfg.progress);
+
+    let dashboard = match cfg.dashboard {
+        Some(addr) => {
+            let d = crate::dashboard::serve(addr, live.clone()).await?;
+            progress.println(&format!("dashboard: http://{}/", d.addr));
+            Some(d)
+        }
+        None => None,
+    };
+
+    let roles = roles(cfg.neurons);
+    let mut trainers = Vec::with_capacity(roles.len());
+    for (k, role) in roles.iter().enumerate() {
+        let neuron = Neuron::start(
+            neuron_config(cfg, k, role, Some(&url)),
+            hotkey(&role.name)?,
+            Some(funder()?),
+        )
+        .await?;
+        let alone = Neuron::start(
+            neuron_config(cfg, k, role, None),
+            hotkey(&format!("{}-alone", role.name))?,
+            None,
+        )
+        .await?;
+        progress.println(&format!(
+            "started {} ({}, {})",
+            role.name,
+            role.kind.as_str(),
+            role.data
+        ));
+        trainers.push(Trainer {
+            role: role.clone(),
+            neuron,
+            alone,
+            costs: Vec::new(),
+            run: NeuronRun {
+                role: role.clone(),
+                uid: 0,
+                loss: Vec::new(),
+                held_out: Vec::new(),
+                held_out_alone: Vec::new(),
+                steps: 0,
+                step_ms: 0.0,
+            },
+        });
+    }
+    for t in &mut trainers {
+        t.neuron.refresh().await?;
+        t.run.uid = t
+            .neuron
+            .uid()
+            .ok_or_else(|| Error::Ledger(format!("{} is not registered", t.role.name)))?;
+    }
+    {
+        let mut l = live.write().unwrap_or_else(|e| e.into_inner());
+        l.steps = if cfg.minutes.is_some() { 0 } else { cfg.steps };
+        let mut ns: Vec<LiveNeuron> = trainers
+            .iter()
+            .map(|t| LiveNeuron {
+                uid: t.run.uid,
+                name: t.role.name.clone(),
+                role: t.role.kind.as_str().to_string(),
+                ..LiveNeuron::default()
+            })
+            .collect();
+        ns.sort_by_key(|n| n.uid);
+        l.neurons = ns;
+    }
+
+    // The ledger follower: the dashboard's and the plots' view of stake, rank and W.
+    let follow_stop = Arc::new(AtomicBool::new(false));
+    let follower = tokio::spawn(follow(
+        url.clone(),
+        live.clone(),
+        follow_stop.clone(),
+        progress.clone(),
+        start,
+    ));
+
+    let deadline = cfg
+        .minutes
+        .map(|m| start + Duration::from_secs_f64(m * 60.0));
+    let mut tasks = Vec::new();
+    for (k, t) in trainers.into_iter().enumerate() {
+        let stop = stop.clone();
+        let live = live.clone();
+        let progress = progress.clone();
+        let cfg = cfg.clone();
+        tasks.push(tokio::spawn(async move {
+            train(t, k, &cfg, deadline, &stop, &live, &progress).await
+        }));
+    }
+    let mut trainers = Vec::new();
+    for t in tasks {
+        trainers.push(
+            t.await
+                .map_err(|e| Error::Config(format!("a neuron's task failed: {e}")))??,
+        );
+    }
+    let stopped_early =
+        stop.load(Ordering::SeqCst) || trainers.iter().any(|t: &Trainer| t.run.steps < cfg.steps);
+
+    // The final measurement, with every neuron still serving.
+    progress.println("measuring removal costs ...");
+    for t in &mut trainers {
+        t.neuron.refresh().await?;
+    }
+    let mut final_costs = Vec::with_capacity(trainers.len());
+    for t in &mut trainers {
+        final_costs.push(t.neuron.removal_costs().await?);
+    }
+    let final_snapshot = trainers[0]
+        .neuron
+        .snapshot()
+        .cloned()
+        .ok_or_else(|| Error::Ledger("no metagraph".into()))?;
+    let uids: Vec<usize> = trainers.iter().map(|t| t.run.uid).collect();
+    let mut measurements = interval_measurements(&trainers, &uids);
+    measurements.push(Measurement {
+        epoch: None,
+        height: final_snapshot.height,
+        cost: sum_over_consumers(&final_costs, &uids),
+        rank: uids
+            .iter()
+            .map(|&u| final_snapshot.neurons[u].rank)
+            .collect(),
+    });
+
+    follow_stop.store(true, Ordering::SeqCst);
+    let ledger = follower
+        .await
+        .map_err(|e| Error::Config(format!("the ledger follower failed: {e}")))?;
+    let mut neurons = Vec::with_capacity(trainers.len());
+    for t in trainers {
+        t.neuron.shutdown().await?;
+        t.alone.shutdown().await?;
+        neurons.push(t.run);
+    }
+    node.stop()
+        .await
+        .map_err(|e| Error::Ledger(e.to_string()))?;
+    {
+        let mut l = live.write().unwrap_or_else(|e| e.into_inner());
+        l.done = true;
+    }
+    progress.finish();
+    if let Some(d) = dashboard {
+        // Keep serving the final state briefly only if someone asked to watch it.
+        d.stop().await;
+    }
+    Ok(NetRun {
+        config: cfg.clone(),
+        wall: start.elapsed(),
+        stopped_early,
+        neurons,
+        ledger,
+        final_snapshot,
+        measurements,
+    })
+}
+
+/// Sums each neuron's removal cost over its consumers: `costs[i][uid_j]` is what consumer `i`
+/// measured for peer `uid_j`; the result is by neuron, in role order.
+fn sum_over_consumers(costs: &[Vec<RemovalCost>], uids: &[usize]) -> Vec<RemovalCost> {
+    uids.iter()
+        .map(|&j| {
+            let mut total = RemovalCost::default();
+            for c in costs {
+                if let Some(x) = c.get(j) {
+                    total.exact += x.exact;
+                    total.first += x.first;
+                    total.second += x.second;
+                    total.batches += x.batches;
+                }
+            }
+            total
+        })
+        .collect()
+}
+
+/// The measurements every neuron took at the same epochs, summed over consumers.
+fn interval_measurements(trainers: &[Trainer], uids: &[usize]) -> Vec<Measurement> {
+    let Some(first) = trainers.first() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for m in &first.costs {
+        let all: Option<Vec<Vec<RemovalCost>>> = trainers
+            .iter()
+            .map(|t| {
+                t.costs
+                    .iter()
+                    .find(|c| c.epoch == m.epoch)
+                    .map(|c| c.cost.clone())
+            })
+            .collect();
+        let Some(all) = all else { continue };
+        out.push(Measurement {
+            epoch: Some(m.epoch),
+            height: m.height,
+            cost: sum_over_consumers(&all, uids),
+            rank: uids
+                .iter()
+                .map(|&u| m.rank.get(u).copied().unwrap_or(0.0))
+                .collect(),
+        });
+    }
+    out
+}
+
+/// One neuron's training loop, with its twin alone, until the step count, the deadline or
+/// `stop`.
+async fn train(
+    mut t: Trainer,
+    k: usize,
+    cfg: &UpConfig,
+    deadline: Option<Instant>,
+    stop: &AtomicBool,
+    live: &Live,
+    progress: &Progress,
+) -> Result<Trainer> {
+    let mut epoch = 0;
+    let mut busy = Duration::ZERO;
+    while t.run.steps < cfg.steps
+        && !stop.load(Ordering::SeqCst)
+        && deadline.is_none_or(|d| Instant::now() < d)
+    {
+        let s = t.neuron.train_step().await?;
+        t.alone.train_step().await?;
+        busy += s.step_time;
+        t.run.steps += 1;
+        t.run.loss.push(s.loss);
+        let step = t.run.steps;
+        progress.step(k, step, s.loss);
+        if step.is_multiple_of(5) || step == 1 {
+            let mut l = live.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = l.neurons.iter_mut().find(|n| n.uid == t.run.uid) {
+                n.step = step;
+                n.loss.push((step, s.loss));
+                if n.loss.len() > 400 {
+                    // Thin to every other point: the page needs a curve, not every step.
+                    n.loss = n.loss.iter().step_by(2).copied().collect();
+                }
+            }
+        }
+        if step.is_multiple_of(cfg.epoch_steps) {
+            epoch += 1;
+            let e = t.neuron.end_epoch().await?;
+            let a = t.alone.end_epoch().await?;
+            t.run.held_out.push((step, e.held_out));
+            t.run.held_out_alone.push((step, a.held_out));
+            {
+                let mut l = live.write().unwrap_or_else(|e| e.into_inner());
+                if let Some(n) = l.neurons.iter_mut().find(|n| n.uid == t.run.uid) {
+                    n.held_out.push((step, e.held_out));
+                }
+            }
+            progress.epoch(k, step, e.held_out, a.held_out);
+            if cfg.measure_every > 0 && epoch % cfg.measure_every == 0 {
+                let cost = t.neuron.removal_costs().await?;
+                let (height, rank) = t
+                    .neuron
+                    .snapshot()
+                    .map(|s| (s.height, s.neurons.iter().map(|n| n.rank).collect()))
+                    .unwrap_or_default();
+                t.costs.push(EpochCosts {
+                    epoch,
+                    height,
+                    cost,
+                    rank,
+                });
+            }
+        }
+    }
+    // A run cut short between epochs still gets a final held-out loss for both.
+    if t.run.held_out.last().map(|h| h.0) != Some(t.run.steps) && t.run.steps > 0 {
+        let net = t.neuron.evaluate(bt_neuron::learner::Mode::Network).await?;
+        let alone = t.alone.evaluate(bt_neuron::learner::Mode::Alone).await?;
+        t.run.held_out.push((t.run.steps, net));
+        t.run.held_out_alone.push((t.run.steps, alone));
+    }
+    t.run.step_ms = busy.as_secs_f64() * 1e3 / t.run.steps.max(1) as f64;
+    progress.done(k, t.run.steps);
+    Ok(t)
+}
+
+/// Follows the ledger every 250 ms until `stop`: fills the live state and records stake and
+/// rank at every new height.
+async fn follow(
+    url: String,
+    live: Live,
+    stop: Arc<AtomicBool>,
+    progress: Progress,
+    start: Instant,
+) -> Vec<LedgerPoint> {
+    let mut points: Vec<LedgerPoint> = Vec::new();
+    let mut client: Option<Client> = None;
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if client.is_none() {
+            client = Client::connect(&url).await.ok();
+        }
+        let Some(c) = client.as_mut() else { continue };
+        let snap = match c.metagraph(None, true).await {
+            Ok(mg) => Snapshot::from_metagraph(&mg),
+            Err(e) => {
+                tracing::debug!(error = %e, "metagraph read failed");
+                client = None;
+                continue;
+            }
+        };
+        let Ok(snap) = snap else { continue };
+        progress.height(snap.height);
+        {
+            let mut l = live.write().unwrap_or_else(|e| e.into_inner());
+            l.height = snap.height;
+            l.elapsed_s = start.elapsed().as_secs_f64();
+            l.w = snap.w.clone();
+            for n in &mut l.neurons {
+                if let Some(m) = snap.neurons.get(n.uid) {
+                    n.stake_tao = m.stake as f64 / 1e9;
+                    n.rank = m.rank;
+                }
+            }
+        }
+        if points.last().is_none_or(|p| p.height != snap.height) {
+            points.push(LedgerPoint {
+                height: snap.height,
+                stake_tao: snap.neurons.iter().map(|n| n.stake as f64 / 1e9).collect(),
+                rank: snap.neurons.iter().map(|n| n.rank).collect(),
+            });
+        }
+    }
+    points
+}

@@ -1,0 +1,95 @@
+//! A tiny `bt net up` end to end: a ledger node, three honest neurons, one that answers
+//! noise and one that weighs only itself, trained together on loopback; the report and its
+//! plots are written, and the ledger ranks the noise neuron below every honest one.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use bt_net::report::places;
+use bt_net::up::{RoleKind, UpConfig, up};
+use bt_neuron::model::ModelConfig;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_network_ranks_noise_below_every_honest_neuron() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = UpConfig {
+        neurons: 5,
+        steps: 300,
+        seed: 1,
+        out: dir.path().to_path_buf(),
+        epoch_steps: 10,
+        measure_every: 15,
+        batch: 8,
+        eval_batches: 2,
+        model: ModelConfig {
+            seq: 32,
+            d: 32,
+            heads: 2,
+            hidden: 64,
+            layers: 1,
+            student_layers: 1,
+            vocab: 256,
+        },
+        block_time_ms: 100,
+        progress: false,
+        ..UpConfig::default()
+    };
+    let live = bt_net::live::new_live();
+    let run = up(&cfg, live.clone(), Arc::new(AtomicBool::new(false))).await?;
+    let report = bt_net::report::write(&run, dir.path())?;
+
+    let text = std::fs::read_to_string(&report)?;
+    eprintln!("{text}");
+    for needle in [
+        "| uid | neuron |",
+        "ledger rank vs removal cost",
+        "noise",
+        "selfish",
+    ] {
+        assert!(text.contains(needle), "report lacks {needle:?}:\n{text}");
+    }
+    for stem in ["ledger", "weights", "losses", "rank_vs_removal_cost"] {
+        for ext in ["png", "svg"] {
+            let p = dir.path().join(format!("{stem}.{ext}"));
+            assert!(
+                std::fs::metadata(&p)?.len() > 1000,
+                "{} is missing or empty",
+                p.display()
+            );
+        }
+    }
+    assert!(live.read().map(|l| l.done && l.height > 0).unwrap_or(false));
+    assert!(!run.stopped_early);
+    assert!(
+        run.measurements.len() >= 2,
+        "an interval measurement and the final one"
+    );
+
+    let last = run.measurements.last().expect("a final measurement");
+    let noise = run
+        .neurons
+        .iter()
+        .position(|n| n.role.kind == RoleKind::Noise)
+        .expect("a noise neuron");
+    for (k, n) in run.neurons.iter().enumerate() {
+        if n.role.kind == RoleKind::Honest {
+            assert!(
+                last.rank[noise] < last.rank[k],
+                "noise rank {} is not below {}'s {}:\n{text}",
+                last.rank[noise],
+                n.role.name,
+                last.rank[k]
+            );
+        }
+    }
+    // The report's place column says the same.
+    let honest_places: Vec<usize> = run
+        .neurons
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.role.kind == RoleKind::Honest)
+        .map(|(k, _)| places(&last.rank)[k])
+        .collect();
+    assert!(honest_places.iter().all(|&p| p < places(&last.rank)[noise]));
+    Ok(())
+}
