@@ -130,26 +130,37 @@ impl Figure for Weights<'_> {
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(70)
-            .build_cartesian_2d(0..n, 0..n)
+            // A segmented `0..m` holds the m + 1 segments 0 ..= m: one per neuron here.
+            .build_cartesian_2d(
+                (0..n.saturating_sub(1)).into_segmented(),
+                (0..n.saturating_sub(1)).into_segmented(),
+            )
             .map_err(err)?;
+        // Rows are drawn from the top: row i sits at y = n - 1 - i.
+        let label = |v: &SegmentValue<usize>, flip: bool| match v {
+            SegmentValue::CenterOf(k) if *k < n => name(if flip { n - 1 - k } else { *k }),
+            _ => String::new(),
+        };
         chart
             .configure_mesh()
             .disable_mesh()
             .x_labels(n)
             .y_labels(n)
             .label_style(("sans-serif", 12))
-            .x_label_formatter(&|&j| name(j))
-            .y_label_formatter(&|&i| name(n.saturating_sub(i + 1)))
+            .x_label_formatter(&|v| label(v, false))
+            .y_label_formatter(&|v| label(v, true))
             .draw()
             .map_err(err)?;
         for (i, row) in w.iter().enumerate() {
             for (j, &v) in row.iter().enumerate() {
-                // Row i is drawn from the top: y = n - 1 - i.
                 let y = n - 1 - i;
                 let shade = (255.0 * (1.0 - v.clamp(0.0, 1.0))) as u8;
                 chart
                     .draw_series(std::iter::once(Rectangle::new(
-                        [(j, y), (j + 1, y + 1)],
+                        [
+                            (SegmentValue::Exact(j), SegmentValue::Exact(y)),
+                            (SegmentValue::Exact(j + 1), SegmentValue::Exact(y + 1)),
+                        ],
                         RGBColor(shade, shade, 255).filled(),
                     )))
                     .map_err(err)?;
@@ -157,7 +168,7 @@ impl Figure for Weights<'_> {
                 chart
                     .draw_series(std::iter::once(Text::new(
                         format!("{v:.2}"),
-                        (j, y + 1),
+                        (SegmentValue::CenterOf(j), SegmentValue::CenterOf(y)),
                         ("sans-serif", 13).into_font().color(&text),
                     )))
                     .map_err(err)?;
@@ -280,7 +291,14 @@ impl Figure for RankVsCost<'_> {
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d(span(xs.iter().copied()), span(m.rank.iter().copied()))
+            .build_cartesian_2d(
+                {
+                    // Room on the right for the labels.
+                    let r = span(xs.iter().copied());
+                    r.start..(r.end + 0.25 * (r.end - r.start))
+                },
+                span(m.rank.iter().copied()),
+            )
             .map_err(err)?;
         chart
             .configure_mesh()
@@ -290,17 +308,15 @@ impl Figure for RankVsCost<'_> {
             .draw()
             .map_err(err)?;
         for (k, n) in run.neurons.iter().enumerate() {
-            let p = (xs[k], m.rank[k]);
             let col = colour(k);
+            // Labels of nearby points are staggered vertically so that they stay readable.
+            let dy = -18 + 14 * (k % 3) as i32;
             chart
-                .draw_series(std::iter::once(Circle::new(p, 6, col.filled())))
-                .map_err(err)?;
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    format!("{} ({})", n.role.name, n.role.kind.as_str()),
-                    p,
-                    ("sans-serif", 13),
-                )))
+                .draw_series(std::iter::once(
+                    EmptyElement::at((xs[k], m.rank[k]))
+                        + Circle::new((0, 0), 6, col.filled())
+                        + Text::new(n.role.name.clone(), (9, dy), ("sans-serif", 13)),
+                ))
                 .map_err(err)?;
         }
         root.present().map_err(err)

@@ -13,6 +13,7 @@ use bt_chain::Client;
 use bt_neuron::ledger::Snapshot;
 use bt_neuron::local::{LedgerParams, funder, hotkey, start_ledger};
 use bt_neuron::model::ModelConfig;
+use bt_neuron::router::RouterConfig;
 use bt_neuron::serve::Behaviour;
 use bt_neuron::weights::WeightRule;
 use bt_neuron::{Neuron, NeuronConfig, RemovalCost};
@@ -109,6 +110,8 @@ pub struct UpConfig {
     pub eval_batches: usize,
     /// The learners' shape.
     pub model: ModelConfig,
+    /// The learners' routers.
+    pub router: RouterConfig,
     /// The ledger's block time.
     pub block_time_ms: u64,
     /// Show progress bars (they hide themselves when stderr is not a terminal).
@@ -129,6 +132,7 @@ impl Default for UpConfig {
             batch: 16,
             eval_batches: 4,
             model: ModelConfig::default(),
+            router: RouterConfig::default(),
             block_time_ms: 200,
             progress: true,
         }
@@ -168,6 +172,7 @@ impl UpConfig {
                 "--dashboard must be a loopback address (the page has no authentication), got {a}"
             ));
         }
+        self.router.validate()?;
         self.model.validate().map_err(Error::Neuron)
     }
 }
@@ -271,6 +276,7 @@ fn neuron_config(cfg: &UpConfig, k: usize, role: &Role, ledger: Option<&str>) ->
     c.train.batch = cfg.batch;
     c.train.eval_batches = cfg.eval_batches;
     c.model = cfg.model.clone();
+    c.router = cfg.router.clone();
     c.weights.rule = if role.kind == RoleKind::Selfish {
         WeightRule::SelfOnly
     } else {
