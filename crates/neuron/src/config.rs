@@ -236,6 +236,13 @@ impl NeuronConfig {
                         "network.advertise {a:?} must name a reachable address and a port"
                     )));
                 }
+                if listen.port() == 0 {
+                    return Err(Error::Config(format!(
+                        "network.listen {:?} must name a fixed port when network.advertise is set \
+                         (peers dial the advertised port)",
+                        n.listen
+                    )));
+                }
             }
             None if n.ledger.is_some() && listen.ip().is_unspecified() => {
                 return Err(Error::Config(format!(
