@@ -83,6 +83,16 @@ fn a_neuron_without_a_ledger_trains_alone_and_checkpoints() {
 fn net_up_refuses_bad_sizes() {
     let e = error_of(&["net", "up", "--neurons", "2"]);
     assert!(e.contains("--neurons must be in 3..=16, got 2"), "{e}");
-    let e = error_of(&["net", "up", "--steps", "3"]);
-    assert!(e.contains("--steps must be at least 10, got 3"), "{e}");
+    let e = error_of(&["net", "up", "--steps", "0"]);
+    assert!(e.contains("--steps must be at least 1"), "{e}");
+    let e = error_of(&["net", "up", "--minutes", "0"]);
+    assert!(e.contains("--minutes must be a positive number, got 0"), "{e}");
+    let e = error_of(&["net", "up", "--dashboard", "192.0.2.1:8080"]);
+    assert!(e.contains("--dashboard must be a loopback address"), "{e}");
+    let e = error_of(&["net", "up", "--epoch-steps", "0"]);
+    assert!(e.contains("must be at least 1"), "{e}");
+    assert!(
+        Cli::try_parse_from(["bt", "net", "up", "--dashboard", "nowhere"]).is_err(),
+        "a dashboard address that is not ip:port is a parse error"
+    );
 }
