@@ -86,7 +86,10 @@ fn net_up_refuses_bad_sizes() {
     let e = error_of(&["net", "up", "--steps", "0"]);
     assert!(e.contains("--steps must be at least 1"), "{e}");
     let e = error_of(&["net", "up", "--minutes", "0"]);
-    assert!(e.contains("--minutes must be a positive number, got 0"), "{e}");
+    assert!(
+        e.contains("--minutes must be a positive number, got 0"),
+        "{e}"
+    );
     let e = error_of(&["net", "up", "--dashboard", "192.0.2.1:8080"]);
     assert!(e.contains("--dashboard must be a loopback address"), "{e}");
     let e = error_of(&["net", "up", "--epoch-steps", "0"]);
