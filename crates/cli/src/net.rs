@@ -90,10 +90,8 @@ pub fn run(cmd: NetCommand) -> Result<()> {
                 });
                 let live = bt_net::live::new_live();
                 let net = up(&cfg, live, stop).await?;
-                let path = bt_net::report::write(&net, &cfg.out)
+                let (path, text) = bt_net::report::write(&net, &cfg.out)
                     .with_context(|| format!("writing the report into {}", cfg.out.display()))?;
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading back {}", path.display()))?;
                 println!("{text}");
                 anyhow::Ok(path)
             })?;

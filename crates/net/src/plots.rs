@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use bt_sim::plot::{DrawResult, Figure, err, render};
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::error::Result;
@@ -31,6 +32,58 @@ fn span(xs: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
 
 /// Reads one series (stake or rank, by uid) off a ledger point.
 type Pick = fn(&crate::up::LedgerPoint) -> &Vec<f64>;
+
+/// A chart over two `f64` axes.
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A captioned chart on `area` with named axes over the given ranges.
+fn panel<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+    (x_name, x): (&str, std::ops::Range<f64>),
+    (y_name, y): (&str, std::ops::Range<f64>),
+) -> std::result::Result<Chart<'a, DB>, String> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x, y)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_name)
+        .y_desc(y_name)
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(err)?;
+    Ok(chart)
+}
+
+/// One line per neuron (in its colour, named after it), with a legend at `at`.
+fn named_lines<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    run: &NetRun,
+    points: impl Fn(usize) -> Vec<(f64, f64)>,
+    at: SeriesLabelPosition,
+) -> DrawResult {
+    for (k, n) in run.neurons.iter().enumerate() {
+        let c = colour(k);
+        chart
+            .draw_series(LineSeries::new(points(k), c.stroke_width(2)))
+            .map_err(err)?
+            .label(n.role.name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(at)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 12))
+        .draw()
+        .map_err(err)
+}
 
 struct Ledger<'a>(&'a NetRun);
 struct Weights<'a>(&'a NetRun);
@@ -62,49 +115,30 @@ impl Figure for Ledger<'_> {
             ("stake (TAO)", |p| &p.stake_tao),
             ("ledger rank", |p| &p.rank),
         ];
-        for (panel, (name, pick)) in panels.iter().zip(series) {
+        for (area, (name, pick)) in panels.iter().zip(series) {
             let ys = run
                 .ledger
                 .iter()
                 .flat_map(|p| pick(p).iter().copied())
                 .collect::<Vec<_>>();
-            let mut chart = ChartBuilder::on(panel)
-                .caption(format!("{name} over blocks"), ("sans-serif", 18))
-                .margin(10)
-                .x_label_area_size(34)
-                .y_label_area_size(60)
-                .build_cartesian_2d(span(heights()), span(ys.into_iter()))
-                .map_err(err)?;
-            chart
-                .configure_mesh()
-                .x_desc("block")
-                .y_desc(name)
-                .label_style(("sans-serif", 12))
-                .draw()
-                .map_err(err)?;
-            for (k, n) in run.neurons.iter().enumerate() {
-                let c = colour(k);
-                chart
-                    .draw_series(LineSeries::new(
-                        run.ledger
-                            .iter()
-                            .filter_map(|p| pick(p).get(n.uid).map(|v| (p.height as f64, *v))),
-                        c.stroke_width(2),
-                    ))
-                    .map_err(err)?
-                    .label(n.role.name.clone())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
-                    });
-            }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 12))
-                .draw()
-                .map_err(err)?;
+            let mut chart = panel(
+                area,
+                &format!("{name} over blocks"),
+                ("block", span(heights())),
+                (name, span(ys.into_iter())),
+            )?;
+            named_lines(
+                &mut chart,
+                run,
+                |k| {
+                    let uid = run.neurons[k].uid;
+                    run.ledger
+                        .iter()
+                        .filter_map(|p| pick(p).get(uid).map(|v| (p.height as f64, *v)))
+                        .collect()
+                },
+                SeriesLabelPosition::UpperLeft,
+            )?;
         }
         root.present().map_err(err)
     }
@@ -196,64 +230,30 @@ impl Figure for Losses<'_> {
         };
         let curves: Vec<Vec<(f64, f64)>> = run.neurons.iter().map(|n| smooth(&n.loss)).collect();
         let max_step = run.neurons.iter().map(|n| n.steps).max().unwrap_or(1) as f64;
-        let mut chart = ChartBuilder::on(&panels[0])
-            .caption("training loss (mean of 10 steps)", ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(34)
-            .y_label_area_size(50)
-            .build_cartesian_2d(
-                0.0..max_step.max(1.0),
-                span(curves.iter().flatten().map(|p| p.1)),
-            )
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("step")
-            .y_desc("nats per byte")
-            .label_style(("sans-serif", 12))
-            .draw()
-            .map_err(err)?;
-        for (k, (n, c)) in run.neurons.iter().zip(&curves).enumerate() {
-            let col = colour(k);
-            chart
-                .draw_series(LineSeries::new(c.iter().copied(), col.stroke_width(2)))
-                .map_err(err)?
-                .label(n.role.name.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], col.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 12))
-            .draw()
-            .map_err(err)?;
+        let mut chart = panel(
+            &panels[0],
+            "training loss (mean of 10 steps)",
+            ("step", 0.0..max_step.max(1.0)),
+            ("nats per byte", span(curves.iter().flatten().map(|p| p.1))),
+        )?;
+        named_lines(
+            &mut chart,
+            run,
+            |k| curves[k].clone(),
+            SeriesLabelPosition::UpperRight,
+        )?;
         // Right: held-out loss in the network (solid) and alone (dashed), at epochs.
         let held = run
             .neurons
             .iter()
             .flat_map(|n| n.held_out.iter().chain(&n.held_out_alone))
             .map(|p| f64::from(p.1));
-        let mut chart = ChartBuilder::on(&panels[1])
-            .caption(
-                "held-out loss: network (solid) vs alone (dashed)",
-                ("sans-serif", 18),
-            )
-            .margin(10)
-            .x_label_area_size(34)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..max_step.max(1.0), span(held))
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("step")
-            .y_desc("nats per byte")
-            .label_style(("sans-serif", 12))
-            .draw()
-            .map_err(err)?;
+        let mut chart = panel(
+            &panels[1],
+            "held-out loss: network (solid) vs alone (dashed)",
+            ("step", 0.0..max_step.max(1.0)),
+            ("nats per byte", span(held)),
+        )?;
         for (k, n) in run.neurons.iter().enumerate() {
             let col = colour(k);
             let pts = |v: &[(usize, f32)]| -> Vec<(f64, f64)> {
@@ -283,30 +283,17 @@ impl Figure for RankVsCost<'_> {
             return root.present().map_err(err);
         };
         let xs: Vec<f64> = m.cost.iter().map(|c| c.exact).collect();
-        let mut chart = ChartBuilder::on(root)
-            .caption(
-                "ledger rank against measured removal cost",
-                ("sans-serif", 18),
-            )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(
-                {
-                    // Room on the right for the labels.
-                    let r = span(xs.iter().copied());
-                    r.start..(r.end + 0.25 * (r.end - r.start))
-                },
-                span(m.rank.iter().copied()),
-            )
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("removal cost (increase of the summed held-out loss, nats)")
-            .y_desc("ledger rank")
-            .label_style(("sans-serif", 12))
-            .draw()
-            .map_err(err)?;
+        // Room on the right for the labels.
+        let r = span(xs.iter().copied());
+        let mut chart = panel(
+            root,
+            "ledger rank against measured removal cost",
+            (
+                "removal cost (increase of the summed held-out loss, nats)",
+                r.start..(r.end + 0.25 * (r.end - r.start)),
+            ),
+            ("ledger rank", span(m.rank.iter().copied())),
+        )?;
         for (k, n) in run.neurons.iter().enumerate() {
             let col = colour(k);
             // Labels of nearby points are staggered vertically so that they stay readable.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::up::{UpConfig, roles};
+use crate::up::Role;
 
 /// The bars, cheap to clone (shared).
 #[derive(Clone)]
@@ -24,8 +24,9 @@ struct Inner {
 }
 
 impl Progress {
-    /// Bars for the network `cfg` describes; `enabled = false` hides them.
-    pub fn new(cfg: &UpConfig, enabled: bool) -> Progress {
+    /// Bars for these neurons, each training up to `steps` steps; `enabled = false` hides
+    /// them.
+    pub fn new(roles: &[Role], steps: usize, enabled: bool) -> Progress {
         let multi = if enabled {
             MultiProgress::new()
         } else {
@@ -40,10 +41,10 @@ impl Progress {
         ledger.set_message("starting");
         let style = ProgressStyle::with_template("{prefix:>9} {wide_bar} {pos:>5}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar());
-        let neurons = roles(cfg.neurons)
+        let neurons = roles
             .iter()
             .map(|r| {
-                let pb = multi.add(ProgressBar::new(cfg.steps as u64));
+                let pb = multi.add(ProgressBar::new(steps as u64));
                 pb.set_style(style.clone());
                 pb.set_prefix(r.name.clone());
                 pb

@@ -94,7 +94,7 @@ pub fn markdown(run: &NetRun, plots: &[PathBuf]) -> String {
         let stake = snap
             .neurons
             .get(n.uid)
-            .map(|m| m.stake as f64 / 1e9)
+            .map(|m| m.stake_tao())
             .unwrap_or(0.0);
         let self_w = snap.w.get(n.uid).and_then(|r| r.get(n.uid)).copied();
         let _ = writeln!(
@@ -199,19 +199,20 @@ pub fn markdown(run: &NetRun, plots: &[PathBuf]) -> String {
     s
 }
 
-/// Writes the plots and `report.md` into `dir`; gives back the report's path.
-pub fn write(run: &NetRun, dir: &Path) -> Result<PathBuf> {
+/// Writes the plots and `report.md` into `dir`; gives back the report's path and text.
+pub fn write(run: &NetRun, dir: &Path) -> Result<(PathBuf, String)> {
     std::fs::create_dir_all(dir).map_err(|e| Error::Io {
         path: dir.to_path_buf(),
         source: e,
     })?;
     let plots = crate::plots::all(run, dir)?;
     let path = dir.join("report.md");
-    std::fs::write(&path, markdown(run, &plots)).map_err(|e| Error::Io {
+    let text = markdown(run, &plots);
+    std::fs::write(&path, &text).map_err(|e| Error::Io {
         path: path.clone(),
         source: e,
     })?;
-    Ok(path)
+    Ok((path, text))
 }
 
 #[cfg(test)]

@@ -240,7 +240,6 @@ pub struct NetRun {
 }
 
 struct Trainer {
-    role: Role,
     neuron: Neuron,
     alone: Neuron,
     run: NeuronRun,
@@ -308,7 +307,8 @@ pub async fn up(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Result<Net
     };
     let node = start_ledger(&chain_dir, &params).await?;
     let url = format!("http://{}", node.addr);
-    let progress = Progress::new(cfg, cfg.progress);
+    let roles = roles(cfg.neurons);
+    let progress = Progress::new(&roles, cfg.steps, cfg.progress);
 
     let dashboard = match cfg.dashboard {
         Some(addr) => {
@@ -319,7 +319,6 @@ pub async fn up(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Result<Net
         None => None,
     };
 
-    let roles = roles(cfg.neurons);
     let mut trainers = Vec::with_capacity(roles.len());
     for (k, role) in roles.iter().enumerate() {
         let neuron = Neuron::start(
@@ -341,7 +340,6 @@ pub async fn up(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Result<Net
             role.data
         ));
         trainers.push(Trainer {
-            role: role.clone(),
             neuron,
             alone,
             costs: Vec::new(),
@@ -361,7 +359,7 @@ pub async fn up(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Result<Net
         t.run.uid = t
             .neuron
             .uid()
-            .ok_or_else(|| Error::Ledger(format!("{} is not registered", t.role.name)))?;
+            .ok_or_else(|| Error::Ledger(format!("{} is not registered", t.run.role.name)))?;
     }
     {
         let mut l = live.write().unwrap_or_else(|e| e.into_inner());
@@ -370,8 +368,8 @@ pub async fn up(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Result<Net
             .iter()
             .map(|t| LiveNeuron {
                 uid: t.run.uid,
-                name: t.role.name.clone(),
-                role: t.role.kind.as_str().to_string(),
+                name: t.run.role.name.clone(),
+                role: t.run.role.kind.as_str().to_string(),
                 ..LiveNeuron::default()
             })
             .collect();
@@ -457,7 +455,6 @@ pub async fn up(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Result<Net
     }
     progress.finish();
     if let Some(d) = dashboard {
-        // Keep serving the final state briefly only if someone asked to watch it.
         d.stop().await;
     }
     Ok(NetRun {
@@ -630,7 +627,7 @@ async fn follow(
             l.w = snap.w.clone();
             for n in &mut l.neurons {
                 if let Some(m) = snap.neurons.get(n.uid) {
-                    n.stake_tao = m.stake as f64 / 1e9;
+                    n.stake_tao = m.stake_tao();
                     n.rank = m.rank;
                 }
             }
@@ -638,7 +635,7 @@ async fn follow(
         if points.last().is_none_or(|p| p.height != snap.height) {
             points.push(LedgerPoint {
                 height: snap.height,
-                stake_tao: snap.neurons.iter().map(|n| n.stake as f64 / 1e9).collect(),
+                stake_tao: snap.neurons.iter().map(|n| n.stake_tao()).collect(),
                 rank: snap.neurons.iter().map(|n| n.rank).collect(),
             });
         }

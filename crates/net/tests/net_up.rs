@@ -36,7 +36,7 @@ async fn a_tiny_network_ranks_noise_below_every_honest_neuron() -> anyhow::Resul
     };
     let live = bt_net::live::new_live();
     let run = up(&cfg, live.clone(), Arc::new(AtomicBool::new(false))).await?;
-    let report = bt_net::report::write(&run, dir.path())?;
+    let (report, _) = bt_net::report::write(&run, dir.path())?;
 
     let text = std::fs::read_to_string(&report)?;
     eprintln!("{text}");

@@ -27,6 +27,13 @@ pub struct NeuronInfo {
     pub rank: f64,
 }
 
+impl NeuronInfo {
+    /// Its stake in TAO.
+    pub fn stake_tao(&self) -> f64 {
+        self.stake as f64 / bt_ledger::RAO_PER_TAO as f64
+    }
+}
+
 /// The ledger's state as one neuron sees it at one height.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
