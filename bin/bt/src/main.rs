@@ -6,5 +6,10 @@
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    #[allow(unsafe_code)]
+    // SAFETY: the first statement of `main`: no other thread exists yet.
+    unsafe {
+        bt_cli::disable_candle_elementwise_pool();
+    }
     bt_cli::main()
 }

@@ -7,7 +7,7 @@
 //! - [`neuron`]: one learner against a ledger node (`bt neuron run --config FILE`).
 //! - [`wallet`]: coldkeys and hotkeys on disk (`bt wallet new | new-hotkey | list | show | regen`).
 //!
-//! The binary in `bin/bt` only calls [`main`], which parses the arguments, runs the
+//! The binary in `bin/bt` only calls [`disable_candle_elementwise_pool`] and [`main`], which parses the arguments, runs the
 //! command, prints any error with its causes and maps it to a non-zero exit code.
 //!
 //! # Example
@@ -27,6 +27,8 @@ pub mod neuron;
 pub mod progress;
 pub mod sim;
 pub mod wallet;
+
+pub use bt_neuron::ops::disable_candle_elementwise_pool;
 
 /// BitTensor: learners that rank each other on a ledger of stake and weights.
 #[derive(Debug, Parser)]

@@ -92,6 +92,11 @@ fn parse_args() -> Opts {
 }
 
 fn main() {
+    #[allow(unsafe_code)]
+    // SAFETY: the first statement of `main`: no other thread exists yet.
+    unsafe {
+        bt_neuron::ops::disable_candle_elementwise_pool();
+    }
     let o = parse_args();
     let cfg = ModelConfig {
         seq: o.seq,

@@ -36,8 +36,20 @@ fn config(name: &str, seed: u64, batch: usize, k: usize) -> NeuronConfig {
     cfg
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    #[allow(unsafe_code)]
+    // SAFETY: the first statement of `main`: no other thread exists yet.
+    unsafe {
+        bt_neuron::ops::disable_candle_elementwise_pool();
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let steps = flag("--steps", 60)?;
     let batch = flag("--batch", 16)?;
     let warmup = 5;

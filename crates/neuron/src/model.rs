@@ -7,7 +7,7 @@
 //! kernels with hand-written backward passes ([`crate::ops`]). `tests/learner.rs` checks that
 //! every parameter receives a gradient.
 
-use candle_core::{D, DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -217,25 +217,8 @@ impl Block {
 
     /// `x`: `[b, t, d]`; `mask`: `[t, t]`, 0 on and below the diagonal, -inf above.
     fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let (b, t, d) = x.dims3()?;
-        let dh = d / self.heads;
         let h = self.ln1.forward(x)?;
-        let qkv = self.qkv.forward(&h)?;
-        let split = |i: usize| -> Result<Tensor> {
-            Ok(qkv
-                .narrow(D::Minus1, i * d, d)?
-                .reshape((b, t, self.heads, dh))?
-                .transpose(1, 2)?
-                .contiguous()?)
-        };
-        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-        let scores = q.matmul(&k.t()?.contiguous()?)?;
-        let att = ops::causal_softmax(&scores, 1.0 / (dh as f64).sqrt(), mask, self.fused)?;
-        let y = att
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((b, t, d))?;
+        let y = ops::causal_attention(&self.qkv.forward(&h)?, self.heads, mask, self.fused)?;
         let x = (x + self.proj.forward(&y)?)?;
         let m = self.fc2.forward(&ops::gelu(
             &self.fc1.forward(&self.ln2.forward(&x)?)?,

@@ -7,10 +7,58 @@
 //! pass forward and one backward. They run on the CPU only; on other devices the model uses
 //! the elementary versions, which remain the reference: `tests` checks that both give the same
 //! values and gradients.
+//!
+//! Each kernel splits its rows over rayon's threads. Sums across rows (the gain, bias and loss
+//! reductions) are taken per fixed chunk of rows and then added in chunk order, so a result
+//! does not depend on the number of threads.
 
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, D, Layout, Result, Shape, Tensor, bail,
 };
+use rayon::prelude::*;
+
+/// The variable that sizes candle's own thread pool for element-wise CPU ops.
+pub const CANDLE_THREADS_VAR: &str = "CANDLE_NUM_THREADS";
+
+/// Turns candle's own element-wise CPU thread pool off (`CANDLE_NUM_THREADS=1`) unless the
+/// user set the variable.
+///
+/// After every element-wise op that pool's worker spins for a while before it sleeps, and all
+/// callers in a process share it behind one lock. On a small machine that spinning takes a core
+/// from the matrix products and from these kernels, which run on rayon; with several learners in
+/// one process (`bt net up`) the lock also serialises them. Measured on 2 cores, a training step
+/// at batch 32 is about 15% faster without it (docs/neuron.md, Speed).
+///
+/// # Safety
+/// It sets a process environment variable: call it first thing in `main`, before any other
+/// thread exists.
+#[allow(unsafe_code)]
+pub unsafe fn disable_candle_elementwise_pool() {
+    if std::env::var_os(CANDLE_THREADS_VAR).is_none() {
+        // SAFETY: the caller guarantees that no other thread runs yet.
+        unsafe { std::env::set_var(CANDLE_THREADS_VAR, "1") };
+    }
+}
+
+/// Elements per parallel task: enough work to outweigh the hand-off between threads.
+const TASK_ELEMS: usize = 1 << 14;
+
+/// Elements per parallel task for rows of `row` elements: whole rows, about `TASK_ELEMS`.
+fn task_len(row: usize) -> usize {
+    let row = row.max(1);
+    (TASK_ELEMS / row).max(1) * row
+}
+
+/// Adds per-chunk partial sums in chunk order (a result independent of the thread count).
+fn sum_partials(parts: Vec<Vec<f32>>, n: usize) -> Vec<f32> {
+    let mut total = vec![0f32; n];
+    for p in parts {
+        for (t, v) in total.iter_mut().zip(&p) {
+            *t += v;
+        }
+    }
+    total
+}
 
 fn contiguous<'a, T: candle_core::WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
     let v = s.as_slice::<T>()?;
@@ -27,13 +75,114 @@ fn host(t: &Tensor) -> Result<Vec<f32>> {
 const GELU_C: f32 = 0.797_884_6; // sqrt(2 / pi)
 const GELU_A: f32 = 0.044_715;
 
+/// `e^x` in f32 within 2e-7 relative error (Cephes' `expf` polynomial after reducing `x` by
+/// multiples of ln 2), without branches or calls so that loops over it vectorise. `x` is clamped
+/// to `[-87, 88]`: below, the result is about 1.6e-38 instead of a denormal or zero.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LOG2_E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 in two parts, so `n * LN2_HI` is exact.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2_E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let er = p * r * r + r + 1.0;
+    // 2^n through the exponent bits; n is in [-126, 127] after the clamp.
+    er * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
 /// `tanh` through one `exp`, accurate to a few ulps in f32 and vectorisable.
 #[inline(always)]
 fn tanh(z: f32) -> f32 {
     let z = z.clamp(-9.0, 9.0);
-    let e = (2.0 * z).exp();
+    let e = exp(2.0 * z);
     (e - 1.0) / (e + 1.0)
 }
+
+/// The widest vector unit this CPU has: 2 for AVX-512, 1 for AVX2 with FMA, 0 otherwise.
+fn simd_level() -> u8 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return 2;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return 1;
+        }
+    }
+    0
+}
+
+/// `fn $name(level, args..)` runs the `#[inline(always)]` kernel `$body(args..)` compiled for
+/// AVX-512 (level 2), AVX2 + FMA (level 1) or the baseline target (0), so that its loops
+/// vectorise as wide as the CPU allows. `level` comes from [`simd_level`].
+macro_rules! multiversion {
+    ($name:ident => $body:ident ($($arg:ident : $ty:ty),* $(,)?)) => {
+        fn $name(level: u8, $($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                #[allow(unsafe_code)]
+                match level {
+                    // SAFETY: `simd_level` found AVX-512F on this CPU.
+                    2 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: `simd_level` found AVX2 and FMA on this CPU.
+                    1 => return unsafe { avx2($($arg),*) },
+                    _ => {}
+                }
+            }
+            let _ = level;
+            $body($($arg),*)
+        }
+    };
+}
+
+/// `y = GELU(x)`.
+#[inline(always)]
+fn gelu_fwd_chunk(x: &[f32], y: &mut [f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = 0.5 * x * (1.0 + tanh(GELU_C * (x + GELU_A * x * x * x)));
+    }
+}
+
+/// `out = g * GELU'(x)`.
+#[inline(always)]
+fn gelu_bwd_chunk(x: &[f32], g: &[f32], out: &mut [f32]) {
+    for ((o, &x), &g) in out.iter_mut().zip(x).zip(g) {
+        let t = tanh(GELU_C * (x + GELU_A * x * x * x));
+        let dt = (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_A * x * x);
+        *o = g * (0.5 * (1.0 + t) + 0.5 * x * dt);
+    }
+}
+
+/// `y[j] = e^(x[j] - max)` for every `j`; returns their sum.
+#[inline(always)]
+fn exp_shifted(x: &[f32], max: f32, y: &mut [f32]) -> f32 {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = exp(x - max);
+    }
+    y.iter().sum()
+}
+
+multiversion!(gelu_fwd => gelu_fwd_chunk(x: &[f32], y: &mut [f32]));
+multiversion!(gelu_bwd => gelu_bwd_chunk(x: &[f32], g: &[f32], out: &mut [f32]));
 
 /// GELU, tanh approximation (the same function as candle's `gelu`).
 struct Gelu;
@@ -45,10 +194,11 @@ impl CustomOp1 for Gelu {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = contiguous::<f32>(s, l)?;
-        let y = x
-            .iter()
-            .map(|&x| 0.5 * x * (1.0 + tanh(GELU_C * (x + GELU_A * x * x * x))))
-            .collect();
+        let mut y = vec![0f32; x.len()];
+        let level = simd_level();
+        y.par_chunks_mut(TASK_ELEMS)
+            .zip(x.par_chunks(TASK_ELEMS))
+            .for_each(|(y, x)| gelu_fwd(level, x, y));
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -73,15 +223,11 @@ impl CustomOp2 for GeluGrad {
     ) -> Result<(CpuStorage, Shape)> {
         let x = contiguous::<f32>(s1, l1)?;
         let g = contiguous::<f32>(s2, l2)?;
-        let out = x
-            .iter()
-            .zip(g)
-            .map(|(&x, &g)| {
-                let t = tanh(GELU_C * (x + GELU_A * x * x * x));
-                let dt = (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_A * x * x);
-                g * (0.5 * (1.0 + t) + 0.5 * x * dt)
-            })
-            .collect();
+        let mut out = vec![0f32; x.len()];
+        let level = simd_level();
+        out.par_chunks_mut(TASK_ELEMS)
+            .zip(x.par_chunks(TASK_ELEMS).zip(g.par_chunks(TASK_ELEMS)))
+            .for_each(|(out, (x, g))| gelu_bwd(level, x, g, out));
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -108,14 +254,19 @@ impl CustomOp3 for LayerNorm {
         let beta = contiguous::<f32>(s3, l3)?;
         let d = gamma.len();
         let mut y = vec![0f32; x.len()];
-        for (xr, yr) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
-            let mean = xr.iter().sum::<f32>() / d as f32;
-            let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
-            let r = 1.0 / (var + 1e-5).sqrt();
-            for i in 0..d {
-                yr[i] = (xr[i] - mean) * r * gamma[i] + beta[i];
-            }
-        }
+        let task = task_len(d);
+        y.par_chunks_mut(task)
+            .zip(x.par_chunks(task))
+            .for_each(|(y, x)| {
+                for (xr, yr) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
+                    let mean = xr.iter().sum::<f32>() / d as f32;
+                    let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+                    let r = 1.0 / (var + 1e-5).sqrt();
+                    for i in 0..d {
+                        yr[i] = (xr[i] - mean) * r * gamma[i] + beta[i];
+                    }
+                }
+            });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -130,32 +281,43 @@ impl CustomOp3 for LayerNorm {
         let d = gamma.elem_count();
         let (xv, gv, gm) = (host(x)?, host(grad)?, host(gamma)?);
         let mut dx = vec![0f32; xv.len()];
-        let mut dgamma = vec![0f32; d];
-        let mut dbeta = vec![0f32; d];
-        let mut xhat = vec![0f32; d];
-        for ((xr, gr), dxr) in xv
-            .chunks_exact(d)
-            .zip(gv.chunks_exact(d))
-            .zip(dx.chunks_exact_mut(d))
-        {
-            let mean = xr.iter().sum::<f32>() / d as f32;
-            let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
-            let r = 1.0 / (var + 1e-5).sqrt();
-            let (mut m1, mut m2) = (0f32, 0f32);
-            for i in 0..d {
-                xhat[i] = (xr[i] - mean) * r;
-                let gg = gr[i] * gm[i];
-                m1 += gg;
-                m2 += gg * xhat[i];
-                dgamma[i] += gr[i] * xhat[i];
-                dbeta[i] += gr[i];
-            }
-            m1 /= d as f32;
-            m2 /= d as f32;
-            for i in 0..d {
-                dxr[i] = r * (gr[i] * gm[i] - m1 - xhat[i] * m2);
-            }
-        }
+        let task = task_len(d);
+        // Per chunk of rows: its share of dgamma (first d) and dbeta (last d).
+        let parts: Vec<Vec<f32>> = dx
+            .par_chunks_mut(task)
+            .zip(xv.par_chunks(task).zip(gv.par_chunks(task)))
+            .map(|(dx, (xv, gv))| {
+                let mut part = vec![0f32; 2 * d];
+                let (dgamma, dbeta) = part.split_at_mut(d);
+                let mut xhat = vec![0f32; d];
+                for ((xr, gr), dxr) in xv
+                    .chunks_exact(d)
+                    .zip(gv.chunks_exact(d))
+                    .zip(dx.chunks_exact_mut(d))
+                {
+                    let mean = xr.iter().sum::<f32>() / d as f32;
+                    let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+                    let r = 1.0 / (var + 1e-5).sqrt();
+                    let (mut m1, mut m2) = (0f32, 0f32);
+                    for i in 0..d {
+                        xhat[i] = (xr[i] - mean) * r;
+                        let gg = gr[i] * gm[i];
+                        m1 += gg;
+                        m2 += gg * xhat[i];
+                        dgamma[i] += gr[i] * xhat[i];
+                        dbeta[i] += gr[i];
+                    }
+                    m1 /= d as f32;
+                    m2 /= d as f32;
+                    for i in 0..d {
+                        dxr[i] = r * (gr[i] * gm[i] - m1 - xhat[i] * m2);
+                    }
+                }
+                part
+            })
+            .collect();
+        let mut dgamma = sum_partials(parts, 2 * d);
+        let dbeta = dgamma.split_off(d);
         let dev = x.device();
         Ok((
             Some(Tensor::from_vec(dx, x.shape(), dev)?),
@@ -184,21 +346,26 @@ impl CustomOp1 for CausalSoftmax {
             bail!("causal softmax needs square [.., t, t] scores, got {dims:?}");
         }
         let mut y = vec![0f32; x.len()];
-        for (row, (xr, yr)) in x.chunks_exact(t).zip(y.chunks_exact_mut(t)).enumerate() {
-            let n = row % t + 1;
-            let max = xr[..n]
-                .iter()
-                .fold(f32::NEG_INFINITY, |m, &v| m.max(v * self.scale));
-            let mut sum = 0.0;
-            for j in 0..n {
-                let e = (xr[j] * self.scale - max).exp();
-                yr[j] = e;
-                sum += e;
-            }
-            for v in &mut yr[..n] {
-                *v /= sum;
-            }
-        }
+        // Whole t x t blocks per task, so a row's place in its block is its index mod t.
+        let task = task_len(t * t);
+        y.par_chunks_mut(task)
+            .zip(x.par_chunks(task))
+            .for_each(|(y, x)| {
+                for (row, (xr, yr)) in x.chunks_exact(t).zip(y.chunks_exact_mut(t)).enumerate() {
+                    let n = row % t + 1;
+                    for (y, &x) in yr[..n].iter_mut().zip(&xr[..n]) {
+                        *y = x * self.scale;
+                    }
+                    let max = yr[..n].iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                    for y in &mut yr[..n] {
+                        *y = exp(*y - max);
+                    }
+                    let sum: f32 = yr[..n].iter().sum();
+                    for v in &mut yr[..n] {
+                        *v /= sum;
+                    }
+                }
+            });
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -207,17 +374,240 @@ impl CustomOp1 for CausalSoftmax {
         let (y, g) = (host(res)?, host(grad)?);
         let t = res.dim(D::Minus1)?;
         let mut dx = vec![0f32; y.len()];
-        for ((yr, gr), dr) in y
-            .chunks_exact(t)
-            .zip(g.chunks_exact(t))
-            .zip(dx.chunks_exact_mut(t))
-        {
-            let dot: f32 = yr.iter().zip(gr).map(|(a, b)| a * b).sum();
-            for j in 0..t {
-                dr[j] = self.scale * yr[j] * (gr[j] - dot);
+        let task = task_len(t);
+        dx.par_chunks_mut(task)
+            .zip(y.par_chunks(task).zip(g.par_chunks(task)))
+            .for_each(|(dx, (y, g))| {
+                for ((yr, gr), dr) in y
+                    .chunks_exact(t)
+                    .zip(g.chunks_exact(t))
+                    .zip(dx.chunks_exact_mut(t))
+                {
+                    let dot: f32 = yr.iter().zip(gr).map(|(a, b)| a * b).sum();
+                    for j in 0..t {
+                        dr[j] = self.scale * yr[j] * (gr[j] - dot);
+                    }
+                }
+            });
+        Ok(Some(Tensor::from_vec(dx, res.shape(), res.device())?))
+    }
+}
+
+/// Causal multi-head self-attention over packed projections `qkv` `[b, t, 3d]` (queries,
+/// keys and values side by side, head `h` at columns `h dh..(h + 1) dh` of each): returns
+/// `[b, t, d]`, `y_i = sum_{j <= i} softmax_j(scale q_i . k_j) v_j` per head, heads side by side.
+///
+/// One node in the graph instead of about fifteen (splits, transposes, copies, two batched
+/// products, the softmax), so the backward pass allocates and adds far fewer gradients. The
+/// backward recomputes the attention weights rather than keeping them.
+struct CausalAttention {
+    heads: usize,
+    scale: f32,
+}
+
+/// Shapes of one attention call: batch, positions, model width, heads, head width.
+#[derive(Clone, Copy)]
+struct AttnShape {
+    t: usize,
+    d: usize,
+    heads: usize,
+    dh: usize,
+    scale: f32,
+}
+
+impl CausalAttention {
+    fn shape(&self, l: &Layout) -> Result<(usize, AttnShape)> {
+        let (b, t, w) = l.shape().dims3()?;
+        if w % 3 != 0 || (w / 3) % self.heads != 0 {
+            bail!(
+                "attention needs [b, t, 3d] with d divisible by {} heads, got {:?}",
+                self.heads,
+                l.dims()
+            );
+        }
+        let d = w / 3;
+        Ok((
+            b,
+            AttnShape {
+                t,
+                d,
+                heads: self.heads,
+                dh: d / self.heads,
+                scale: self.scale,
+            },
+        ))
+    }
+}
+
+const LANES: usize = 16;
+
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `y += a x`.
+#[inline(always)]
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+/// Softmax weights of query `i` over keys `0..=i` of head `h` (into `p[..=i]`).
+#[inline(always)]
+fn attn_weights(qkv: &[f32], s: AttnShape, h: usize, i: usize, p: &mut [f32]) {
+    let w = 3 * s.d;
+    let q = &qkv[i * w + h * s.dh..][..s.dh];
+    let mut max = f32::NEG_INFINITY;
+    for (j, pj) in p[..=i].iter_mut().enumerate() {
+        let k = &qkv[j * w + s.d + h * s.dh..][..s.dh];
+        *pj = s.scale * dot(q, k);
+        max = max.max(*pj);
+    }
+    for pj in &mut p[..=i] {
+        *pj = exp(*pj - max);
+    }
+    let sum: f32 = p[..=i].iter().sum();
+    for pj in &mut p[..=i] {
+        *pj /= sum;
+    }
+}
+
+/// Forward for one batch item: `qkv` `[t, 3d]` → `y` `[t, d]`.
+#[inline(always)]
+fn attn_fwd_item(qkv: &[f32], y: &mut [f32], s: AttnShape) {
+    let w = 3 * s.d;
+    let mut p = vec![0f32; s.t];
+    for h in 0..s.heads {
+        for i in 0..s.t {
+            attn_weights(qkv, s, h, i, &mut p);
+            let yi = &mut y[i * s.d + h * s.dh..][..s.dh];
+            for (j, &pj) in p[..=i].iter().enumerate() {
+                axpy(yi, pj, &qkv[j * w + 2 * s.d + h * s.dh..][..s.dh]);
             }
         }
-        Ok(Some(Tensor::from_vec(dx, res.shape(), res.device())?))
+    }
+}
+
+/// Backward for one batch item: `qkv` `[t, 3d]`, `dy` `[t, d]` → `dqkv` `[t, 3d]` (zeroed).
+#[inline(always)]
+fn attn_bwd_item(qkv: &[f32], dy: &[f32], dqkv: &mut [f32], s: AttnShape) {
+    let w = 3 * s.d;
+    let (mut p, mut ds) = (vec![0f32; s.t], vec![0f32; s.t]);
+    for h in 0..s.heads {
+        let (qo, ko, vo) = (h * s.dh, s.d + h * s.dh, 2 * s.d + h * s.dh);
+        for i in 0..s.t {
+            attn_weights(qkv, s, h, i, &mut p);
+            let dyi = &dy[i * s.d + h * s.dh..][..s.dh];
+            let mut c = 0f32;
+            for j in 0..=i {
+                // dP_ij, then dV_j += P_ij dY_i.
+                ds[j] = dot(dyi, &qkv[j * w + vo..][..s.dh]);
+                c += p[j] * ds[j];
+                axpy(&mut dqkv[j * w + vo..][..s.dh], p[j], dyi);
+            }
+            let qi = &qkv[i * w + qo..][..s.dh];
+            for j in 0..=i {
+                let g = s.scale * p[j] * (ds[j] - c);
+                axpy(
+                    &mut dqkv[i * w + qo..][..s.dh],
+                    g,
+                    &qkv[j * w + ko..][..s.dh],
+                );
+                axpy(&mut dqkv[j * w + ko..][..s.dh], g, qi);
+            }
+        }
+    }
+}
+
+multiversion!(attn_fwd_dispatch => attn_fwd_item(qkv: &[f32], y: &mut [f32], s: AttnShape));
+multiversion!(attn_bwd_dispatch => attn_bwd_item(
+    qkv: &[f32],
+    dy: &[f32],
+    dqkv: &mut [f32],
+    s: AttnShape,
+));
+
+impl CustomOp1 for CausalAttention {
+    fn name(&self) -> &'static str {
+        "bt-causal-attention"
+    }
+
+    fn cpu_fwd(&self, st: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, s) = self.shape(l)?;
+        let qkv = contiguous::<f32>(st, l)?;
+        let mut y = vec![0f32; b * s.t * s.d];
+        let level = simd_level();
+        y.par_chunks_mut(s.t * s.d)
+            .zip(qkv.par_chunks(s.t * 3 * s.d))
+            .for_each(|(y, qkv)| attn_fwd_dispatch(level, qkv, y, s));
+        Ok((CpuStorage::F32(y), Shape::from((b, s.t, s.d))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(arg.apply_op2_no_bwd(
+            &grad.contiguous()?,
+            &CausalAttentionGrad {
+                heads: self.heads,
+                scale: self.scale,
+            },
+        )?))
+    }
+}
+
+/// The gradient of [`CausalAttention`] with respect to `qkv`, given the output's gradient.
+struct CausalAttentionGrad {
+    heads: usize,
+    scale: f32,
+}
+
+impl CustomOp2 for CausalAttentionGrad {
+    fn name(&self) -> &'static str {
+        "bt-causal-attention-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let attn = CausalAttention {
+            heads: self.heads,
+            scale: self.scale,
+        };
+        let (b, s) = attn.shape(l1)?;
+        if l2.dims() != [b, s.t, s.d] {
+            bail!(
+                "attention gradient needs [{b}, {}, {}], got {:?}",
+                s.t,
+                s.d,
+                l2.dims()
+            );
+        }
+        let qkv = contiguous::<f32>(s1, l1)?;
+        let dy = contiguous::<f32>(s2, l2)?;
+        let mut dqkv = vec![0f32; qkv.len()];
+        let level = simd_level();
+        dqkv.par_chunks_mut(s.t * 3 * s.d)
+            .zip(qkv.par_chunks(s.t * 3 * s.d).zip(dy.par_chunks(s.t * s.d)))
+            .for_each(|(dqkv, (qkv, dy))| attn_bwd_dispatch(level, qkv, dy, dqkv, s));
+        Ok((CpuStorage::F32(dqkv), l1.shape().clone()))
     }
 }
 
@@ -239,15 +629,25 @@ impl CustomOp2 for CrossEntropy {
         let x = contiguous::<f32>(s1, l1)?;
         let y = contiguous::<u32>(s2, l2)?;
         let (n, v) = (l1.dims()[0], l1.dims()[1]);
-        let mut loss = 0f64;
-        for (xr, &target) in x.chunks_exact(v).zip(y) {
-            if target as usize >= v {
-                bail!("target {target} is outside the {v} classes");
-            }
-            let max = xr.iter().fold(f32::NEG_INFINITY, |m, &a| m.max(a));
-            let lse = xr.iter().map(|a| (a - max).exp()).sum::<f32>().ln() + max;
-            loss += f64::from(lse - xr[target as usize]);
+        if let Some(&target) = y.iter().find(|&&t| t as usize >= v) {
+            bail!("target {target} is outside the {v} classes");
         }
+        let rows = task_len(v) / v;
+        let parts: Vec<f64> = x
+            .par_chunks(rows * v)
+            .zip(y.par_chunks(rows))
+            .map(|(x, y)| {
+                let mut loss = 0f64;
+                let mut e = vec![0f32; v];
+                for (xr, &target) in x.chunks_exact(v).zip(y) {
+                    let max = xr.iter().fold(f32::NEG_INFINITY, |m, &a| m.max(a));
+                    let lse = exp_shifted(xr, max, &mut e).ln() + max;
+                    loss += f64::from(lse - xr[target as usize]);
+                }
+                loss
+            })
+            .collect();
+        let loss: f64 = parts.iter().sum();
         Ok((
             CpuStorage::F32(vec![(loss / n as f64) as f32]),
             Shape::from(()),
@@ -266,19 +666,19 @@ impl CustomOp2 for CrossEntropy {
         let xv = host(x)?;
         let yv: Vec<u32> = y.flatten_all()?.to_vec1()?;
         let mut dx = vec![0f32; xv.len()];
-        for ((xr, dr), &target) in xv.chunks_exact(v).zip(dx.chunks_exact_mut(v)).zip(&yv) {
-            let max = xr.iter().fold(f32::NEG_INFINITY, |m, &a| m.max(a));
-            let mut sum = 0.0;
-            for j in 0..v {
-                let e = (xr[j] - max).exp();
-                dr[j] = e;
-                sum += e;
-            }
-            for d in dr.iter_mut() {
-                *d *= scale / sum;
-            }
-            dr[target as usize] -= scale;
-        }
+        let rows = task_len(v) / v;
+        dx.par_chunks_mut(rows * v)
+            .zip(xv.par_chunks(rows * v).zip(yv.par_chunks(rows)))
+            .for_each(|(dx, (xv, yv))| {
+                for ((xr, dr), &target) in xv.chunks_exact(v).zip(dx.chunks_exact_mut(v)).zip(yv) {
+                    let max = xr.iter().fold(f32::NEG_INFINITY, |m, &a| m.max(a));
+                    let sum = exp_shifted(xr, max, dr);
+                    for d in dr.iter_mut() {
+                        *d *= scale / sum;
+                    }
+                    dr[target as usize] -= scale;
+                }
+            });
         Ok((Some(Tensor::from_vec(dx, (n, v), x.device())?), None))
     }
 }
@@ -300,12 +700,17 @@ impl CustomOp2 for BiasAdd {
     ) -> Result<(CpuStorage, Shape)> {
         let x = contiguous::<f32>(s1, l1)?;
         let b = contiguous::<f32>(s2, l2)?;
-        let mut y = x.to_vec();
-        for r in y.chunks_exact_mut(b.len()) {
-            for (v, bb) in r.iter_mut().zip(b) {
-                *v += bb;
-            }
-        }
+        let mut y = vec![0f32; x.len()];
+        let task = task_len(b.len());
+        y.par_chunks_mut(task)
+            .zip(x.par_chunks(task))
+            .for_each(|(y, x)| {
+                for (yr, xr) in y.chunks_exact_mut(b.len()).zip(x.chunks_exact(b.len())) {
+                    for ((v, xx), bb) in yr.iter_mut().zip(xr).zip(b) {
+                        *v = xx + bb;
+                    }
+                }
+            });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -317,12 +722,19 @@ impl CustomOp2 for BiasAdd {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let n = b.elem_count();
-        let mut db = vec![0f32; n];
-        for r in host(grad)?.chunks_exact(n) {
-            for (d, v) in db.iter_mut().zip(r) {
-                *d += v;
-            }
-        }
+        let parts: Vec<Vec<f32>> = host(grad)?
+            .par_chunks(task_len(n))
+            .map(|rows| {
+                let mut part = vec![0f32; n];
+                for r in rows.chunks_exact(n) {
+                    for (d, v) in part.iter_mut().zip(r) {
+                        *d += v;
+                    }
+                }
+                part
+            })
+            .collect();
+        let db = sum_partials(parts, n);
         Ok((
             Some(grad.clone()),
             Some(Tensor::from_vec(db, n, b.device())?),
@@ -361,6 +773,41 @@ pub fn causal_softmax(scores: &Tensor, scale: f64, mask: &Tensor, fused: bool) -
     }
     let a = scores.affine(scale, 0.0)?.broadcast_add(mask)?;
     candle_nn::ops::softmax(&a, D::Minus1)
+}
+
+/// Causal multi-head self-attention over packed projections `qkv` `[b, t, 3d]` (queries, keys,
+/// values side by side): `[b, t, d]`, heads side by side. `mask` is the additive `[t, t]` causal
+/// mask the elementary path uses.
+pub fn causal_attention(qkv: &Tensor, heads: usize, mask: &Tensor, fused: bool) -> Result<Tensor> {
+    let (b, t, w) = qkv.dims3()?;
+    let d = w / 3;
+    if w % 3 != 0 || heads == 0 || d % heads != 0 {
+        bail!(
+            "attention needs [b, t, 3d] with d divisible by {heads} heads, got {:?}",
+            qkv.dims()
+        );
+    }
+    let dh = d / heads;
+    let scale = 1.0 / (dh as f64).sqrt();
+    if fused {
+        return qkv.contiguous()?.apply_op1(CausalAttention {
+            heads,
+            scale: scale as f32,
+        });
+    }
+    let split = |i: usize| -> Result<Tensor> {
+        qkv.narrow(D::Minus1, i * d, d)?
+            .reshape((b, t, heads, dh))?
+            .transpose(1, 2)?
+            .contiguous()
+    };
+    let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+    let scores = q.matmul(&k.t()?.contiguous()?)?;
+    let att = causal_softmax(&scores, scale, mask, false)?;
+    att.matmul(&v)?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((b, t, d))
 }
 
 /// Mean cross-entropy of `logits` `[n, v]` against u32 `targets` `[n]`.
@@ -451,6 +898,17 @@ mod tests {
         check(&[s], "causal_softmax", |t, f| {
             causal_softmax(&t[0], 0.35, &mask, f)
         });
+        let qkv = rand(&[2, 5, 24], 8);
+        check(&[qkv], "causal_attention", |t, f| {
+            causal_attention(&t[0], 2, &mask, f)
+        });
+        let qkv = rand(&[1, 7, 3 * 40], 9);
+        let mask7 = crate::model::causal_mask(7, &Device::Cpu).unwrap();
+        check(
+            &[qkv],
+            "causal_attention (a head wider than the vector lanes)",
+            |t, f| causal_attention(&t[0], 2, &mask7, f),
+        );
         let (w, bias) = (rand(&[4, 8], 5), rand(&[4], 6));
         check(&[x, w, bias], "linear", |t, f| {
             linear(&t[0], &t[1], &t[2], f)
@@ -463,7 +921,24 @@ mod tests {
     }
 
     #[test]
+    fn fast_exp_is_within_2e7_of_std() {
+        let mut worst = 0f32;
+        for k in -8700..8800 {
+            let x = k as f32 * 0.01 + 0.003;
+            let (a, b) = (exp(x), x.exp());
+            worst = worst.max((a - b).abs() / b);
+        }
+        assert!(worst < 2e-7, "worst relative error {worst}");
+        assert!(exp(-1e4) > 0.0 && exp(-1e4) < 2e-38);
+        assert!(exp(1e4).is_finite());
+        assert!((tanh(0.5) - 0.5f32.tanh()).abs() < 1e-6);
+    }
+
+    #[test]
     fn fused_kernels_refuse_bad_shapes() {
+        let qkv = rand(&[2, 3, 10], 1);
+        let e = causal_attention(qkv.as_tensor(), 2, &qkv.as_tensor().clone(), true).unwrap_err();
+        assert!(e.to_string().contains("divisible by 2 heads"), "{e}");
         let s = rand(&[2, 3, 4], 1);
         assert!(causal_softmax(s.as_tensor(), 1.0, &s.as_tensor().clone(), true).is_err());
         let logits = rand(&[2, 3], 1);
