@@ -2,7 +2,8 @@
 //!
 //! - [`model`]: the candle networks (byte-level transformer trunk and student, head).
 //! - [`ops`]: fused CPU kernels with their own backward passes (GELU, layer norm, causal
-//!   softmax, cross-entropy, bias addition), checked against the elementary versions.
+//!   attention, cross-entropy, bias addition), checked against the elementary
+//!   versions.
 //! - [`router`]: noisy top-k gating over peers with importance and load losses.
 //! - [`learner`]: one training step given the peers' answers; the gradients to send back.
 //! - [`data`]: bundled public-domain text, split into training and held-out parts.

@@ -1,7 +1,7 @@
-//! Fused CPU kernels, each with its own backward pass: GELU, layer norm, causal softmax,
-//! cross-entropy and bias addition.
+//! Fused CPU kernels, each with its own backward pass: GELU, layer norm, causal multi-head
+//! attention (its softmax included), cross-entropy and bias addition.
 //!
-//! Built from elementary candle ops, these five take most of a training step (GELU's backward
+//! Built from elementary candle ops, these take most of a training step (GELU's backward
 //! alone runs ten element-wise passes; a bias gradient goes through a generic strided
 //! reduction), which left a step 5 to 10 times slower than PyTorch's. Each kernel here makes one
 //! pass forward and one backward. They run on the CPU only; on other devices the model uses
@@ -324,72 +324,6 @@ impl CustomOp3 for LayerNorm {
             Some(Tensor::from_vec(dgamma, d, dev)?),
             Some(Tensor::from_vec(dbeta, d, dev)?),
         ))
-    }
-}
-
-/// `softmax(scale * x + causal mask)` over the last dimension of square `[.., t, t]` scores:
-/// row `i` of each `t x t` block attends to positions `0..=i`.
-struct CausalSoftmax {
-    scale: f32,
-}
-
-impl CustomOp1 for CausalSoftmax {
-    fn name(&self) -> &'static str {
-        "bt-causal-softmax"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous::<f32>(s, l)?;
-        let dims = l.dims();
-        let t = dims[dims.len() - 1];
-        if dims.len() < 2 || dims[dims.len() - 2] != t {
-            bail!("causal softmax needs square [.., t, t] scores, got {dims:?}");
-        }
-        let mut y = vec![0f32; x.len()];
-        // Whole t x t blocks per task, so a row's place in its block is its index mod t.
-        let task = task_len(t * t);
-        y.par_chunks_mut(task)
-            .zip(x.par_chunks(task))
-            .for_each(|(y, x)| {
-                for (row, (xr, yr)) in x.chunks_exact(t).zip(y.chunks_exact_mut(t)).enumerate() {
-                    let n = row % t + 1;
-                    for (y, &x) in yr[..n].iter_mut().zip(&xr[..n]) {
-                        *y = x * self.scale;
-                    }
-                    let max = yr[..n].iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                    for y in &mut yr[..n] {
-                        *y = exp(*y - max);
-                    }
-                    let sum: f32 = yr[..n].iter().sum();
-                    for v in &mut yr[..n] {
-                        *v /= sum;
-                    }
-                }
-            });
-        Ok((CpuStorage::F32(y), l.shape().clone()))
-    }
-
-    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        // dx = scale * y * (g - sum(g * y)); zero where y is (masked positions).
-        let (y, g) = (host(res)?, host(grad)?);
-        let t = res.dim(D::Minus1)?;
-        let mut dx = vec![0f32; y.len()];
-        let task = task_len(t);
-        dx.par_chunks_mut(task)
-            .zip(y.par_chunks(task).zip(g.par_chunks(task)))
-            .for_each(|(dx, (y, g))| {
-                for ((yr, gr), dr) in y
-                    .chunks_exact(t)
-                    .zip(g.chunks_exact(t))
-                    .zip(dx.chunks_exact_mut(t))
-                {
-                    let dot: f32 = yr.iter().zip(gr).map(|(a, b)| a * b).sum();
-                    for j in 0..t {
-                        dr[j] = self.scale * yr[j] * (gr[j] - dot);
-                    }
-                }
-            });
-        Ok(Some(Tensor::from_vec(dx, res.shape(), res.device())?))
     }
 }
 
@@ -763,18 +697,6 @@ pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, fused: bool) -> Res
     xn.broadcast_mul(gamma)?.broadcast_add(beta)
 }
 
-/// `softmax(scale * scores + causal mask)` over the last dimension of `[.., t, t]` scores;
-/// `mask` is the additive `[t, t]` mask the elementary path adds.
-pub fn causal_softmax(scores: &Tensor, scale: f64, mask: &Tensor, fused: bool) -> Result<Tensor> {
-    if fused {
-        return scores.contiguous()?.apply_op1(CausalSoftmax {
-            scale: scale as f32,
-        });
-    }
-    let a = scores.affine(scale, 0.0)?.broadcast_add(mask)?;
-    candle_nn::ops::softmax(&a, D::Minus1)
-}
-
 /// Causal multi-head self-attention over packed projections `qkv` `[b, t, 3d]` (queries, keys,
 /// values side by side): `[b, t, d]`, heads side by side. `mask` is the additive `[t, t]` causal
 /// mask the elementary path uses.
@@ -803,7 +725,7 @@ pub fn causal_attention(qkv: &Tensor, heads: usize, mask: &Tensor, fused: bool) 
     };
     let (q, k, v) = (split(0)?, split(1)?, split(2)?);
     let scores = q.matmul(&k.t()?.contiguous()?)?;
-    let att = causal_softmax(&scores, scale, mask, false)?;
+    let att = candle_nn::ops::softmax(&scores.affine(scale, 0.0)?.broadcast_add(mask)?, D::Minus1)?;
     att.matmul(&v)?
         .transpose(1, 2)?
         .contiguous()?
@@ -893,11 +815,7 @@ mod tests {
         check(&[x.clone(), g, b], "layer_norm", |t, f| {
             layer_norm(&t[0], &t[1], &t[2], f)
         });
-        let s = rand(&[2, 2, 5, 5], 4);
         let mask = crate::model::causal_mask(5, &Device::Cpu).unwrap();
-        check(&[s], "causal_softmax", |t, f| {
-            causal_softmax(&t[0], 0.35, &mask, f)
-        });
         let qkv = rand(&[2, 5, 24], 8);
         check(&[qkv], "causal_attention", |t, f| {
             causal_attention(&t[0], 2, &mask, f)
@@ -939,8 +857,6 @@ mod tests {
         let qkv = rand(&[2, 3, 10], 1);
         let e = causal_attention(qkv.as_tensor(), 2, &qkv.as_tensor().clone(), true).unwrap_err();
         assert!(e.to_string().contains("divisible by 2 heads"), "{e}");
-        let s = rand(&[2, 3, 4], 1);
-        assert!(causal_softmax(s.as_tensor(), 1.0, &s.as_tensor().clone(), true).is_err());
         let logits = rand(&[2, 3], 1);
         let y = Tensor::from_vec(vec![0u32, 7], 2, &Device::Cpu).unwrap();
         let e = cross_entropy(logits.as_tensor(), &y, true).unwrap_err();
