@@ -127,6 +127,53 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Write checkpoints here (`<dir>/neuron.safetensors`); resume from it when present.
     pub checkpoint_dir: Option<PathBuf>,
+    /// Where the models run: `"cpu"`, or `"cuda"` / `"cuda:N"` in a build with the `cuda`
+    /// feature.
+    pub device: String,
+}
+
+/// Where a neuron's models run, parsed from `train.device`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// The CPU (fused kernels, rayon threads).
+    Cpu,
+    /// The CUDA device with this ordinal.
+    Cuda(usize),
+}
+
+impl DeviceSpec {
+    /// Parses `"cpu"`, `"cuda"` (device 0) or `"cuda:N"`. A CUDA device in a build without the
+    /// `cuda` feature is refused here, before anything starts.
+    pub fn parse(s: &str) -> Result<DeviceSpec> {
+        let spec = match s {
+            "cpu" => DeviceSpec::Cpu,
+            "cuda" => DeviceSpec::Cuda(0),
+            _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => DeviceSpec::Cuda(n),
+                _ => {
+                    return Err(Error::Config(format!(
+                        "train.device {s:?} is not \"cpu\", \"cuda\" or \"cuda:N\""
+                    )));
+                }
+            },
+        };
+        if matches!(spec, DeviceSpec::Cuda(_)) && !cfg!(feature = "cuda") {
+            return Err(Error::Config(format!(
+                "train.device {s:?} needs a build with the cuda feature \
+                 (cargo build --release -p bt --features cuda)"
+            )));
+        }
+        Ok(spec)
+    }
+
+    /// Opens the device.
+    pub fn open(self) -> Result<candle_core::Device> {
+        match self {
+            DeviceSpec::Cpu => Ok(candle_core::Device::Cpu),
+            DeviceSpec::Cuda(n) => candle_core::Device::new_cuda(n)
+                .map_err(|e| Error::Config(format!("train.device cuda:{n} cannot be opened: {e}"))),
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -138,6 +185,7 @@ impl Default for TrainConfig {
             eval_batches: 4,
             seed: 0,
             checkpoint_dir: None,
+            device: "cpu".into(),
         }
     }
 }
@@ -195,6 +243,7 @@ impl NeuronConfig {
         self.router.validate()?;
         self.weights.validate()?;
         let t = &self.train;
+        DeviceSpec::parse(&t.device)?;
         if t.batch == 0 || t.epoch_steps == 0 || t.eval_batches == 0 {
             return Err(Error::Config(format!(
                 "train.batch ({}), train.epoch_steps ({}) and train.eval_batches ({}) must be at least 1",
@@ -312,6 +361,27 @@ rule = "payoff"
     }
 
     #[test]
+    fn devices_parse_and_cuda_needs_its_feature() {
+        assert_eq!(DeviceSpec::parse("cpu").unwrap(), DeviceSpec::Cpu);
+        for (text, n) in [("cuda", 0), ("cuda:1", 1)] {
+            match DeviceSpec::parse(text) {
+                Ok(spec) => {
+                    assert!(cfg!(feature = "cuda"));
+                    assert_eq!(spec, DeviceSpec::Cuda(n));
+                }
+                Err(e) => {
+                    assert!(!cfg!(feature = "cuda"));
+                    assert!(
+                        e.to_string()
+                            .contains("needs a build with the cuda feature"),
+                        "{e}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let cases = [
             ("[train]\nbatchh = 3", "unknown field `batchh`"),
@@ -345,6 +415,11 @@ rule = "payoff"
             ("[data]\nheld_out = 1.0", "data.held_out"),
             ("[data]\ntokenizer = \"gpt2\"", "model.vocab is 256"),
             ("[data]\ntokenizer = \"bpe\"", "unknown variant `bpe`"),
+            ("[train]\ndevice = \"tpu\"", "train.device \"tpu\" is not"),
+            (
+                "[train]\ndevice = \"cuda:x\"",
+                "train.device \"cuda:x\" is not",
+            ),
         ];
         for (text, want) in cases {
             let e = NeuronConfig::from_toml(text).unwrap_err().to_string();

@@ -45,7 +45,7 @@ pub mod router;
 pub mod serve;
 pub mod weights;
 
-pub use config::NeuronConfig;
+pub use config::{DeviceSpec, NeuronConfig};
 pub use neuron::{EpochReport, Neuron, RemovalCost, StepReport};
 
 pub use error::{Error, Result};

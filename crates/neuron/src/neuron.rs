@@ -14,12 +14,11 @@ use bt_chain::Client;
 use bt_keys::Keypair;
 use bt_ledger::{Call, RAO_PER_TAO};
 use bt_wire::{Axon, AxonConfig, AxonHandle, Dendrite, DendriteConfig, Peer, StakeView, Tensor};
-use candle_core::Device;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tokio::task::JoinSet;
 
-use crate::config::NeuronConfig;
+use crate::config::{DeviceSpec, NeuronConfig};
 use crate::data::{Batch, TextData};
 use crate::error::{Error, Result};
 use crate::learner::{Learner, Mode, PeerOutput, StepOutcome};
@@ -126,7 +125,7 @@ impl Neuron {
         coldkey: Option<Keypair>,
     ) -> Result<Neuron> {
         cfg.validate()?;
-        let device = Device::Cpu;
+        let device = DeviceSpec::parse(&cfg.train.device)?.open()?;
         let learner = Arc::new(Learner::new(
             &cfg.model,
             &cfg.router,
