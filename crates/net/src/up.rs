@@ -133,7 +133,7 @@ impl Default for UpConfig {
             eval_batches: 4,
             model: ModelConfig::default(),
             router: RouterConfig::default(),
-            block_time_ms: 200,
+            block_time_ms: 100,
             progress: true,
         }
     }
