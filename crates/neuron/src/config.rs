@@ -364,19 +364,15 @@ rule = "payoff"
     fn devices_parse_and_cuda_needs_its_feature() {
         assert_eq!(DeviceSpec::parse("cpu").unwrap(), DeviceSpec::Cpu);
         for (text, n) in [("cuda", 0), ("cuda:1", 1)] {
-            match DeviceSpec::parse(text) {
-                Ok(spec) => {
-                    assert!(cfg!(feature = "cuda"));
-                    assert_eq!(spec, DeviceSpec::Cuda(n));
-                }
-                Err(e) => {
-                    assert!(!cfg!(feature = "cuda"));
-                    assert!(
-                        e.to_string()
-                            .contains("needs a build with the cuda feature"),
-                        "{e}"
-                    );
-                }
+            let parsed = DeviceSpec::parse(text);
+            assert_eq!(parsed.is_ok(), cfg!(feature = "cuda"), "{text}: {parsed:?}");
+            match parsed {
+                Ok(spec) => assert_eq!(spec, DeviceSpec::Cuda(n)),
+                Err(e) => assert!(
+                    e.to_string()
+                        .contains("needs a build with the cuda feature"),
+                    "{e}"
+                ),
             }
         }
     }
