@@ -334,6 +334,7 @@ impl CustomOp3 for LayerNorm {
 /// One node in the graph instead of about fifteen (splits, transposes, copies, two batched
 /// products, the softmax), so the backward pass allocates and adds far fewer gradients. The
 /// backward recomputes the attention weights rather than keeping them.
+#[derive(Clone, Copy)]
 struct CausalAttention {
     heads: usize,
     scale: f32,
@@ -349,24 +350,30 @@ struct AttnShape {
     scale: f32,
 }
 
+/// `(b, t, d, dh)` of packed projections `[b, t, 3d]` split into `heads` heads of width `dh`,
+/// or an error naming the shape.
+fn attention_dims(shape: &Shape, heads: usize) -> Result<(usize, usize, usize, usize)> {
+    let (b, t, w) = shape.dims3()?;
+    let d = w / 3;
+    if w % 3 != 0 || heads == 0 || d % heads != 0 {
+        bail!(
+            "attention needs [b, t, 3d] with d divisible by {heads} heads, got {:?}",
+            shape.dims()
+        );
+    }
+    Ok((b, t, d, d / heads))
+}
+
 impl CausalAttention {
     fn shape(&self, l: &Layout) -> Result<(usize, AttnShape)> {
-        let (b, t, w) = l.shape().dims3()?;
-        if w % 3 != 0 || (w / 3) % self.heads != 0 {
-            bail!(
-                "attention needs [b, t, 3d] with d divisible by {} heads, got {:?}",
-                self.heads,
-                l.dims()
-            );
-        }
-        let d = w / 3;
+        let (b, t, d, dh) = attention_dims(l.shape(), self.heads)?;
         Ok((
             b,
             AttnShape {
                 t,
                 d,
                 heads: self.heads,
-                dh: d / self.heads,
+                dh,
                 scale: self.scale,
             },
         ))
@@ -495,19 +502,13 @@ impl CustomOp1 for CausalAttention {
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(arg.apply_op2_no_bwd(
             &grad.contiguous()?,
-            &CausalAttentionGrad {
-                heads: self.heads,
-                scale: self.scale,
-            },
+            &CausalAttentionGrad(*self),
         )?))
     }
 }
 
 /// The gradient of [`CausalAttention`] with respect to `qkv`, given the output's gradient.
-struct CausalAttentionGrad {
-    heads: usize,
-    scale: f32,
-}
+struct CausalAttentionGrad(CausalAttention);
 
 impl CustomOp2 for CausalAttentionGrad {
     fn name(&self) -> &'static str {
@@ -521,11 +522,7 @@ impl CustomOp2 for CausalAttentionGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let attn = CausalAttention {
-            heads: self.heads,
-            scale: self.scale,
-        };
-        let (b, s) = attn.shape(l1)?;
+        let (b, s) = self.0.shape(l1)?;
         if l2.dims() != [b, s.t, s.d] {
             bail!(
                 "attention gradient needs [{b}, {}, {}], got {:?}",
@@ -701,15 +698,7 @@ pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, fused: bool) -> Res
 /// values side by side): `[b, t, d]`, heads side by side. `mask` is the additive `[t, t]` causal
 /// mask the elementary path uses.
 pub fn causal_attention(qkv: &Tensor, heads: usize, mask: &Tensor, fused: bool) -> Result<Tensor> {
-    let (b, t, w) = qkv.dims3()?;
-    let d = w / 3;
-    if w % 3 != 0 || heads == 0 || d % heads != 0 {
-        bail!(
-            "attention needs [b, t, 3d] with d divisible by {heads} heads, got {:?}",
-            qkv.dims()
-        );
-    }
-    let dh = d / heads;
+    let (b, t, d, dh) = attention_dims(qkv.shape(), heads)?;
     let scale = 1.0 / (dh as f64).sqrt();
     if fused {
         return qkv.contiguous()?.apply_op1(CausalAttention {
