@@ -86,7 +86,7 @@ def main():
               f"{r['rust_steps_per_s'] / r['numpy_steps_per_s']:>6.1f}x {r['max_abs_diff']:>9.1e} "
               f"{'yes' if agree else 'NO':>6} {r['rust_gb_per_s']:>10.2f} {100 * r['rust_gb_per_s'] / bw:>5.0f}% "
               f"{r['numpy_gb_per_s']:>11.2f}")
-    print("\nRust streams the packed upper triangles (4 n^2 (n+1) bytes a step); NumPy the full")
+    print("\nRust streams the upper triangles of 8 x 8 tiles (about 4 n^2 (n+8) bytes a step); NumPy the full")
     print("Hessians (8 n^3 bytes a step). %bw = Rust's Hessian bytes per second / read bandwidth;")
     print("above 100% means the Hessians were served from cache rather than memory.")
     if not ok:

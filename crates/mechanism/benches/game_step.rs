@@ -1,6 +1,6 @@
-//! The hot path: one step of the weight game, and the packed Hessian-vector product inside it.
+//! The hot path: one step of the weight game, and the tiled Hessian-vector product inside it.
 
-use bt_mechanism::matrix::{Hessians, Matrix, sym_packed_matvec};
+use bt_mechanism::matrix::{Hessians, Matrix};
 use bt_mechanism::{Game, GameParams};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -54,17 +54,18 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
-    let mut group = c.benchmark_group("packed_matvec_all_learners");
+    let mut group = c.benchmark_group("tiled_matvec_all_learners");
     for n in [50usize, 100, 200] {
         let g = game(n);
         let h = g.hessians();
-        let x: Vec<f64> = (0..n).map(|k| (k as f64).sin()).collect();
-        let mut y = vec![0.0; n];
+        let mut x: Vec<f64> = (0..n).map(|k| (k as f64).sin()).collect();
+        x.resize(Hessians::padded(n), 0.0);
+        let mut y = vec![0.0; Hessians::padded(n)];
         group.throughput(Throughput::Bytes(h.bytes() as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
                 for i in 0..n {
-                    sym_packed_matvec(n, h.packed(i), &x, &mut y);
+                    h.matvec(i, &x, &mut y);
                 }
             })
         });

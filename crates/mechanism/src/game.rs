@@ -9,11 +9,12 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result, check_finite};
+use crate::lanes;
 use crate::mask::mask_row;
 use crate::matrix::{Hessians, Matrix};
 use crate::payoff::{RowInput, RowScratch, payoff_gradient};
 use crate::rank::rank_into;
-use crate::simplex::project_fast;
+use crate::simplex::threshold;
 
 /// The game's parameters (`spec/mechanism.md`; defaults there).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -98,6 +99,83 @@ struct RowWork {
     grad: Vec<f64>,
     loss: f64,
     delta: f64,
+}
+
+/// Runs `f` on a thread of rayon's global pool and returns its result.
+///
+/// A parallel loop started from outside the pool parks the caller and wakes it again
+/// when the loop ends: two context switches, several microseconds, every time. A game
+/// step at n = 100 takes tens of microseconds, so a driver that steps the game in a loop
+/// ([`Game::run`], the adaptive-tau sweep) runs the whole loop through this instead. From
+/// a thread already in the pool `f` simply runs.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
+
+/// What every row's step reads: the current state and the parameters.
+struct RowsInput<'a> {
+    h: &'a Hessians,
+    w: &'a Matrix,
+    mu: &'a [f64],
+    m0: &'a Matrix,
+    stake: &'a [f64],
+    alpha: f64,
+    tau: f64,
+    temperature: f64,
+    lambda: f64,
+}
+
+impl RowsInput<'_> {
+    /// Learner `i`'s step: payoff gradient, ascent, projection onto the simplex, and the
+    /// largest change, into `next` and `work`.
+    fn advance(&self, i: usize, next: &mut [f64], work: &mut RowWork) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            #[allow(unsafe_code)]
+            // SAFETY: the function only needs AVX-512F, which the CPU was just checked to have.
+            unsafe {
+                self.advance_avx512(i, next, work);
+            }
+            return;
+        }
+        self.advance_portable(i, next, work);
+    }
+
+    /// The same body with AVX-512 enabled, so that the mask row (the `exp` of every
+    /// entry) and the other row loops use the wide registers. Plain multiplies and adds
+    /// are neither fused nor reordered, so the result has the same bits.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn advance_avx512(&self, i: usize, next: &mut [f64], work: &mut RowWork) {
+        self.advance_portable(i, next, work);
+    }
+
+    #[inline(always)]
+    fn advance_portable(&self, i: usize, next: &mut [f64], work: &mut RowWork) {
+        let w_i = self.w.row(i);
+        let inp = RowInput {
+            i,
+            stake_i: self.stake[i],
+            w_i,
+            mu: self.mu,
+            m0_i: self.m0.row(i),
+            temperature: self.temperature,
+        };
+        work.loss = payoff_gradient(
+            self.h,
+            &inp,
+            self.alpha,
+            self.tau,
+            &mut work.scratch,
+            &mut work.grad,
+        );
+        for ((x, &w), &g) in next.iter_mut().zip(w_i).zip(&work.grad) {
+            *x = w + self.lambda * g;
+        }
+        // The projection, and the largest change, in one pass.
+        let theta = threshold(next);
+        work.delta = lanes::shift_clamp_max_diff(next, theta, w_i);
+    }
 }
 
 /// The weight game: fixed stake and Hessians, a moving `W`.
@@ -223,33 +301,27 @@ impl Game {
             ..
         } = self.params;
         let (w, mu, m0, stake, h) = (&self.w, &self.mu, &self.m0, &self.stake, &self.hessians);
+        let rows = RowsInput {
+            h,
+            w,
+            mu,
+            m0,
+            stake,
+            alpha,
+            tau,
+            temperature,
+            lambda,
+        };
+        // A few chunks per thread: enough to even out the load, few enough that the
+        // fork-join costs little next to the rows' work.
+        let chunk = n.div_ceil(4 * rayon::current_num_threads()).max(1);
         self.w_next
             .as_mut_slice()
             .par_chunks_mut(n)
             .zip(self.work.par_iter_mut())
             .enumerate()
-            .with_min_len(4)
-            .for_each(|(i, (next, work))| {
-                let w_i = w.row(i);
-                let inp = RowInput {
-                    i,
-                    stake_i: stake[i],
-                    w_i,
-                    mu,
-                    m0_i: m0.row(i),
-                    temperature,
-                };
-                work.loss = payoff_gradient(h, &inp, alpha, tau, &mut work.scratch, &mut work.grad);
-                for ((x, &w), &g) in next.iter_mut().zip(w_i).zip(&work.grad) {
-                    *x = w + lambda * g;
-                }
-                project_fast(next);
-                work.delta = next
-                    .iter()
-                    .zip(w_i)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0.0, f64::max);
-            });
+            .with_min_len(chunk)
+            .for_each(|(i, (next, work))| rows.advance(i, next, work));
         std::mem::swap(&mut self.w, &mut self.w_next);
         self.steps += 1;
         let delta = self.work.iter().map(|w| w.delta).fold(0.0, f64::max);
@@ -262,7 +334,14 @@ impl Game {
     }
 
     /// Steps until the stopping rule or `max_steps`, calling `on_step` after every step.
-    pub fn run(&mut self, mut on_step: impl FnMut(&StepOutcome)) -> RunSummary {
+    ///
+    /// The loop runs on a thread of rayon's pool (see [`on_pool`]), so each step's
+    /// fork-join stays inside the pool.
+    pub fn run(&mut self, on_step: impl FnMut(&StepOutcome) + Send) -> RunSummary {
+        on_pool(|| self.run_here(on_step))
+    }
+
+    fn run_here(&mut self, mut on_step: impl FnMut(&StepOutcome)) -> RunSummary {
         let mut last = StepOutcome {
             step: self.steps,
             gradient_bound: f64::INFINITY,

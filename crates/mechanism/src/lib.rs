@@ -5,8 +5,8 @@
 //! this crate; nothing else in the workspace re-derives these formulas.
 //!
 //! Modules:
-//! - [`matrix`]: the row-major square [`Matrix`] (weights) and the packed symmetric
-//!   [`Hessians`] of the empirical model.
+//! - [`matrix`]: the row-major square [`Matrix`] (weights) and the symmetric
+//!   [`Hessians`] of the empirical model (upper triangles of `8 x 8` tiles).
 //! - [`rank`]: rank `R = (1/n) W^T S` and the block inflation step, generic over a
 //!   [`Scalar`] so the ledger runs the same code in fixed point.
 //! - [`mask`]: column shift `mu`, the competitive logit and the sigmoid mask (eq. 7-8).
@@ -35,6 +35,7 @@
 pub mod adaptive;
 pub mod error;
 pub mod game;
+mod lanes;
 pub mod mask;
 pub mod matrix;
 pub mod payoff;

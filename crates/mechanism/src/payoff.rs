@@ -13,7 +13,7 @@
 //! respect to the weight" is [`mask_chain`]; real learners (the neurons) get `dL/dm` from
 //! backprop instead of from a Hessian and call the same function.
 
-use crate::mask::mask_row;
+use crate::lanes::{self, dot};
 use crate::matrix::Hessians;
 
 /// The inputs that define learner `i`'s view of the game.
@@ -34,6 +34,9 @@ pub struct RowInput<'a> {
 }
 
 /// Working memory for one row, reused across steps so a step allocates nothing.
+///
+/// Each vector holds [`Hessians::padded`]`(n)` entries, as the tiled Hessian product
+/// reads and writes them; only the first `n` are the row's, the rest stay zero.
 #[derive(Debug, Clone)]
 pub struct RowScratch {
     /// The mask row `m_i`.
@@ -47,10 +50,11 @@ pub struct RowScratch {
 impl RowScratch {
     /// Scratch for `n` learners.
     pub fn new(n: usize) -> Self {
+        let p = Hessians::padded(n);
         Self {
-            m: vec![0.0; n],
-            d: vec![0.0; n],
-            y: vec![0.0; n],
+            m: vec![0.0; p],
+            d: vec![0.0; p],
+            y: vec![0.0; p],
         }
     }
 }
@@ -81,22 +85,24 @@ pub fn payoff(loss: f64, rank_i: f64, alpha: f64, tau: f64) -> f64 {
 }
 
 /// Learner `i`'s loss `L_i = d_i^T H_i d_i`. Leaves `m`, `d` and `H_i d_i` in `scratch`.
+#[inline(always)]
 pub fn loss(h: &Hessians, inp: &RowInput<'_>, scratch: &mut RowScratch) -> f64 {
-    mask_row(
+    let n = h.n();
+    lanes::mask_diff(
         inp.stake_i,
         inp.w_i,
         inp.mu,
+        inp.m0_i,
         inp.temperature,
-        &mut scratch.m,
+        &mut scratch.m[..n],
+        &mut scratch.d[..n],
     );
-    for ((d, m), m0) in scratch.d.iter_mut().zip(&scratch.m).zip(inp.m0_i) {
-        *d = m - m0;
-    }
     h.matvec(inp.i, &scratch.d, &mut scratch.y);
-    scratch.d.iter().zip(&scratch.y).map(|(d, y)| d * y).sum()
+    dot(&scratch.d[..n], &scratch.y)
 }
 
 /// Learner `i`'s loss and its gradient `dL_i/dW_i` (written to `grad`).
+#[inline(always)]
 pub fn loss_gradient(
     h: &Hessians,
     inp: &RowInput<'_>,
@@ -113,6 +119,7 @@ pub fn loss_gradient(
 
 /// The payoff ascent direction `G_i = tau dR_i/dW_i - alpha dL_i/dW_i` (written to
 /// `grad`). Returns the loss `L_i` as a by-product.
+#[inline(always)]
 pub fn payoff_gradient(
     h: &Hessians,
     inp: &RowInput<'_>,

@@ -9,6 +9,8 @@
 //! rounding (a test checks it); the game uses the fast one because the sort was a third of
 //! a step's time.
 
+use crate::lanes;
+
 /// Projects `v` onto the simplex in place. `scratch` must hold at least `v.len()` entries
 /// (its contents are overwritten); nothing is allocated. An empty `v` is left alone.
 pub fn project(v: &mut [f64], scratch: &mut [f64]) {
@@ -34,36 +36,38 @@ pub fn project(v: &mut [f64], scratch: &mut [f64]) {
     }
 }
 
-/// Projects `v` onto the simplex in place with Michelot's algorithm: start from
-/// `theta = (sum v - 1) / n`, drop every entry `<= theta`, recompute `theta` over the rest,
-/// until the set stops shrinking. `theta` only grows, and the largest entry always stays
-/// (so the set is never empty); the loop ends after at most `n` passes, usually 2-5.
+/// Projects `v` onto the simplex in place with Michelot's algorithm (see [`threshold`]).
 pub fn project_fast(v: &mut [f64]) {
+    let theta = threshold(v);
+    for x in v.iter_mut() {
+        *x = (*x - theta).max(0.0);
+    }
+}
+
+/// The `theta` of the projection of `v` (`x_j = max(v_j - theta, 0)`), by Michelot's
+/// algorithm: start from `theta = (sum v - 1) / n`, drop every entry `<= theta`,
+/// recompute `theta` over the rest, until the set stops shrinking. `theta` only grows,
+/// and the largest entry always stays (so the set is never empty); the loop ends after at
+/// most `n` passes, usually 2-5. 0 for an empty `v`.
+pub fn threshold(v: &[f64]) -> f64 {
     let n = v.len();
     if n == 0 {
-        return;
+        return 0.0;
     }
     let mut count = n;
-    let mut theta = (v.iter().sum::<f64>() - 1.0) / n as f64;
+    let mut theta = (lanes::sum(v) - 1.0) / n as f64;
     loop {
-        let (sum, k) = v
-            .iter()
-            .filter(|&&x| x > theta)
-            .fold((0.0, 0usize), |(s, k), &x| (s + x, k + 1));
+        let (sum, k) = lanes::sum_count_above(v, theta);
         if k == 0 {
             // Unreachable in exact arithmetic; keep the last theta if rounding gets here.
-            break;
+            return theta;
         }
         let next = (sum - 1.0) / k as f64;
         if k >= count {
-            theta = next;
-            break;
+            return next;
         }
         count = k;
         theta = next;
-    }
-    for x in v.iter_mut() {
-        *x = (*x - theta).max(0.0);
     }
 }
 

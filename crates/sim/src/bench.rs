@@ -22,7 +22,7 @@ pub struct SolverBench {
     pub seconds: f64,
     /// Steps per second.
     pub steps_per_second: f64,
-    /// Hessian bytes one step reads (packed upper triangles).
+    /// Hessian bytes one step reads (the upper triangles of 8 x 8 tiles).
     pub hessian_bytes_per_step: u64,
     /// Hessian bytes per second.
     pub hessian_bytes_per_second: f64,

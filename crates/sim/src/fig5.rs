@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use bt_mechanism::adaptive::{sparsity, update_tau};
+use bt_mechanism::game::on_pool;
 use bt_mechanism::rank::rank;
 use bt_mechanism::stats::{ideal_rank, pearson, spearman};
 use bt_mechanism::{Game, StepOutcome};
@@ -70,7 +71,7 @@ pub struct Fig5Output {
 pub fn adaptive(
     instance: &Instance,
     config: &Fig5Config,
-    mut on_step: impl FnMut(&StepOutcome),
+    mut on_step: impl FnMut(&StepOutcome) + Send,
 ) -> Result<Fig5Output> {
     if !(config.eta.is_finite() && config.eta > 0.0) {
         return Err(Error::Parameter(format!(
@@ -99,22 +100,25 @@ pub fn adaptive(
     let mut points = Vec::new();
     let mut tau = 0.0;
     let start = Instant::now();
-    for _ in 0..config.steps {
-        let out = game.step();
-        let s = sparsity(game.weights());
-        tau = update_tau(tau, config.eta, config.target, s);
-        game.set_tau(tau);
-        if out.step % every == 0 || out.step == config.steps {
-            let r = rank(&instance.stake, game.weights());
-            points.push(Fig5Point {
-                step: out.step,
-                sparsity: s,
-                tau,
-                pearson: pearson(&r, &ideal),
-            });
+    // The whole loop on rayon's pool, so each step's fork-join stays inside it.
+    on_pool(|| {
+        for _ in 0..config.steps {
+            let out = game.step();
+            let s = sparsity(game.weights());
+            tau = update_tau(tau, config.eta, config.target, s);
+            game.set_tau(tau);
+            if out.step % every == 0 || out.step == config.steps {
+                let r = rank(&instance.stake, game.weights());
+                points.push(Fig5Point {
+                    step: out.step,
+                    sparsity: s,
+                    tau,
+                    pearson: pearson(&r, &ideal),
+                });
+            }
+            on_step(&out);
         }
-        on_step(&out);
-    }
+    });
     let r = rank(&instance.stake, game.weights());
     let tail: Vec<&Fig5Point> = points
         .iter()

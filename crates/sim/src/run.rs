@@ -90,7 +90,7 @@ pub struct RunResult {
 pub fn run(
     instance: &Instance,
     config: &RunConfig,
-    on_step: impl FnMut(&StepOutcome),
+    on_step: impl FnMut(&StepOutcome) + Send,
 ) -> Result<RunResult> {
     let n = instance.n();
     let mut game = Game::new(
