@@ -134,7 +134,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         let key = Keypair::from_uri("//Bob")?;
         let expert =
-            Arc::new(FeedForwardExpert::hivemind_ffn(opts.dim, 0.0, 1).with_threads(opts.threads)?);
+            Arc::new(FeedForwardExpert::hivemind_ffn(opts.dim, 0.0, 1).with_threads(opts.threads));
         let config = AxonConfig { workers: opts.workers, ..AxonConfig::default() };
         let axon = Axon::new(key.public(), expert, Arc::new(MemoryStakes::new()), config)?;
         let handle = axon.spawn("127.0.0.1:0".parse()?).await?;

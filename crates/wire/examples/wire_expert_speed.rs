@@ -13,7 +13,7 @@ fn main() -> anyhow::Result<()> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(0);
-    let e = FeedForwardExpert::hivemind_ffn(d, 0.0, 1).with_threads(threads)?;
+    let e = FeedForwardExpert::hivemind_ffn(d, 0.0, 1).with_threads(threads);
     println!("threads per call: {threads} (0 = rayon's global pool)");
     for n in [16usize, 64, 256] {
         let x = Tensor::from_f32(vec![n, d], &vec![0.1; n * d])?;

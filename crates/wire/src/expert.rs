@@ -38,8 +38,7 @@ pub struct FeedForwardExpert {
     h: usize,
     lr: f32,
     params: RwLock<Params>,
-    /// Threads of one call: `None` uses rayon's global pool.
-    pool: Option<rayon::ThreadPool>,
+    /// Parallelism of the matrix products inside one call.
     par: Par,
 }
 
@@ -113,39 +112,24 @@ impl FeedForwardExpert {
                 gamma: vec![1.0; d],
                 beta: vec![0.0; d],
             }),
-            pool: None,
             par: Par::rayon(0),
         }
     }
 
-    /// Runs each call on its own pool of `threads` threads (1: no parallelism inside a call,
-    /// which suits an axon with several workers on a small machine); 0 keeps rayon's global
-    /// pool. Fails only if the operating system refuses the threads.
-    pub fn with_threads(mut self, threads: usize) -> std::io::Result<FeedForwardExpert> {
-        if threads == 0 {
-            self.pool = None;
-            self.par = Par::rayon(0);
-            return Ok(self);
-        }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("expert-{i}"))
-            .build()
-            .map_err(std::io::Error::other)?;
-        self.pool = Some(pool);
-        self.par = if threads == 1 {
-            Par::Seq
-        } else {
-            Par::rayon(threads)
+    /// Splits each call's matrix products over `threads` threads of rayon's global pool
+    /// (1: none, which suits an axon whose workers already keep the cores busy with
+    /// concurrent calls; 0: all of the pool's threads, the default).
+    ///
+    /// The call itself runs on the caller's thread. (Running each call inside a private
+    /// pool, as an earlier version did, serialised concurrent calls on a one-thread pool
+    /// and deadlocked concurrent calls on a pool of two.)
+    pub fn with_threads(mut self, threads: usize) -> FeedForwardExpert {
+        self.par = match threads {
+            0 => Par::rayon(0),
+            1 => Par::Seq,
+            t => Par::rayon(t),
         };
-        Ok(self)
-    }
-
-    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        match &self.pool {
-            Some(p) => p.install(f),
-            None => f(),
-        }
+        self
     }
 
     /// hivemind's `ffn` expert at width `d`: inner width `4 d`.
@@ -273,7 +257,7 @@ impl Synapse for FeedForwardExpert {
     }
 
     fn forward(&self, inputs: &[Tensor]) -> SynapseResult<Vec<Tensor>> {
-        self.run(|| self.forward_impl(inputs))
+        self.forward_impl(inputs)
     }
 
     fn backward(
@@ -281,7 +265,7 @@ impl Synapse for FeedForwardExpert {
         inputs: &[Tensor],
         grad_outputs: &[Tensor],
     ) -> SynapseResult<Option<Vec<Tensor>>> {
-        self.run(|| self.backward_impl(inputs, grad_outputs))
+        self.backward_impl(inputs, grad_outputs)
     }
 
     fn batchable(&self) -> bool {
@@ -311,8 +295,10 @@ impl FeedForwardExpert {
         }
         let gy = gy.to_f32()?;
         let (d, h, lr) = (self.d, self.h, self.lr);
-        let mut guard = self.params.write().unwrap_or_else(|e| e.into_inner());
-        let p = &mut *guard;
+        // Every gradient is computed under the read lock, so concurrent calls overlap;
+        // only the parameter update at the end takes the write lock.
+        let guard = self.params.read().unwrap_or_else(|e| e.into_inner());
+        let p = &*guard;
         let (a, g, _y, xhat, inv) = self.forward_rows(p, &x, n, true);
 
         // LayerNorm: parameter gradients, then dr (the gradient at the residual sum).
@@ -348,7 +334,7 @@ impl FeedForwardExpert {
             }
         }
 
-        // dg = dr W2^T, before W2 moves; then W2 -= lr g^T dr.
+        // dg = dr W2^T.
         let mut da = vec![0.0f32; n * h];
         gemm(
             self.par,
@@ -357,14 +343,6 @@ impl FeedForwardExpert {
             rm(&dr, n, d),
             rm(&p.w2, h, d).transpose(),
             1.0,
-        );
-        gemm(
-            self.par,
-            rm_mut(&mut p.w2, h, d),
-            true,
-            rm(&g, n, h).transpose(),
-            rm(&dr, n, d),
-            -lr,
         );
         da.par_chunks_mut(h)
             .zip(a.par_chunks(h))
@@ -380,7 +358,7 @@ impl FeedForwardExpert {
             }
         }
 
-        // dx = da W1^T + dr, before W1 moves; then W1 -= lr x^T da.
+        // dx = da W1^T + dr.
         let mut dx = dr.clone();
         gemm(
             self.par,
@@ -389,6 +367,21 @@ impl FeedForwardExpert {
             rm(&da, n, h),
             rm(&p.w1, d, h).transpose(),
             1.0,
+        );
+        drop(guard);
+
+        // The SGD step: W2 -= lr g^T dr, W1 -= lr x^T da, and the vectors. A concurrent
+        // call may have stepped since this one read the weights (asynchronous SGD, as
+        // hivemind's servers also apply gradients computed on slightly older weights).
+        let mut guard = self.params.write().unwrap_or_else(|e| e.into_inner());
+        let p = &mut *guard;
+        gemm(
+            self.par,
+            rm_mut(&mut p.w2, h, d),
+            true,
+            rm(&g, n, h).transpose(),
+            rm(&dr, n, d),
+            -lr,
         );
         gemm(
             self.par,
@@ -469,14 +462,12 @@ mod tests {
     }
 
     #[test]
-    fn own_pool_gives_the_same_outputs() {
+    fn single_threaded_products_give_the_same_outputs() {
         let x = Tensor::from_f32(vec![3, 8], &[0.3; 24]).unwrap();
         let a = FeedForwardExpert::new(8, 32, 0.0, 9)
             .forward(std::slice::from_ref(&x))
             .unwrap();
-        let one = FeedForwardExpert::new(8, 32, 0.0, 9)
-            .with_threads(1)
-            .unwrap();
+        let one = FeedForwardExpert::new(8, 32, 0.0, 9).with_threads(1);
         let b = one.forward(&[x]).unwrap();
         for (p, q) in a[0].to_f32().unwrap().iter().zip(b[0].to_f32().unwrap()) {
             assert!((p - q).abs() < 1e-5);
