@@ -12,6 +12,7 @@
 //! reductions) are taken per fixed chunk of rows and then added in chunk order, so a result
 //! does not depend on the number of threads.
 
+use bt_vecmath::{exp, gelu_bwd, gelu_fwd, multiversion, simd_level};
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, D, Layout, Result, Shape, Tensor, bail,
 };
@@ -72,106 +73,6 @@ fn host(t: &Tensor) -> Result<Vec<f32>> {
     t.flatten_all()?.to_vec1()
 }
 
-const GELU_C: f32 = 0.797_884_6; // sqrt(2 / pi)
-const GELU_A: f32 = 0.044_715;
-
-/// `e^x` in f32 within 2e-7 relative error (Cephes' `expf` polynomial after reducing `x` by
-/// multiples of ln 2), without branches or calls so that loops over it vectorise. `x` is clamped
-/// to `[-87, 88]`: below, the result is about 1.6e-38 instead of a denormal or zero.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    const LOG2_E: f32 = std::f32::consts::LOG2_E;
-    // ln 2 in two parts, so `n * LN2_HI` is exact.
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer.
-    const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2_E + ROUND) - ROUND;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let mut p = 1.987_569_1e-4_f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let er = p * r * r + r + 1.0;
-    // 2^n through the exponent bits; n is in [-126, 127] after the clamp.
-    er * f32::from_bits(((n as i32 + 127) as u32) << 23)
-}
-
-/// `tanh` through one `exp`, accurate to a few ulps in f32 and vectorisable.
-#[inline(always)]
-fn tanh(z: f32) -> f32 {
-    let z = z.clamp(-9.0, 9.0);
-    let e = exp(2.0 * z);
-    (e - 1.0) / (e + 1.0)
-}
-
-/// The widest vector unit this CPU has: 2 for AVX-512, 1 for AVX2 with FMA, 0 otherwise.
-fn simd_level() -> u8 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return 2;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            return 1;
-        }
-    }
-    0
-}
-
-/// `fn $name(level, args..)` runs the `#[inline(always)]` kernel `$body(args..)` compiled for
-/// AVX-512 (level 2), AVX2 + FMA (level 1) or the baseline target (0), so that its loops
-/// vectorise as wide as the CPU allows. `level` comes from [`simd_level`].
-macro_rules! multiversion {
-    ($name:ident => $body:ident ($($arg:ident : $ty:ty),* $(,)?)) => {
-        fn $name(level: u8, $($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                fn avx512($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                fn avx2($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
-                #[allow(unsafe_code)]
-                match level {
-                    // SAFETY: `simd_level` found AVX-512F on this CPU.
-                    2 => return unsafe { avx512($($arg),*) },
-                    // SAFETY: `simd_level` found AVX2 and FMA on this CPU.
-                    1 => return unsafe { avx2($($arg),*) },
-                    _ => {}
-                }
-            }
-            let _ = level;
-            $body($($arg),*)
-        }
-    };
-}
-
-/// `y = GELU(x)`.
-#[inline(always)]
-fn gelu_fwd_chunk(x: &[f32], y: &mut [f32]) {
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y = 0.5 * x * (1.0 + tanh(GELU_C * (x + GELU_A * x * x * x)));
-    }
-}
-
-/// `out = g * GELU'(x)`.
-#[inline(always)]
-fn gelu_bwd_chunk(x: &[f32], g: &[f32], out: &mut [f32]) {
-    for ((o, &x), &g) in out.iter_mut().zip(x).zip(g) {
-        let t = tanh(GELU_C * (x + GELU_A * x * x * x));
-        let dt = (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_A * x * x);
-        *o = g * (0.5 * (1.0 + t) + 0.5 * x * dt);
-    }
-}
-
 /// `y[j] = e^(x[j] - max)` for every `j`; returns their sum.
 #[inline(always)]
 fn exp_shifted(x: &[f32], max: f32, y: &mut [f32]) -> f32 {
@@ -180,9 +81,6 @@ fn exp_shifted(x: &[f32], max: f32, y: &mut [f32]) -> f32 {
     }
     y.iter().sum()
 }
-
-multiversion!(gelu_fwd => gelu_fwd_chunk(x: &[f32], y: &mut [f32]));
-multiversion!(gelu_bwd => gelu_bwd_chunk(x: &[f32], g: &[f32], out: &mut [f32]));
 
 /// GELU, tanh approximation (the same function as candle's `gelu`).
 struct Gelu;
@@ -825,20 +723,6 @@ mod tests {
         check(&[logits], "cross_entropy", |t, f| {
             cross_entropy(&t[0], &y, f)
         });
-    }
-
-    #[test]
-    fn fast_exp_is_within_2e7_of_std() {
-        let mut worst = 0f32;
-        for k in -8700..8800 {
-            let x = k as f32 * 0.01 + 0.003;
-            let (a, b) = (exp(x), x.exp());
-            worst = worst.max((a - b).abs() / b);
-        }
-        assert!(worst < 2e-7, "worst relative error {worst}");
-        assert!(exp(-1e4) > 0.0 && exp(-1e4) < 2e-38);
-        assert!(exp(1e4).is_finite());
-        assert!((tanh(0.5) - 0.5f32.tanh()).abs() < 1e-6);
     }
 
     #[test]

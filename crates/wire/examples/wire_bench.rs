@@ -7,6 +7,10 @@
 //! (`--workers W`: axon worker threads, default 2; `--threads T`: threads inside one model
 //! call, default 1; 0 = rayon's global pool).
 
+// The allocator `bt` runs with, so that the figures are those of the product.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -153,6 +157,8 @@ fn main() -> anyhow::Result<()> {
         }
         let (calls, fused) = handle.axon.metrics().batches();
         eprintln!("axon: {calls} forward model calls served {fused} forward requests");
+        let (calls, fused) = handle.axon.metrics().backward_batches();
+        eprintln!("axon: {calls} backward model calls served {fused} backward requests");
         println!("{:<18} {:<5} {:>12} {:>16}", "mode", "wire", "samples/s", "bytes/sample");
         for (mode, dtype, sps, bytes) in rows {
             println!("{mode:<18} {:<5} {sps:>12.1} {bytes:>16.0}", dtype.to_string());

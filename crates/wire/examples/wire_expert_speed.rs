@@ -2,6 +2,10 @@
 //! sizes, in samples/s and GFLOP/s.
 //! `cargo run --release -p bt-wire --example wire_expert_speed -- [THREADS]`
 
+// The allocator `bt` runs with, so that the figures are those of the product.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Instant;
 
 use bt_wire::{FeedForwardExpert, Synapse, Tensor};

@@ -18,7 +18,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::error::{Result, WireError};
 use crate::metrics::Metrics;
 use crate::proto::{self, ReturnCode, axon_server::AxonServer};
-use crate::queue::{Job, JobQueue, JobResult};
+use crate::queue::{Fuse, Job, JobQueue, JobResult};
 use crate::signing::{self, Method, VerifyError};
 use crate::synapse::{Kind, StakeView, Synapse, TensorSpec};
 use crate::tensor::{DType, Tensor};
@@ -32,9 +32,13 @@ pub struct AxonConfig {
     pub queue_capacity: usize,
     /// Threads that run the model.
     pub workers: usize,
-    /// Whether concurrent forward requests may be fused into one model call.
+    /// Whether concurrent forward requests may be fused into one model call (when the model
+    /// is [`Synapse::batchable`]).
     pub fuse_forward: bool,
-    /// Most rows of one fused forward call.
+    /// Whether concurrent backward requests may be fused into one model call (when the model
+    /// is [`Synapse::batchable_backward`]).
+    pub fuse_backward: bool,
+    /// Most rows of one fused call.
     pub max_batch_rows: usize,
     /// Timeout of a request that names none.
     pub default_timeout: Duration,
@@ -60,6 +64,7 @@ impl Default for AxonConfig {
             queue_capacity: 256,
             workers: 1,
             fuse_forward: true,
+            fuse_backward: true,
             max_batch_rows: 4096,
             default_timeout: Duration::from_secs(12),
             max_timeout: Duration::from_secs(60),
@@ -562,7 +567,10 @@ impl proto::axon_server::Axon for Service {
 }
 
 fn worker(inner: &Inner) {
-    let fuse = inner.config.fuse_forward && inner.synapse.batchable();
+    let fuse = Fuse {
+        forward: inner.config.fuse_forward && inner.synapse.batchable(),
+        backward: inner.config.fuse_backward && inner.synapse.batchable_backward(),
+    };
     while let Some((jobs, depth)) = inner.queue.pop(fuse, inner.config.max_batch_rows) {
         inner.metrics.set_queue_depth(depth);
         let now = Instant::now();
@@ -581,7 +589,7 @@ fn worker(inner: &Inner) {
         if live.is_empty() {
             continue;
         }
-        if live.len() == 1 || live[0].method == Method::Backward {
+        if live.len() == 1 {
             for job in live {
                 let result = run_one(inner, &job);
                 let _ = job.reply.send(result);
@@ -630,6 +638,7 @@ fn run_one(inner: &Inner, job: &Job) -> JobResult {
             )
         }
         Method::Backward => {
+            inner.metrics.backward_batch(1);
             let grads = guarded("backward", || {
                 inner.synapse.backward(&job.inputs, &job.grad_outputs)
             })?;
@@ -693,7 +702,26 @@ fn finish(
         .collect()
 }
 
-/// Runs fused forward jobs as one model call and splits the outputs by rows.
+/// Concatenates the jobs' tensors (`pick` chooses inputs or output gradients) along the batch
+/// dimension.
+fn concat_rows(jobs: &[Job], rows: &[usize], pick: fn(&Job) -> &[Tensor]) -> Result<Vec<Tensor>> {
+    let total: usize = rows.iter().sum();
+    (0..pick(&jobs[0]).len())
+        .map(|k| {
+            let first = &pick(&jobs[0])[k];
+            let mut data = Vec::with_capacity(first.data().len() / rows[0].max(1) * total);
+            for j in jobs {
+                data.extend_from_slice(pick(j)[k].data());
+            }
+            let mut shape = first.shape().to_vec();
+            shape[0] = total;
+            Tensor::new(shape, first.dtype(), data)
+        })
+        .collect()
+}
+
+/// Runs fused jobs (all forward or all backward, see `JobQueue::pop`) as one model call and
+/// splits the results by rows.
 fn run_fused(inner: &Inner, jobs: Vec<Job>) {
     let rows: Vec<usize> = jobs.iter().map(|j| j.inputs[0].shape()[0]).collect();
     let total: usize = rows.iter().sum();
@@ -704,40 +732,53 @@ fn run_fused(inner: &Inner, jobs: Vec<Job>) {
         }
         return;
     }
-    inner.metrics.batch(jobs.len());
-    let fused: Result<Vec<Tensor>> = (0..jobs[0].inputs.len())
-        .map(|k| {
-            let first = &jobs[0].inputs[k];
-            let mut data = Vec::with_capacity(first.data().len() / rows[0].max(1) * total);
-            for j in &jobs {
-                data.extend_from_slice(j.inputs[k].data());
-            }
-            let mut shape = first.shape().to_vec();
-            shape[0] = total;
-            Tensor::new(shape, first.dtype(), data)
-        })
-        .collect();
-    let result = fused
-        .and_then(|inputs| guarded("forward", || inner.synapse.forward(&inputs)))
-        .and_then(|outs| {
-            if outs.iter().all(|t| t.shape().first() == Some(&total)) {
-                Ok(outs)
-            } else {
-                Err(model_error(
-                    "forward",
-                    "outputs lack the fused batch dimension".into(),
-                ))
-            }
-        });
+    let method = jobs[0].method;
+    let name = match method {
+        Method::Forward => "forward",
+        Method::Backward => "backward",
+    };
+    match method {
+        Method::Forward => inner.metrics.batch(jobs.len()),
+        Method::Backward => inner.metrics.backward_batch(jobs.len()),
+    }
+    let inputs = concat_rows(&jobs, &rows, |j| &j.inputs);
+    let result = match method {
+        Method::Forward => inputs
+            .and_then(|inputs| guarded(name, || inner.synapse.forward(&inputs)))
+            .map(Some),
+        Method::Backward => concat_rows(&jobs, &rows, |j| &j.grad_outputs).and_then(|grads| {
+            let inputs = inputs?;
+            // The output gradients were already scaled (see `process`).
+            guarded(name, || inner.synapse.backward(&inputs, &grads))
+        }),
+    };
+    let result = result.and_then(|outs| match outs {
+        Some(o) if !o.iter().all(|t| t.shape().first() == Some(&total)) => Err(model_error(
+            name,
+            "outputs lack the fused batch dimension".into(),
+        )),
+        o => Ok(o),
+    });
     let outs = match result {
-        Ok(o) => o,
-        Err(e) => {
-            let msg = e.to_string();
+        Ok(Some(o)) => o,
+        // A backward that computes no input gradients.
+        Ok(None) => {
             for j in jobs {
-                let _ = j.reply.send(Err(model_error("forward", msg.clone())));
+                let _ = j.reply.send(Ok(Vec::new()));
             }
             return;
         }
+        Err(e) => {
+            let msg = e.to_string();
+            for j in jobs {
+                let _ = j.reply.send(Err(model_error(name, msg.clone())));
+            }
+            return;
+        }
+    };
+    let (specs, scale_outputs) = match method {
+        Method::Forward => (&inner.output_spec, true),
+        Method::Backward => (&inner.input_spec, false),
     };
     let mut offset = 0;
     for (job, r) in jobs.into_iter().zip(rows) {
@@ -755,16 +796,9 @@ fn run_fused(inner: &Inner, jobs: Vec<Job>) {
             })
             .collect();
         offset += r;
-        let result = part.and_then(|p| {
-            finish(
-                "forward",
-                p,
-                &inner.output_spec,
-                job.batch,
-                job.response_dtype,
-                job.scale,
-            )
-        });
+        let scale = if scale_outputs { job.scale } else { 1.0 };
+        let result =
+            part.and_then(|p| finish(name, p, specs, job.batch, job.response_dtype, scale));
         let _ = job.reply.send(result);
     }
 }

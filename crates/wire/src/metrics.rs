@@ -34,6 +34,8 @@ pub struct Metrics {
     queue_depth: AtomicU64,
     batches: AtomicU64,
     batched_requests: AtomicU64,
+    backward_batches: AtomicU64,
+    backward_batched_requests: AtomicU64,
 }
 
 fn slot(method: Method) -> usize {
@@ -80,10 +82,17 @@ impl Metrics {
         self.queue_depth.store(depth as u64, Ordering::Relaxed);
     }
 
-    /// Counts one model call that served `requests` requests.
+    /// Counts one forward model call that served `requests` requests.
     pub fn batch(&self, requests: usize) {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.batched_requests
+            .fetch_add(requests as u64, Ordering::Relaxed);
+    }
+
+    /// Counts one backward model call that served `requests` requests.
+    pub fn backward_batch(&self, requests: usize) {
+        self.backward_batches.fetch_add(1, Ordering::Relaxed);
+        self.backward_batched_requests
             .fetch_add(requests as u64, Ordering::Relaxed);
     }
 
@@ -102,6 +111,14 @@ impl Metrics {
         (
             self.batches.load(Ordering::Relaxed),
             self.batched_requests.load(Ordering::Relaxed),
+        )
+    }
+
+    /// `(model calls, requests they served)` of backward calls.
+    pub fn backward_batches(&self) -> (u64, u64) {
+        (
+            self.backward_batches.load(Ordering::Relaxed),
+            self.backward_batched_requests.load(Ordering::Relaxed),
         )
     }
 
@@ -181,6 +198,19 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE bt_wire_fused_requests_total counter");
         let _ = writeln!(out, "bt_wire_fused_requests_total {r}");
+        let (b, r) = self.backward_batches();
+        let _ = writeln!(
+            out,
+            "# HELP bt_wire_backward_model_calls_total Backward calls of the model."
+        );
+        let _ = writeln!(out, "# TYPE bt_wire_backward_model_calls_total counter");
+        let _ = writeln!(out, "bt_wire_backward_model_calls_total {b}");
+        let _ = writeln!(
+            out,
+            "# HELP bt_wire_backward_fused_requests_total Backward requests served by those calls."
+        );
+        let _ = writeln!(out, "# TYPE bt_wire_backward_fused_requests_total counter");
+        let _ = writeln!(out, "bt_wire_backward_fused_requests_total {r}");
         out
     }
 }

@@ -35,25 +35,36 @@ pub(crate) struct Job {
 impl Job {
     /// The rows this forward job contributes to a fused batch, when it can be fused: every
     /// input has the batch dimension first.
+    /// The batch size: the first dimension of every input (and output gradient), if they
+    /// share one.
     fn rows(&self) -> Option<usize> {
         let rows = *self.inputs.first()?.shape().first()?;
         self.inputs
             .iter()
+            .chain(&self.grad_outputs)
             .all(|t| t.shape().first() == Some(&rows))
             .then_some(rows)
     }
 
-    /// Whether `other` can join a fused forward call led by `self`.
     fn fuses_with(&self, other: &Job) -> bool {
-        other.method == Method::Forward
-            && other.inputs.len() == self.inputs.len()
+        let alike = |a: &[Tensor], b: &[Tensor]| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|(a, b)| a.dtype() == b.dtype() && a.shape()[1..] == b.shape()[1..])
+        };
+        other.method == self.method
             && other.rows().is_some()
-            && self
-                .inputs
-                .iter()
-                .zip(&other.inputs)
-                .all(|(a, b)| a.dtype() == b.dtype() && a.shape()[1..] == b.shape()[1..])
+            && alike(&self.inputs, &other.inputs)
+            && alike(&self.grad_outputs, &other.grad_outputs)
     }
+}
+
+/// Which methods may be fused into one model call.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Fuse {
+    pub forward: bool,
+    pub backward: bool,
 }
 
 struct State {
@@ -123,17 +134,18 @@ impl JobQueue {
     }
 
     /// Blocks until work is there; returns the highest-priority job, followed by the next
-    /// ones in priority order that fuse with it (forward only, up to `max_rows` rows in all,
-    /// when `fuse`). `None` once the queue is closed and empty.
-    pub fn pop(&self, fuse: bool, max_rows: usize) -> Option<(Vec<Job>, usize)> {
+    /// ones in priority order that fuse with it (the same method, when `fuse` allows it for
+    /// that method; up to `max_rows` rows in all). `None` once the queue is closed and empty.
+    pub fn pop(&self, fuse: Fuse, max_rows: usize) -> Option<(Vec<Job>, usize)> {
         let mut st = self.lock();
         loop {
             if let Some((_, first)) = st.jobs.pop_last() {
                 let mut batch = Vec::new();
-                if fuse
-                    && first.method == Method::Forward
-                    && let Some(mut rows) = first.rows()
-                {
+                let fusable = match first.method {
+                    Method::Forward => fuse.forward,
+                    Method::Backward => fuse.backward,
+                };
+                if fusable && let Some(mut rows) = first.rows() {
                     while let Some(entry) = st.jobs.last_entry() {
                         let next = entry.get();
                         let fits = first.fuses_with(next)

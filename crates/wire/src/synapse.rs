@@ -139,6 +139,13 @@ pub trait Synapse: Send + Sync + 'static {
     fn batchable(&self) -> bool {
         false
     }
+    /// Whether Backward may likewise take concurrent requests as one call: rows are
+    /// independent, and one step on the concatenated rows is the step the separate calls would
+    /// take together (a parameter gradient summed over rows, as SGD on a summed loss gives).
+    /// hivemind's servers batch backward requests in the same way.
+    fn batchable_backward(&self) -> bool {
+        false
+    }
 }
 
 /// What an axon knows of its callers from the ledger: their stake, to order its queue, and

@@ -91,6 +91,16 @@ fn numel_of(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
 }
 
+/// The little-endian bytes of `values` encoded by `enc` (`N` bytes each), in one pass that
+/// vectorises (pushing element by element does not).
+fn le_bytes<const N: usize>(values: &[f32], enc: impl Fn(f32) -> [u8; N]) -> Vec<u8> {
+    let mut data = vec![0u8; values.len() * N];
+    for (c, &v) in data.chunks_exact_mut(N).zip(values) {
+        c.copy_from_slice(&enc(v));
+    }
+    data
+}
+
 impl Tensor {
     /// A tensor from raw little-endian bytes; fails when the length does not match the shape.
     pub fn new(shape: Vec<usize>, dtype: DType, data: impl Into<Bytes>) -> Result<Tensor> {
@@ -116,11 +126,7 @@ impl Tensor {
 
     /// An `f32` tensor.
     pub fn from_f32(shape: Vec<usize>, values: &[f32]) -> Result<Tensor> {
-        let mut data = Vec::with_capacity(values.len() * 4);
-        for v in values {
-            data.extend_from_slice(&v.to_le_bytes());
-        }
-        Tensor::new(shape, DType::F32, data)
+        Tensor::new(shape, DType::F32, le_bytes(values, |v| v.to_le_bytes()))
     }
 
     /// An `i64` tensor (token ids).
@@ -216,20 +222,13 @@ impl Tensor {
             });
         }
         let values = self.to_f32()?;
-        let mut data = Vec::with_capacity(values.len() * dtype.size());
-        match dtype {
-            DType::F32 => values
-                .iter()
-                .for_each(|v| data.extend_from_slice(&v.to_le_bytes())),
-            DType::F16 => values
-                .iter()
-                .for_each(|v| data.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
-            DType::BF16 => values
-                .iter()
-                .for_each(|v| data.extend_from_slice(&bf16::from_f32(*v).to_le_bytes())),
+        let data = match dtype {
+            DType::F32 => le_bytes(&values, |v| v.to_le_bytes()),
+            DType::F16 => le_bytes(&values, |v| f16::from_f32(v).to_le_bytes()),
+            DType::BF16 => le_bytes(&values, |v| bf16::from_f32(v).to_le_bytes()),
             // Refused above: both dtypes are floats here.
-            DType::I64 | DType::I32 => {}
-        }
+            DType::I64 | DType::I32 => Vec::new(),
+        };
         Tensor::new(self.shape.clone(), dtype, data)
     }
 
@@ -242,6 +241,25 @@ impl Tensor {
     /// The first non-finite value of a float tensor, as `(index, value)`.
     pub fn first_non_finite(&self) -> Option<(usize, f32)> {
         let d = &self.data[..];
+        // A branch-free pass first (it vectorises); the search only when it finds something.
+        let all_finite = match self.dtype {
+            DType::F32 => d
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) & 0x7F80_0000)
+                .fold(true, |ok, e| ok & (e != 0x7F80_0000)),
+            DType::F16 => d
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7C00)
+                .fold(true, |ok, e| ok & (e != 0x7C00)),
+            DType::BF16 => d
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7F80)
+                .fold(true, |ok, e| ok & (e != 0x7F80)),
+            DType::I64 | DType::I32 => true,
+        };
+        if all_finite {
+            return None;
+        }
         match self.dtype {
             DType::F32 => d
                 .chunks_exact(4)
@@ -388,6 +406,22 @@ mod tests {
             .cast(DType::BF16)
             .unwrap();
         assert_eq!(b.first_non_finite().map(|(i, _)| i), Some(1));
+        let h = Tensor::from_f32(vec![3], &[1.0, 2.0, f32::NEG_INFINITY])
+            .unwrap()
+            .cast(DType::F16)
+            .unwrap();
+        assert_eq!(h.first_non_finite().map(|(i, _)| i), Some(2));
+        // The largest finite values and subnormals are finite in every dtype.
+        let edge = Tensor::from_f32(vec![4], &[f32::MAX, f32::MIN, 1e-40, -0.0]).unwrap();
+        assert_eq!(edge.first_non_finite(), None);
+        let edge = Tensor::from_f32(vec![3], &[65504.0, -65504.0, 1e-7]).unwrap();
+        for dtype in [DType::F16, DType::BF16] {
+            assert_eq!(
+                edge.cast(dtype).unwrap().first_non_finite(),
+                None,
+                "{dtype}"
+            );
+        }
     }
 
     proptest! {

@@ -4,6 +4,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bt_wire::proto::{self, ReturnCode};
@@ -515,6 +516,89 @@ async fn concurrent_forwards_are_fused_and_answer_the_same() {
     }
     // Two model calls served five requests.
     assert_eq!(axon.metrics().batches(), (2, 5));
+    s.handle.shutdown().await.unwrap();
+}
+
+/// Backward requests waiting together are served by one model call; each caller gets the
+/// input gradient of its own rows.
+#[tokio::test]
+async fn concurrent_backwards_are_fused_and_answer_the_same() {
+    let model = Gated::with_lr(true, 0.0);
+    let s = start(model.clone(), AxonConfig::default()).await;
+    let axon = s.handle.axon.clone();
+    let blocker = dendrite("//Blocker");
+    let peer = s.peer.clone();
+    let first = tokio::spawn(async move { blocker.forward(&peer, &[input(1, -1.0)]).await });
+    wait_model_calls(&axon, 1).await;
+    let grad = |rows: usize, i: usize| {
+        let g: Vec<f32> = (0..rows * D)
+            .map(|k| ((k + i) as f32 * 0.37).sin())
+            .collect();
+        Tensor::from_f32(vec![rows, D], &g).unwrap()
+    };
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let d = dendrite(&format!("//Fused{i}"));
+        let peer = s.peer.clone();
+        let g = grad(i + 1, i);
+        tasks.push(tokio::spawn(async move {
+            d.backward(&peer, &[input(i + 1, i as f32)], &[g]).await
+        }));
+    }
+    wait_depth(&axon, 4).await;
+    model.open();
+    first.await.unwrap();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let r = t.await.unwrap();
+        assert_eq!(r.code, ReturnCode::Success, "{}", r.message);
+        let alone =
+            bt_wire::Synapse::backward(&model.inner, &[input(i + 1, i as f32)], &[grad(i + 1, i)])
+                .unwrap()
+                .unwrap();
+        let (a, b) = (r.outputs[0].to_f32().unwrap(), alone[0].to_f32().unwrap());
+        assert_eq!(a.len(), (i + 1) * D);
+        assert_eq!(a.len(), b.len());
+        for (p, q) in a.iter().zip(&b) {
+            assert!((p - q).abs() < 1e-5, "fused {p} vs alone {q}");
+        }
+    }
+    // One model call served the four backward requests.
+    assert_eq!(model.backward_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(axon.metrics().backward_batches(), (1, 4));
+    s.handle.shutdown().await.unwrap();
+}
+
+/// With backward fusion off, each backward request is its own call.
+#[tokio::test]
+async fn backward_fusion_can_be_turned_off() {
+    let model = Gated::with_lr(true, 0.0);
+    let config = AxonConfig {
+        fuse_backward: false,
+        ..AxonConfig::default()
+    };
+    let s = start(model.clone(), config).await;
+    let axon = s.handle.axon.clone();
+    let blocker = dendrite("//Blocker");
+    let peer = s.peer.clone();
+    let first = tokio::spawn(async move { blocker.forward(&peer, &[input(1, -1.0)]).await });
+    wait_model_calls(&axon, 1).await;
+    let mut tasks = Vec::new();
+    for i in 0..3 {
+        let d = dendrite(&format!("//Alone{i}"));
+        let peer = s.peer.clone();
+        tasks.push(tokio::spawn(async move {
+            let g = Tensor::from_f32(vec![2, D], &[0.5; 2 * D]).unwrap();
+            d.backward(&peer, &[input(2, i as f32)], &[g]).await
+        }));
+    }
+    wait_depth(&axon, 3).await;
+    model.open();
+    first.await.unwrap();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().code, ReturnCode::Success);
+    }
+    assert_eq!(model.backward_calls.load(Ordering::SeqCst), 3);
+    assert_eq!(axon.metrics().backward_batches(), (3, 3));
     s.handle.shutdown().await.unwrap();
 }
 

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -25,16 +26,24 @@ pub struct Gated {
     cv: Condvar,
     pub served: Mutex<Vec<f32>>,
     pub fuse: bool,
+    /// Backward calls made (each may serve several fused requests).
+    pub backward_calls: AtomicUsize,
 }
 
 impl Gated {
     pub fn new(fuse: bool) -> Arc<Gated> {
+        Gated::with_lr(fuse, 0.01)
+    }
+
+    /// A gated expert with SGD learning rate `lr`.
+    pub fn with_lr(fuse: bool, lr: f32) -> Arc<Gated> {
         Arc::new(Gated {
-            inner: FeedForwardExpert::new(D, 16, 0.01, 3),
+            inner: FeedForwardExpert::new(D, 16, lr, 3),
             open: Mutex::new(false),
             cv: Condvar::new(),
             served: Mutex::new(Vec::new()),
             fuse,
+            backward_calls: AtomicUsize::new(0),
         })
     }
 
@@ -74,9 +83,13 @@ impl Synapse for Gated {
         self.inner.forward(inputs)
     }
     fn backward(&self, inputs: &[Tensor], g: &[Tensor]) -> SynapseResult<Option<Vec<Tensor>>> {
+        self.backward_calls.fetch_add(1, Ordering::SeqCst);
         self.inner.backward(inputs, g)
     }
     fn batchable(&self) -> bool {
+        self.fuse
+    }
+    fn batchable_backward(&self) -> bool {
         self.fuse
     }
 }
