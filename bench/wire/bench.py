@@ -8,6 +8,7 @@ hivemind 1.1.12 has no bf16 compression, so its FLOAT16), and loopback bytes per
 (the kernel's counter of bytes sent on `lo` during the measured window; both directions).
 
 Usage: python bench.py --rust-bin PATH [--batch 64] [--clients 4] [--secs 10] [--warmup 2]
+       [--cache-mib M]
 """
 import argparse
 import json
@@ -26,6 +27,8 @@ def run_rust(args):
         args.rust_bin, "--dim", str(args.dim), "--batch", str(args.batch),
         "--clients", str(args.clients), "--secs", str(args.secs), "--warmup", str(args.warmup),
     ]
+    if args.cache_mib is not None:
+        cmd += ["--cache-mib", str(args.cache_mib)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     rows = {}
     for line in out.splitlines():
@@ -71,10 +74,14 @@ def run_hivemind(args):
                     gen = torch.Generator().manual_seed(i)
                     x = torch.rand(args.batch, args.dim, generator=gen) - 0.5
                     g = torch.full((args.batch, args.dim), 1e-3)
+                    step = 0
                     while True:
                         now = time.time()
                         if now >= end:
                             return
+                        # A new batch each time, as on the bt-wire side.
+                        x[:, 0] = (step % 100_000) * 1e-5 + i
+                        step += 1
                         try:
                             if backward:
                                 xi = x.clone().requires_grad_(True)
@@ -119,6 +126,8 @@ def main():
     p.add_argument("--secs", type=float, default=10)
     p.add_argument("--warmup", type=float, default=2)
     p.add_argument("--skip-hivemind", action="store_true")
+    p.add_argument("--cache-mib", type=int,
+                   help="bt-wire expert's activation cache (MiB; 0 = off; default: the expert's)")
     args = p.parse_args()
 
     rust = run_rust(args)

@@ -5,7 +5,8 @@
 //!
 //! `cargo run --release -p bt-wire --example wire_bench -- --batch 64 --clients 4 --secs 10`
 //! (`--workers W`: axon worker threads, default 2; `--threads T`: threads inside one model
-//! call, default 1; 0 = rayon's global pool).
+//! call, default 1; 0 = rayon's global pool; `--cache-mib M`: the expert's activation cache,
+//! default 128, 0 = off).
 
 // The allocator `bt` runs with, so that the figures are those of the product.
 #[global_allocator]
@@ -37,6 +38,7 @@ struct Opts {
     warmup: f64,
     workers: usize,
     threads: usize,
+    cache_mib: usize,
 }
 
 async fn measure(
@@ -66,16 +68,21 @@ async fn measure(
         let (lo_start, once) = (lo_start.clone(), lo_start_set.clone());
         let (dim, batch) = (opts.dim, opts.batch);
         tasks.push(tokio::spawn(async move {
-            let x: Vec<f32> = (0..batch * dim)
+            let mut xs: Vec<f32> = (0..batch * dim)
                 .map(|i| ((i * 7919 + c) % 1000) as f32 / 1000.0 - 0.5)
                 .collect();
-            let x = Tensor::from_f32(vec![batch, dim], &x).expect("input");
             let g = Tensor::from_f32(vec![batch, dim], &vec![1e-3; batch * dim]).expect("grad");
-            loop {
+            for step in 0u64.. {
                 let now = Instant::now();
                 if now >= end {
                     break;
                 }
+                // A new batch each time (as a learner sends), so that the expert's activation
+                // cache can only help Backward through the Forward just before it.
+                for row in xs.chunks_exact_mut(dim) {
+                    row[0] = (step % 100_000) as f32 * 1e-5 + c as f32;
+                }
+                let x = Tensor::from_f32(vec![batch, dim], &xs).expect("input");
                 let r = d.forward(&peer, std::slice::from_ref(&x)).await;
                 let mut ok = r.code == ReturnCode::Success;
                 if ok && backward {
@@ -119,6 +126,7 @@ fn main() -> anyhow::Result<()> {
         warmup: 2.0,
         workers: 2,
         threads: 1,
+        cache_mib: bt_wire::expert::DEFAULT_CACHE_BYTES >> 20,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -131,14 +139,18 @@ fn main() -> anyhow::Result<()> {
             "--warmup" => opts.warmup = val()?.parse()?,
             "--workers" => opts.workers = val()?.parse()?,
             "--threads" => opts.threads = val()?.parse()?,
+            "--cache-mib" => opts.cache_mib = val()?.parse()?,
             other => bail!("unknown option {other}"),
         }
     }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let key = Keypair::from_uri("//Bob")?;
-        let expert =
-            Arc::new(FeedForwardExpert::hivemind_ffn(opts.dim, 0.0, 1).with_threads(opts.threads));
+        let expert = FeedForwardExpert::hivemind_ffn(opts.dim, 0.0, 1)
+            .with_threads(opts.threads)
+            .with_activation_cache(opts.cache_mib << 20);
+        let expert = Arc::new(expert);
+        let stats = expert.clone();
         let config = AxonConfig { workers: opts.workers, ..AxonConfig::default() };
         let axon = Axon::new(key.public(), expert, Arc::new(MemoryStakes::new()), config)?;
         let handle = axon.spawn("127.0.0.1:0".parse()?).await?;
@@ -159,6 +171,8 @@ fn main() -> anyhow::Result<()> {
         eprintln!("axon: {calls} forward model calls served {fused} forward requests");
         let (calls, fused) = handle.axon.metrics().backward_batches();
         eprintln!("axon: {calls} backward model calls served {fused} backward requests");
+        let (hits, misses) = stats.cache_stats();
+        eprintln!("expert: {hits} backward calls took cached activations, {misses} recomputed");
         println!("{:<18} {:<5} {:>12} {:>16}", "mode", "wire", "samples/s", "bytes/sample");
         for (mode, dtype, sps, bytes) in rows {
             println!("{mode:<18} {:<5} {sps:>12.1} {bytes:>16.0}", dtype.to_string());

@@ -15,8 +15,8 @@
 //! visited in.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 use bt_vecmath::{
     bias_gelu_inplace, bias_gelu_keep, dot, gelu_bwd_inplace, multiversion, simd_level, sum,
@@ -24,6 +24,7 @@ use bt_vecmath::{
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
+use crate::activations::{ActivationCache, RowActivations};
 use crate::synapse::{Dim, Synapse, SynapseResult, TensorSpec};
 use crate::tensor::Tensor;
 
@@ -73,9 +74,18 @@ pub struct FeedForwardExpert {
     out: RwLock<OutParams>,
     /// The stripe the next update starts at, so that concurrent updates start apart.
     next_start: AtomicUsize,
+    /// SGD steps taken so far (Backward calls).
+    steps: AtomicU64,
+    /// Recent forward activations, for Backward calls on the same rows (`None`: off).
+    cache: Option<Mutex<ActivationCache>>,
     /// Parallelism of the matrix products inside one call.
     par: Par,
 }
+
+/// The memory the activation cache may hold by default.
+pub const DEFAULT_CACHE_BYTES: usize = 128 << 20;
+/// How many SGD steps cached activations stay usable.
+pub const CACHE_MAX_STEPS: u64 = 16;
 
 /// splitmix64: a tiny deterministic generator for the initial weights.
 fn next_uniform(state: &mut u64) -> f32 {
@@ -130,6 +140,10 @@ fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 
 fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn lock<T>(l: &Mutex<T>) -> MutexGuard<'_, T> {
+    l.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn try_write<T>(l: &RwLock<T>) -> Option<RwLockWriteGuard<'_, T>> {
@@ -289,8 +303,30 @@ impl FeedForwardExpert {
                 beta: vec![0.0; d],
             }),
             next_start: AtomicUsize::new(0),
+            steps: AtomicU64::new(0),
+            cache: None,
             par: Par::rayon(0),
         }
+        .with_activation_cache(DEFAULT_CACHE_BYTES)
+    }
+
+    /// Keeps the forward activations of recent rows in up to `bytes` of memory (0: none), so
+    /// that a Backward on rows run forward at most [`CACHE_MAX_STEPS`] steps before skips the
+    /// forward pass it would otherwise recompute. On by default with
+    /// [`DEFAULT_CACHE_BYTES`]; see `docs/wire.md`.
+    pub fn with_activation_cache(mut self, bytes: usize) -> FeedForwardExpert {
+        // A row's floats, plus about 96 bytes of bookkeeping (map entry, order, allocation).
+        let row_bytes = (2 * self.d + 2 * self.h + 1) * std::mem::size_of::<f32>() + 96;
+        let rows = bytes / row_bytes;
+        self.cache = (rows > 0)
+            .then(|| Mutex::new(ActivationCache::new(self.d, self.h, rows, CACHE_MAX_STEPS)));
+        self
+    }
+
+    /// `(hits, misses)` of the activation cache: Backward calls that found all their rows, and
+    /// those that recomputed the forward pass.
+    pub fn cache_stats(&self) -> (u64, u64) {
+        self.cache.as_ref().map_or((0, 0), |c| lock(c).stats())
     }
 
     /// Splits each call's matrix products over `threads` threads of rayon's global pool
@@ -451,6 +487,24 @@ impl FeedForwardExpert {
         }
     }
 
+    /// The activations of the rows of `x` from the cache, if every row is there and fresh.
+    fn cached(&self, x: &[f32], n: usize) -> Option<Activations> {
+        let cache = self.cache.as_ref()?;
+        let (d, h) = (self.d, self.h);
+        let step = self.steps.load(Ordering::Acquire);
+        let (mut a, mut g) = (vec![0.0f32; n * h], vec![0.0f32; n * h]);
+        let (mut xhat, mut inv) = (vec![0.0f32; n * d], vec![0.0f32; n]);
+        lock(cache)
+            .lookup(x, step, &mut a, &mut g, &mut xhat, &mut inv)
+            .then(|| Activations {
+                a,
+                g,
+                y: Vec::new(),
+                xhat,
+                inv,
+            })
+    }
+
     fn check_input(&self, inputs: &[Tensor]) -> SynapseResult<(Vec<f32>, usize)> {
         let x = inputs.first().ok_or("expected one input")?;
         if x.shape().len() != 2 || x.shape()[1] != self.d {
@@ -496,7 +550,18 @@ impl FeedForwardExpert {
     fn forward_impl(&self, inputs: &[Tensor]) -> SynapseResult<Vec<Tensor>> {
         let (x, n) = self.check_input(inputs)?;
         let o = read(&self.out).clone();
-        let act = self.forward_rows(&o, &x, n, false);
+        let step = self.steps.load(Ordering::Acquire);
+        let act = self.forward_rows(&o, &x, n, self.cache.is_some());
+        if let Some(cache) = &self.cache {
+            let rows = RowActivations {
+                x: &x,
+                a: &act.a,
+                g: &act.g,
+                xhat: &act.xhat,
+                inv: &act.inv,
+            };
+            lock(cache).insert(&rows, step);
+        }
         Ok(vec![Tensor::from_f32(vec![n, self.d], &act.y)?])
     }
 
@@ -515,7 +580,9 @@ impl FeedForwardExpert {
         let gy = gy.to_f32()?;
         let (d, h, lr) = (self.d, self.h, self.lr);
         let o = read(&self.out).clone();
-        let act = self.forward_rows(&o, &x, n, true);
+        let act = self
+            .cached(&x, n)
+            .unwrap_or_else(|| self.forward_rows(&o, &x, n, true));
 
         // LayerNorm: parameter gradients, then dr (the gradient at the residual sum).
         let mut dgamma = vec![0.0f32; d];
@@ -576,6 +643,7 @@ impl FeedForwardExpert {
         add_parts(&mut dx, &dx_parts);
 
         let mut out = write(&self.out);
+        self.steps.fetch_add(1, Ordering::AcqRel);
         for (w, g) in out.b2.iter_mut().zip(&db2) {
             *w -= lr * g;
         }
@@ -720,6 +788,55 @@ mod tests {
                 "stripe {k} moved {moved}, differs by {diff}"
             );
         }
+    }
+
+    /// Backward right after Forward on the same rows takes the activations from the cache and
+    /// gives the same input gradient and the same step, to the bit, as recomputing them.
+    #[test]
+    fn backward_after_forward_uses_the_cache_to_the_same_result() {
+        let (d, h, n) = (8, 32, 5);
+        let mut st = 21u64;
+        let x: Vec<f32> = (0..n * d).map(|_| next_uniform(&mut st)).collect();
+        let g: Vec<f32> = (0..n * d).map(|_| next_uniform(&mut st)).collect();
+        let x = Tensor::from_f32(vec![n, d], &x).unwrap();
+        let g = Tensor::from_f32(vec![n, d], &g).unwrap();
+        let run = |e: &FeedForwardExpert| {
+            e.forward(std::slice::from_ref(&x)).unwrap();
+            let dx = e
+                .backward(std::slice::from_ref(&x), std::slice::from_ref(&g))
+                .unwrap()
+                .unwrap();
+            (dx[0].to_f32().unwrap(), e.param_checksum())
+        };
+        let cached = FeedForwardExpert::new(d, h, 0.05, 3);
+        let plain = FeedForwardExpert::new(d, h, 0.05, 3).with_activation_cache(0);
+        assert_eq!(run(&cached), run(&plain));
+        assert_eq!(cached.cache_stats(), (1, 0));
+        assert_eq!(plain.cache_stats(), (0, 0));
+        // A second Backward one step later still hits; rows never run forward miss.
+        cached
+            .backward(std::slice::from_ref(&x), std::slice::from_ref(&g))
+            .unwrap();
+        let other = Tensor::from_f32(vec![1, d], &[0.25; 8]).unwrap();
+        let g1 = Tensor::from_f32(vec![1, d], &[1.0; 8]).unwrap();
+        cached.backward(&[other], &[g1]).unwrap();
+        assert_eq!(cached.cache_stats(), (2, 1));
+    }
+
+    /// Cached activations are used for at most `CACHE_MAX_STEPS` steps.
+    #[test]
+    fn cached_activations_expire_after_some_steps() {
+        let (d, h) = (8, 16);
+        let e = FeedForwardExpert::new(d, h, 0.01, 3);
+        let x = Tensor::from_f32(vec![2, d], &[0.5; 16]).unwrap();
+        let g = Tensor::from_f32(vec![2, d], &[0.1; 16]).unwrap();
+        e.forward(std::slice::from_ref(&x)).unwrap();
+        for _ in 0..=CACHE_MAX_STEPS + 1 {
+            e.backward(std::slice::from_ref(&x), std::slice::from_ref(&g))
+                .unwrap();
+        }
+        // The calls at steps 0..=CACHE_MAX_STEPS find the rows; the last one recomputes.
+        assert_eq!(e.cache_stats(), (CACHE_MAX_STEPS + 1, 1));
     }
 
     /// One SGD step along the gradient lowers the loss.

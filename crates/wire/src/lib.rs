@@ -40,6 +40,7 @@
 //! # }
 //! ```
 
+mod activations;
 pub mod axon;
 pub mod dendrite;
 mod error;
