@@ -12,7 +12,7 @@
 //! reductions) are taken per fixed chunk of rows and then added in chunk order, so a result
 //! does not depend on the number of threads.
 
-use bt_vecmath::{exp, gelu_bwd, gelu_fwd, multiversion, simd_level};
+use bt_vecmath::{dot, exp, gelu_bwd, gelu_fwd, multiversion, simd_level};
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, D, Layout, Result, Shape, Tensor, bail,
 };
@@ -276,26 +276,6 @@ impl CausalAttention {
             },
         ))
     }
-}
-
-const LANES: usize = 16;
-
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// `y += a x`.

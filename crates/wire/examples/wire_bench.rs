@@ -167,9 +167,9 @@ fn main() -> anyhow::Result<()> {
                 rows.push((mode, dtype, sps, bytes));
             }
         }
-        let (calls, fused) = handle.axon.metrics().batches();
+        let (calls, fused) = handle.axon.metrics().batches(bt_wire::Method::Forward);
         eprintln!("axon: {calls} forward model calls served {fused} forward requests");
-        let (calls, fused) = handle.axon.metrics().backward_batches();
+        let (calls, fused) = handle.axon.metrics().batches(bt_wire::Method::Backward);
         eprintln!("axon: {calls} backward model calls served {fused} backward requests");
         let (hits, misses) = stats.cache_stats();
         eprintln!("expert: {hits} backward calls took cached activations, {misses} recomputed");

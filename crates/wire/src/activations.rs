@@ -20,6 +20,18 @@ struct Row {
     data: Vec<f32>,
 }
 
+/// Activations of whole rows taken from the cache.
+pub(crate) struct Found {
+    /// Pre-activations (n x h).
+    pub a: Vec<f32>,
+    /// `GELU(a)` (n x h).
+    pub g: Vec<f32>,
+    /// Normalised residuals (n x d).
+    pub xhat: Vec<f32>,
+    /// `1 / std` per row.
+    pub inv: Vec<f32>,
+}
+
 /// Forward activations of recent rows of width `d` and inner width `h`.
 pub(crate) struct ActivationCache {
     d: usize,
@@ -146,39 +158,40 @@ impl ActivationCache {
         self.spare.truncate(64);
     }
 
-    /// The activations of the `n` rows of `x` (n x d) if every row is cached, computed at most
-    /// `max_steps` steps before `step`: fills `a`, `g` (n x h), `xhat` (n x d) and `inv` (n).
-    pub fn lookup(
-        &mut self,
-        x: &[f32],
-        step: u64,
-        a: &mut [f32],
-        g: &mut [f32],
-        xhat: &mut [f32],
-        inv: &mut [f32],
-    ) -> bool {
+    /// The activations of the rows of `x` (n x d) if every row is cached, computed at most
+    /// `max_steps` steps before `step`.
+    pub fn lookup(&mut self, x: &[f32], step: u64) -> Option<Found> {
         let (d, h) = (self.d, self.h);
-        let found = d > 0
-            && x.chunks_exact(d).all(|row| {
-                self.rows.get(&key(row)).is_some_and(|r| {
-                    step.saturating_sub(r.step) <= self.max_steps && r.data[..d] == *row
-                })
-            });
-        if !found {
+        let rows: Option<Vec<&[f32]>> = (d > 0)
+            .then(|| {
+                x.chunks_exact(d)
+                    .map(|row| {
+                        let r = self.rows.get(&key(row))?;
+                        let fresh = step.saturating_sub(r.step) <= self.max_steps;
+                        (fresh && r.data[..d] == *row).then_some(&r.data[d..])
+                    })
+                    .collect()
+            })
+            .flatten();
+        let Some(rows) = rows else {
             self.misses += 1;
-            return false;
-        }
-        for (i, row) in x.chunks_exact(d).enumerate() {
-            if let Some(r) = self.rows.get(&key(row)) {
-                let data = &r.data[d..];
-                a[i * h..(i + 1) * h].copy_from_slice(&data[..h]);
-                g[i * h..(i + 1) * h].copy_from_slice(&data[h..2 * h]);
-                xhat[i * d..(i + 1) * d].copy_from_slice(&data[2 * h..2 * h + d]);
-                inv[i] = data[2 * h + d];
-            }
+            return None;
+        };
+        let n = rows.len();
+        let mut found = Found {
+            a: Vec::with_capacity(n * h),
+            g: Vec::with_capacity(n * h),
+            xhat: Vec::with_capacity(n * d),
+            inv: Vec::with_capacity(n),
+        };
+        for data in rows {
+            found.a.extend_from_slice(&data[..h]);
+            found.g.extend_from_slice(&data[h..2 * h]);
+            found.xhat.extend_from_slice(&data[2 * h..2 * h + d]);
+            found.inv.push(data[2 * h + d]);
         }
         self.hits += 1;
-        true
+        Some(found)
     }
 
     /// `(hits, misses)` of [`lookup`](Self::lookup) so far.
@@ -230,11 +243,8 @@ mod tests {
     }
 
     fn lookup(c: &mut ActivationCache, x: &[f32], step: u64) -> Option<Vec<f32>> {
-        let n = x.len() / D;
-        let (mut a, mut g) = (vec![0.0; n * H], vec![0.0; n * H]);
-        let (mut xhat, mut inv) = (vec![0.0; n * D], vec![0.0; n]);
-        c.lookup(x, step, &mut a, &mut g, &mut xhat, &mut inv)
-            .then(|| [a, g, xhat, inv].concat())
+        c.lookup(x, step)
+            .map(|f| [f.a, f.g, f.xhat, f.inv].concat())
     }
 
     #[test]

@@ -624,9 +624,9 @@ fn guarded<T>(
 }
 
 fn run_one(inner: &Inner, job: &Job) -> JobResult {
+    inner.metrics.batch(job.method, 1);
     match job.method {
         Method::Forward => {
-            inner.metrics.batch(1);
             let outputs = guarded("forward", || inner.synapse.forward(&job.inputs))?;
             finish(
                 "forward",
@@ -638,7 +638,6 @@ fn run_one(inner: &Inner, job: &Job) -> JobResult {
             )
         }
         Method::Backward => {
-            inner.metrics.backward_batch(1);
             let grads = guarded("backward", || {
                 inner.synapse.backward(&job.inputs, &job.grad_outputs)
             })?;
@@ -733,14 +732,8 @@ fn run_fused(inner: &Inner, jobs: Vec<Job>) {
         return;
     }
     let method = jobs[0].method;
-    let name = match method {
-        Method::Forward => "forward",
-        Method::Backward => "backward",
-    };
-    match method {
-        Method::Forward => inner.metrics.batch(jobs.len()),
-        Method::Backward => inner.metrics.backward_batch(jobs.len()),
-    }
+    let name = method.name();
+    inner.metrics.batch(method, jobs.len());
     let inputs = concat_rows(&jobs, &rows, |j| &j.inputs);
     let result = match method {
         Method::Forward => inputs

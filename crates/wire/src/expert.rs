@@ -488,21 +488,16 @@ impl FeedForwardExpert {
     }
 
     /// The activations of the rows of `x` from the cache, if every row is there and fresh.
-    fn cached(&self, x: &[f32], n: usize) -> Option<Activations> {
-        let cache = self.cache.as_ref()?;
-        let (d, h) = (self.d, self.h);
+    fn cached(&self, x: &[f32]) -> Option<Activations> {
         let step = self.steps.load(Ordering::Acquire);
-        let (mut a, mut g) = (vec![0.0f32; n * h], vec![0.0f32; n * h]);
-        let (mut xhat, mut inv) = (vec![0.0f32; n * d], vec![0.0f32; n]);
-        lock(cache)
-            .lookup(x, step, &mut a, &mut g, &mut xhat, &mut inv)
-            .then(|| Activations {
-                a,
-                g,
-                y: Vec::new(),
-                xhat,
-                inv,
-            })
+        let found = lock(self.cache.as_ref()?).lookup(x, step)?;
+        Some(Activations {
+            a: found.a,
+            g: found.g,
+            y: Vec::new(),
+            xhat: found.xhat,
+            inv: found.inv,
+        })
     }
 
     fn check_input(&self, inputs: &[Tensor]) -> SynapseResult<(Vec<f32>, usize)> {
@@ -581,7 +576,7 @@ impl FeedForwardExpert {
         let (d, h, lr) = (self.d, self.h, self.lr);
         let o = read(&self.out).clone();
         let act = self
-            .cached(&x, n)
+            .cached(&x)
             .unwrap_or_else(|| self.forward_rows(&o, &x, n, true));
 
         // LayerNorm: parameter gradients, then dr (the gradient at the residual sum).
@@ -670,6 +665,17 @@ mod tests {
         y.iter().zip(w).map(|(a, b)| f64::from(a * b)).sum()
     }
 
+    /// An input batch and an output gradient of `n x d` uniform values drawn from `seed`.
+    fn random_batch(n: usize, d: usize, seed: u64) -> (Tensor, Tensor) {
+        let mut st = seed;
+        let mut draw = || {
+            let v: Vec<f32> = (0..n * d).map(|_| next_uniform(&mut st)).collect();
+            Tensor::from_f32(vec![n, d], &v).unwrap()
+        };
+        let x = draw();
+        (x, draw())
+    }
+
     /// The input gradient matches finite differences of the loss `sum(w * y)`, with lr = 0.
     #[test]
     fn input_gradient_matches_finite_differences() {
@@ -743,11 +749,7 @@ mod tests {
     #[test]
     fn concurrent_updates_are_all_applied() {
         let (d, h, n) = (8, 32, 4);
-        let mut st = 5u64;
-        let x: Vec<f32> = (0..n * d).map(|_| next_uniform(&mut st)).collect();
-        let g: Vec<f32> = (0..n * d).map(|_| next_uniform(&mut st)).collect();
-        let x = Tensor::from_f32(vec![n, d], &x).unwrap();
-        let g = Tensor::from_f32(vec![n, d], &g).unwrap();
+        let (x, g) = random_batch(n, d, 5);
         let call = |e: &FeedForwardExpert| {
             e.backward(std::slice::from_ref(&x), std::slice::from_ref(&g))
                 .unwrap();
@@ -795,11 +797,7 @@ mod tests {
     #[test]
     fn backward_after_forward_uses_the_cache_to_the_same_result() {
         let (d, h, n) = (8, 32, 5);
-        let mut st = 21u64;
-        let x: Vec<f32> = (0..n * d).map(|_| next_uniform(&mut st)).collect();
-        let g: Vec<f32> = (0..n * d).map(|_| next_uniform(&mut st)).collect();
-        let x = Tensor::from_f32(vec![n, d], &x).unwrap();
-        let g = Tensor::from_f32(vec![n, d], &g).unwrap();
+        let (x, g) = random_batch(n, d, 21);
         let run = |e: &FeedForwardExpert| {
             e.forward(std::slice::from_ref(&x)).unwrap();
             let dx = e

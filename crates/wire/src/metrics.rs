@@ -25,6 +25,9 @@ struct MethodMetrics {
     latency_count: AtomicU64,
     /// Sum of latencies, microseconds.
     latency_sum_us: AtomicU64,
+    /// Model calls of this method, and the requests they served (more when fused).
+    calls: AtomicU64,
+    served: AtomicU64,
 }
 
 /// The counters of one axon; cheap to update from any thread.
@@ -32,10 +35,6 @@ struct MethodMetrics {
 pub struct Metrics {
     methods: [MethodMetrics; 2],
     queue_depth: AtomicU64,
-    batches: AtomicU64,
-    batched_requests: AtomicU64,
-    backward_batches: AtomicU64,
-    backward_batched_requests: AtomicU64,
 }
 
 fn slot(method: Method) -> usize {
@@ -82,18 +81,11 @@ impl Metrics {
         self.queue_depth.store(depth as u64, Ordering::Relaxed);
     }
 
-    /// Counts one forward model call that served `requests` requests.
-    pub fn batch(&self, requests: usize) {
-        self.batches.fetch_add(1, Ordering::Relaxed);
-        self.batched_requests
-            .fetch_add(requests as u64, Ordering::Relaxed);
-    }
-
-    /// Counts one backward model call that served `requests` requests.
-    pub fn backward_batch(&self, requests: usize) {
-        self.backward_batches.fetch_add(1, Ordering::Relaxed);
-        self.backward_batched_requests
-            .fetch_add(requests as u64, Ordering::Relaxed);
+    /// Counts one model call of `method` that served `requests` requests.
+    pub fn batch(&self, method: Method, requests: usize) {
+        let m = &self.methods[slot(method)];
+        m.calls.fetch_add(1, Ordering::Relaxed);
+        m.served.fetch_add(requests as u64, Ordering::Relaxed);
     }
 
     /// The queue depth gauge.
@@ -106,19 +98,12 @@ impl Metrics {
         self.methods[slot(method)].codes[(code as usize).min(CODES - 1)].load(Ordering::Relaxed)
     }
 
-    /// `(model calls, requests they served)` of fused forward batches.
-    pub fn batches(&self) -> (u64, u64) {
+    /// `(model calls, requests they served)` of `method`.
+    pub fn batches(&self, method: Method) -> (u64, u64) {
+        let m = &self.methods[slot(method)];
         (
-            self.batches.load(Ordering::Relaxed),
-            self.batched_requests.load(Ordering::Relaxed),
-        )
-    }
-
-    /// `(model calls, requests they served)` of backward calls.
-    pub fn backward_batches(&self) -> (u64, u64) {
-        (
-            self.backward_batches.load(Ordering::Relaxed),
-            self.backward_batched_requests.load(Ordering::Relaxed),
+            m.calls.load(Ordering::Relaxed),
+            m.served.load(Ordering::Relaxed),
         )
     }
 
@@ -179,40 +164,39 @@ impl Metrics {
                 "bt_wire_request_duration_seconds_count{{method=\"{name}\"}} {count}"
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP bt_wire_queue_depth Requests waiting for the model."
+        scalar(
+            &mut out,
+            "bt_wire_queue_depth",
+            "gauge",
+            "Requests waiting for the model.",
+            self.queue_depth(),
         );
-        let _ = writeln!(out, "# TYPE bt_wire_queue_depth gauge");
-        let _ = writeln!(out, "bt_wire_queue_depth {}", self.queue_depth());
-        let (b, r) = self.batches();
-        let _ = writeln!(
-            out,
-            "# HELP bt_wire_model_calls_total Forward calls of the model."
-        );
-        let _ = writeln!(out, "# TYPE bt_wire_model_calls_total counter");
-        let _ = writeln!(out, "bt_wire_model_calls_total {b}");
-        let _ = writeln!(
-            out,
-            "# HELP bt_wire_fused_requests_total Forward requests served by those calls."
-        );
-        let _ = writeln!(out, "# TYPE bt_wire_fused_requests_total counter");
-        let _ = writeln!(out, "bt_wire_fused_requests_total {r}");
-        let (b, r) = self.backward_batches();
-        let _ = writeln!(
-            out,
-            "# HELP bt_wire_backward_model_calls_total Backward calls of the model."
-        );
-        let _ = writeln!(out, "# TYPE bt_wire_backward_model_calls_total counter");
-        let _ = writeln!(out, "bt_wire_backward_model_calls_total {b}");
-        let _ = writeln!(
-            out,
-            "# HELP bt_wire_backward_fused_requests_total Backward requests served by those calls."
-        );
-        let _ = writeln!(out, "# TYPE bt_wire_backward_fused_requests_total counter");
-        let _ = writeln!(out, "bt_wire_backward_fused_requests_total {r}");
+        let kinds = [
+            (Method::Forward, "", "Forward"),
+            (Method::Backward, "backward_", "Backward"),
+        ];
+        for (m, prefix, name) in kinds {
+            let (calls, served) = self.batches(m);
+            let (calls_name, served_name) = (
+                format!("bt_wire_{prefix}model_calls_total"),
+                format!("bt_wire_{prefix}fused_requests_total"),
+            );
+            let (calls_help, served_help) = (
+                format!("{name} calls of the model."),
+                format!("{name} requests served by those calls."),
+            );
+            scalar(&mut out, &calls_name, "counter", &calls_help, calls);
+            scalar(&mut out, &served_name, "counter", &served_help, served);
+        }
         out
     }
+}
+
+/// Writes one unlabelled metric with its HELP and TYPE lines.
+fn scalar(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    let _ = writeln!(out, "{name} {value}");
 }
 
 /// Serves `GET /metrics` on `listener` until `shutdown` completes.

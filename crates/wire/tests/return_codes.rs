@@ -459,10 +459,7 @@ async fn higher_stake_is_served_first() {
     let axon = s.handle.axon.clone();
     // The first request holds the gate; the others queue up in order of arrival, lowest
     // stake first.
-    let blocker = dendrite("//Blocker");
-    let peer = s.peer.clone();
-    let first = tokio::spawn(async move { blocker.forward(&peer, &[input(1, -1.0)]).await });
-    wait_model_calls(&axon, 1).await;
+    let first = hold_worker(&s).await;
     let mut tasks = Vec::new();
     for stake in 1..=6u64 {
         let uri = format!("//Caller{stake}");
@@ -489,10 +486,7 @@ async fn concurrent_forwards_are_fused_and_answer_the_same() {
     let model = Gated::new(true);
     let s = start(model.clone(), AxonConfig::default()).await;
     let axon = s.handle.axon.clone();
-    let blocker = dendrite("//Blocker");
-    let peer = s.peer.clone();
-    let first = tokio::spawn(async move { blocker.forward(&peer, &[input(1, -1.0)]).await });
-    wait_model_calls(&axon, 1).await;
+    let first = hold_worker(&s).await;
     let mut tasks = Vec::new();
     for i in 0..4 {
         let d = dendrite(&format!("//Fused{i}"));
@@ -515,7 +509,7 @@ async fn concurrent_forwards_are_fused_and_answer_the_same() {
         }
     }
     // Two model calls served five requests.
-    assert_eq!(axon.metrics().batches(), (2, 5));
+    assert_eq!(axon.metrics().batches(Method::Forward), (2, 5));
     s.handle.shutdown().await.unwrap();
 }
 
@@ -526,10 +520,7 @@ async fn concurrent_backwards_are_fused_and_answer_the_same() {
     let model = Gated::with_lr(true, 0.0);
     let s = start(model.clone(), AxonConfig::default()).await;
     let axon = s.handle.axon.clone();
-    let blocker = dendrite("//Blocker");
-    let peer = s.peer.clone();
-    let first = tokio::spawn(async move { blocker.forward(&peer, &[input(1, -1.0)]).await });
-    wait_model_calls(&axon, 1).await;
+    let first = hold_worker(&s).await;
     let grad = |rows: usize, i: usize| {
         let g: Vec<f32> = (0..rows * D)
             .map(|k| ((k + i) as f32 * 0.37).sin())
@@ -564,7 +555,7 @@ async fn concurrent_backwards_are_fused_and_answer_the_same() {
     }
     // One model call served the four backward requests.
     assert_eq!(model.backward_calls.load(Ordering::SeqCst), 1);
-    assert_eq!(axon.metrics().backward_batches(), (1, 4));
+    assert_eq!(axon.metrics().batches(Method::Backward), (1, 4));
     s.handle.shutdown().await.unwrap();
 }
 
@@ -578,10 +569,7 @@ async fn backward_fusion_can_be_turned_off() {
     };
     let s = start(model.clone(), config).await;
     let axon = s.handle.axon.clone();
-    let blocker = dendrite("//Blocker");
-    let peer = s.peer.clone();
-    let first = tokio::spawn(async move { blocker.forward(&peer, &[input(1, -1.0)]).await });
-    wait_model_calls(&axon, 1).await;
+    let first = hold_worker(&s).await;
     let mut tasks = Vec::new();
     for i in 0..3 {
         let d = dendrite(&format!("//Alone{i}"));
@@ -598,7 +586,7 @@ async fn backward_fusion_can_be_turned_off() {
         assert_eq!(t.await.unwrap().code, ReturnCode::Success);
     }
     assert_eq!(model.backward_calls.load(Ordering::SeqCst), 3);
-    assert_eq!(axon.metrics().backward_batches(), (3, 3));
+    assert_eq!(axon.metrics().batches(Method::Backward), (3, 3));
     s.handle.shutdown().await.unwrap();
 }
 

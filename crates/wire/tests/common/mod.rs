@@ -9,7 +9,7 @@ use std::time::Duration;
 use bt_keys::Keypair;
 use bt_wire::{
     Axon, AxonConfig, AxonHandle, Dendrite, DendriteConfig, Dim, FeedForwardExpert, MemoryStakes,
-    Peer, Synapse, SynapseResult, Tensor, TensorSpec,
+    Peer, Reply, Synapse, SynapseResult, Tensor, TensorSpec,
 };
 
 pub const D: usize = 8;
@@ -179,10 +179,20 @@ pub async fn wait_depth(axon: &Axon, depth: usize) {
     );
 }
 
+/// Sends one forward request from `//Blocker` to a [`Gated`] model and waits until the worker
+/// holds it at the gate, so that the requests sent next wait in the queue. Returns its task.
+pub async fn hold_worker(s: &Setup) -> tokio::task::JoinHandle<Reply> {
+    let blocker = dendrite("//Blocker");
+    let peer = s.peer.clone();
+    let first = tokio::spawn(async move { blocker.forward(&peer, &[input(1, -1.0)]).await });
+    wait_model_calls(&s.handle.axon, 1).await;
+    first
+}
+
 /// Waits (bounded) until the axon's workers have started `calls` model calls.
 pub async fn wait_model_calls(axon: &Axon, calls: u64) {
     for _ in 0..2000 {
-        if axon.metrics().batches().0 >= calls {
+        if axon.metrics().batches(bt_wire::Method::Forward).0 >= calls {
             return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
