@@ -1,9 +1,12 @@
-//! A typed client for a node's gRPC API.
+//! A typed client for a node's gRPC API: replies are decoded and checked once, here (the
+//! metagraph with the ledger's [`Fixed`] and [`WEIGHT_ONE`]), and failures are typed: a node
+//! that cannot be reached is [`Error::Unreachable`] with its address and the root cause, a
+//! transaction whose nonce was taken is [`bt_ledger::Error::StaleNonce`].
 
 use std::time::Duration;
 
 use bt_keys::{Keypair, PublicKey};
-use bt_ledger::{Block, Call, Hash, Transaction};
+use bt_ledger::{Block, Call, Fixed, Hash, Transaction, WEIGHT_ONE};
 use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
@@ -42,14 +45,148 @@ pub struct AccountInfo {
     pub stakes: Vec<(PublicKey, u64)>,
 }
 
+/// One neuron of a [`Metagraph`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetagraphNeuron {
+    /// Its uid (its index).
+    pub uid: u32,
+    /// Its hotkey.
+    pub hotkey: PublicKey,
+    /// The coldkey that owns it.
+    pub coldkey: PublicKey,
+    /// Where it serves (`ip:port`).
+    pub endpoint: String,
+    /// Its stake in rao.
+    pub stake: u64,
+    /// Its rank at the head.
+    pub rank: Fixed,
+    /// The block it registered in.
+    pub registered_at: u64,
+    /// The block of its last weight update (0: never).
+    pub last_update: u64,
+    /// Its weight row, `(uid, units of 2^-31)` sorted by uid, summing to [`WEIGHT_ONE`];
+    /// empty when the weights were not asked for.
+    pub row: Vec<(u32, u32)>,
+}
+
+/// The metagraph at one height, decoded and checked: uids in order, keys well formed, weight
+/// rows naming known uids and summing to exactly [`WEIGHT_ONE`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metagraph {
+    /// Its height.
+    pub height: u64,
+    /// The state hash at that height.
+    pub state_hash: Hash,
+    /// Inflation per block.
+    pub tau: Fixed,
+    /// Every rao in existence.
+    pub total_issuance: u64,
+    /// The bound on a weight row's change, in units of 2^-31.
+    pub epsilon: u64,
+    /// The neurons, by uid.
+    pub neurons: Vec<MetagraphNeuron>,
+    /// Whether the rows were asked for.
+    pub with_weights: bool,
+}
+
+impl Metagraph {
+    /// Decodes and checks a metagraph message (`with_weights`: the rows were asked for).
+    pub fn from_proto(mg: proto::Metagraph, with_weights: bool) -> Result<Metagraph> {
+        let height = mg.height;
+        let bad = |m: String| Error::BadReply(format!("metagraph at height {height}: {m}"));
+        let key = |b: &[u8], what: &str, k: usize| {
+            <[u8; 32]>::try_from(b)
+                .ok()
+                .and_then(|a| PublicKey::from_bytes(a).ok())
+                .ok_or_else(|| bad(format!("uid {k} has a malformed {what}")))
+        };
+        let n = mg.neurons.len();
+        let mut neurons = Vec::with_capacity(n);
+        for (k, nm) in mg.neurons.into_iter().enumerate() {
+            if nm.uid as usize != k {
+                return Err(bad(format!("neuron {k} has uid {}", nm.uid)));
+            }
+            if nm.weight_uids.len() != nm.weight_values.len() {
+                return Err(bad(format!("uid {k} has mismatched weight lists")));
+            }
+            let row: Vec<(u32, u32)> = nm
+                .weight_uids
+                .iter()
+                .copied()
+                .zip(nm.weight_values.iter().copied())
+                .collect();
+            if let Some((j, _)) = row.iter().find(|(j, _)| *j as usize >= n) {
+                return Err(bad(format!("uid {k} weighs unknown uid {j}")));
+            }
+            if row.windows(2).any(|w| w[0].0 >= w[1].0) {
+                return Err(bad(format!("uid {k} has a row not sorted by uid")));
+            }
+            let sum: u64 = row.iter().map(|(_, w)| u64::from(*w)).sum();
+            if with_weights && sum != u64::from(WEIGHT_ONE) {
+                return Err(bad(format!(
+                    "uid {k}'s row sums to {sum} units, not {WEIGHT_ONE}"
+                )));
+            }
+            neurons.push(MetagraphNeuron {
+                uid: nm.uid,
+                hotkey: key(&nm.hotkey, "hotkey", k)?,
+                coldkey: key(&nm.coldkey, "coldkey", k)?,
+                endpoint: nm.endpoint,
+                stake: nm.stake,
+                rank: Fixed::from_bits(i128::from(nm.rank_bits)),
+                registered_at: nm.registered_at,
+                last_update: nm.last_update,
+                row,
+            });
+        }
+        Ok(Metagraph {
+            height,
+            state_hash: hash(&mg.state_hash)?,
+            tau: Fixed::from_bits(i128::from(mg.tau_bits)),
+            total_issuance: mg.total_issuance,
+            epsilon: mg.epsilon_bits,
+            neurons,
+            with_weights,
+        })
+    }
+}
+
 /// A connected client.
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: ChainClient<Channel>,
+    url: String,
 }
 
 fn hash(b: &[u8]) -> Result<Hash> {
     Hash::from_slice(b).map_err(|e| Error::BadReply(e.to_string()))
+}
+
+/// The innermost cause of an error: transport errors wrap the same message several times
+/// ("transport error: tcp connect error: ..."), the root says what happened.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// A gRPC failure: the node unreachable (with its address and the root cause), or what it
+/// answered.
+fn rpc(url: &str, s: tonic::Status) -> Error {
+    if s.code() == tonic::Code::Unavailable {
+        let reason = match std::error::Error::source(&s) {
+            Some(src) => root_cause(src),
+            None => s.message().to_string(),
+        };
+        Error::Unreachable {
+            url: url.to_string(),
+            reason,
+        }
+    } else {
+        Error::Rpc(s)
+    }
 }
 
 impl Client {
@@ -59,11 +196,23 @@ impl Client {
             .map_err(|e| Error::BadReply(format!("bad node address {url}: {e}")))?
             .tcp_nodelay(true)
             .connect()
-            .await?;
+            .await
+            .map_err(|e| Error::Unreachable {
+                url: url.to_string(),
+                reason: root_cause(&e),
+            })?;
         let inner = ChainClient::new(channel)
             .max_decoding_message_size(MAX_REPLY_BYTES)
             .max_encoding_message_size(16 << 20);
-        Ok(Client { inner })
+        Ok(Client {
+            inner,
+            url: url.to_string(),
+        })
+    }
+
+    /// The node's address.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The node's status.
@@ -71,7 +220,8 @@ impl Client {
         let r = self
             .inner
             .get_status(proto::StatusRequest {})
-            .await?
+            .await
+            .map_err(|s| rpc(&self.url, s))?
             .into_inner();
         Ok(Status {
             genesis: hash(&r.genesis_hash)?,
@@ -90,12 +240,29 @@ impl Client {
     }
 
     /// Signs `call` with `key` at the account's next nonce and submits it; returns the
-    /// transaction id and the nonce used.
+    /// transaction id and the nonce used. When the node refuses it and the account's nonce
+    /// has moved past the one used (another submitter took it), the refusal is
+    /// [`bt_ledger::Error::StaleNonce`], which the caller may retry.
     pub async fn sign_and_submit(&mut self, key: &Keypair, call: Call) -> Result<(Hash, u64)> {
         let status = self.status().await?;
         let nonce = self.account(&key.public()).await?.nonce;
         let tx = Transaction::sign(key, &status.genesis, nonce, call);
-        Ok((self.submit(&tx).await?, nonce))
+        match self.submit(&tx).await {
+            Ok(id) => Ok((id, nonce)),
+            Err(Error::Rpc(s)) if s.code() == tonic::Code::FailedPrecondition => {
+                let expected = self.account(&key.public()).await?.nonce;
+                if expected > nonce {
+                    Err(Error::Ledger(bt_ledger::Error::StaleNonce {
+                        account: key.public(),
+                        expected,
+                        got: nonce,
+                    }))
+                } else {
+                    Err(Error::Rpc(s))
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Waits until transaction `id` is in a block and returns the height; `Ok(None)` when it
@@ -121,7 +288,8 @@ impl Client {
         let r = self
             .inner
             .submit_transaction(proto::SubmitRequest { transaction: bytes })
-            .await?
+            .await
+            .map_err(|s| rpc(&self.url, s))?
             .into_inner();
         hash(&r.tx_hash)
     }
@@ -133,7 +301,8 @@ impl Client {
             .get_transaction(proto::TransactionQuery {
                 tx_hash: id.0.to_vec(),
             })
-            .await?
+            .await
+            .map_err(|s| rpc(&self.url, s))?
             .into_inner();
         Ok(match proto::TxState::try_from(r.state) {
             Ok(proto::TxState::Pending) => TxStatus::Pending,
@@ -150,7 +319,8 @@ impl Client {
             .get_account(proto::AccountQuery {
                 account: who.as_bytes().to_vec(),
             })
-            .await?
+            .await
+            .map_err(|s| rpc(&self.url, s))?
             .into_inner();
         let mut stakes = Vec::with_capacity(r.stakes.len());
         for p in r.stakes {
@@ -176,13 +346,20 @@ impl Client {
         let r = self
             .inner
             .get_block(proto::BlockQuery { height })
-            .await?
+            .await
+            .map_err(|s| rpc(&self.url, s))?
             .into_inner();
         Ok(Block::decode(&r.block, usize::MAX)?)
     }
 
-    /// The metagraph (the latest when `height` is `None`), with weight rows if asked.
-    pub async fn metagraph(
+    /// The metagraph (the latest when `height` is `None`), with weight rows if asked,
+    /// decoded and checked.
+    pub async fn metagraph(&mut self, height: Option<u64>, weights: bool) -> Result<Metagraph> {
+        Metagraph::from_proto(self.metagraph_message(height, weights).await?, weights)
+    }
+
+    /// The metagraph message as the node sent it (for displays that show its raw fields).
+    pub async fn metagraph_message(
         &mut self,
         height: Option<u64>,
         weights: bool,
@@ -190,7 +367,8 @@ impl Client {
         Ok(self
             .inner
             .get_metagraph(proto::MetagraphQuery { height, weights })
-            .await?
+            .await
+            .map_err(|s| rpc(&self.url, s))?
             .into_inner())
     }
 
@@ -199,7 +377,8 @@ impl Client {
         Ok(self
             .inner
             .subscribe_blocks(proto::SubscribeRequest {})
-            .await?
+            .await
+            .map_err(|s| rpc(&self.url, s))?
             .into_inner())
     }
 }

@@ -70,6 +70,15 @@ pub enum Error {
     /// The transport (connecting, serving) failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The node cannot be reached (refused, down, unresolvable): its address and the root
+    /// cause.
+    #[error("cannot reach the ledger node at {url}: {reason}")]
+    Unreachable {
+        /// The node's address.
+        url: String,
+        /// The innermost cause (e.g. `Connection refused (os error 111)`).
+        reason: String,
+    },
     /// A reply from a node does not make sense.
     #[error("bad reply from node: {0}")]
     BadReply(String),

@@ -59,7 +59,7 @@ pub mod proto {
     tonic::include_proto!("bt.chain.v1");
 }
 
-pub use client::{AccountInfo, Client};
+pub use client::{AccountInfo, Client, Metagraph, MetagraphNeuron};
 pub use error::{Error, Result};
 pub use node::NodeConfig;
 pub use service::{NodeHandle, serve};

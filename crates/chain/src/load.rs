@@ -42,7 +42,7 @@ async fn connect_retrying(url: &str, attempts: u32) -> Result<Client> {
 
 fn transient(e: &Error) -> bool {
     match e {
-        Error::Transport(_) => true,
+        Error::Transport(_) | Error::Unreachable { .. } => true,
         Error::Rpc(s) => matches!(
             s.code(),
             tonic::Code::Unavailable

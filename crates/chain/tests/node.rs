@@ -119,7 +119,7 @@ async fn submit_include_query_restart_verify() {
         other => panic!("unexpected {other:?}"),
     }
 
-    let mg = c.metagraph(None, true).await.expect("metagraph");
+    let mg = c.metagraph_message(None, true).await.expect("metagraph");
     assert_eq!(mg.neurons.len(), 1);
     assert!(mg.neurons[0].stake >= 50_000_000_000);
     assert_eq!(mg.neurons[0].weight_uids, vec![0]);

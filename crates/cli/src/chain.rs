@@ -542,7 +542,7 @@ pub fn metagraph(a: MetagraphArgs) -> Result<()> {
         let mut c = Client::connect(&a.node.node)
             .await
             .with_context(|| format!("connecting to {}", a.node.node))?;
-        c.metagraph(a.block, a.weights)
+        c.metagraph_message(a.block, a.weights)
             .await
             .context("fetching the metagraph")
     })?;

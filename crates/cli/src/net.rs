@@ -1,5 +1,6 @@
-//! `bt net up`: a whole network on one machine, on loopback: an embedded ledger node and N
-//! neurons in one process (four honest learners on different bundled texts, one that answers
+//! `bt net up`: a whole network on one machine: by default in lockstep (peers called in
+//! process, the ledger on a logical clock, the same seed gives the same report), or with
+//! `--transport grpc` an embedded ledger node and N neurons on loopback, in one process (four honest learners on different bundled texts, one that answers
 //! noise, one that puts all its weight on itself), the measured ideal rank, a report with
 //! plots, and optionally a live dashboard. The work is [`bt_net`]'s; this module parses the
 //! arguments, handles Ctrl-C and prints where the report went.
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
-use bt_net::up::{UpConfig, up};
+use bt_net::up::{DEFAULT_BLOCKS_PER_STEP, ModelPreset, Transport, UpConfig, up, up_seeds};
 use clap::{Args, Subcommand};
 
 /// `bt net ...`.
@@ -23,10 +24,25 @@ pub enum NetCommand {
 /// `bt net up`.
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Neurons (3 to 16): the first ones honest, then one that answers noise, then one that
-    /// weighs only itself.
+    /// Neurons (3 to 256 in lockstep, 3 to 16 over grpc): the first ones honest, then one
+    /// that answers noise, then one that weighs only itself.
     #[arg(long, default_value_t = 6)]
     pub neurons: usize,
+    /// How the neurons talk: `lockstep` (in process, one global step at a time, the ledger on
+    /// a logical clock; the same seed gives the same report) or `grpc` (axons, dendrites and a
+    /// ledger node on loopback sockets, the wall clock).
+    #[arg(long, default_value = "lockstep", value_parser = ["lockstep", "grpc"])]
+    pub transport: String,
+    /// Ledger blocks per global step in lockstep (a default grpc run makes about 7).
+    #[arg(long, default_value_t = DEFAULT_BLOCKS_PER_STEP)]
+    pub blocks_per_step: u64,
+    /// Run seeds `seed .. seed + K`, each report in OUT/seed-N, and write a summary (mean and
+    /// standard deviation of every correlation, each role's places and gain over alone).
+    #[arg(long, default_value_t = 1)]
+    pub seeds: usize,
+    /// The learners' size: tiny, small or base.
+    #[arg(long, default_value = "tiny", value_parser = ["tiny", "small", "base"])]
+    pub model: String,
     /// Training steps per neuron.
     #[arg(long, default_value_t = 300)]
     pub steps: usize,
@@ -52,9 +68,16 @@ pub struct UpArgs {
 
 impl UpArgs {
     /// The network's settings.
-    pub fn config(&self) -> UpConfig {
-        UpConfig {
+    pub fn config(&self) -> Result<UpConfig> {
+        let transport = match self.transport.as_str() {
+            "grpc" => Transport::Grpc,
+            _ => Transport::Lockstep,
+        };
+        Ok(UpConfig {
             neurons: self.neurons,
+            transport,
+            blocks_per_step: self.blocks_per_step,
+            model: ModelPreset::parse(&self.model)?.config(),
             steps: self.steps,
             minutes: self.minutes,
             seed: self.seed,
@@ -63,7 +86,7 @@ impl UpArgs {
             epoch_steps: self.epoch_steps,
             measure_every: self.measure_every,
             ..UpConfig::default()
-        }
+        })
     }
 }
 
@@ -71,8 +94,12 @@ impl UpArgs {
 pub fn run(cmd: NetCommand) -> Result<()> {
     match cmd {
         NetCommand::Up(a) => {
-            let cfg = a.config();
+            let cfg = a.config()?;
             cfg.validate()?;
+            if a.seeds < 1 {
+                anyhow::bail!("--seeds must be at least 1, got {}", a.seeds);
+            }
+            let seeds = a.seeds;
             let rt = crate::chain::runtime()?;
             let path = rt.block_on(async move {
                 let stop = Arc::new(AtomicBool::new(false));
@@ -89,6 +116,11 @@ pub fn run(cmd: NetCommand) -> Result<()> {
                     }
                 });
                 let live = bt_net::live::new_live();
+                if seeds > 1 {
+                    let (_, md) = up_seeds(&cfg, seeds, live, stop).await?;
+                    println!("{md}");
+                    return anyhow::Ok(cfg.out.join("summary.md"));
+                }
                 let net = up(&cfg, live, stop).await?;
                 let (path, text) = bt_net::report::write(&net, &cfg.out)
                     .with_context(|| format!("writing the report into {}", cfg.out.display()))?;

@@ -183,12 +183,13 @@ fn client_commands_against_a_real_node() {
         mg.neurons[0].stake + mg.neurons[1].stake,
         mg.total_issuance - 860 * TAO
     );
-    assert_eq!(mg.neurons[1].weight_uids, vec![0, 1]);
+    let uids: Vec<u32> = mg.neurons[1].row.iter().map(|&(j, _)| j).collect();
+    assert_eq!(uids, vec![0, 1]);
     assert_eq!(
         mg.neurons[1]
-            .weight_values
+            .row
             .iter()
-            .map(|&v| u64::from(v))
+            .map(|&(_, v)| u64::from(v))
             .sum::<u64>(),
         1 << 31
     );

@@ -82,7 +82,25 @@ fn a_neuron_without_a_ledger_trains_alone_and_checkpoints() {
 #[test]
 fn net_up_refuses_bad_sizes() {
     let e = error_of(&["net", "up", "--neurons", "2"]);
-    assert!(e.contains("--neurons must be in 3..=16, got 2"), "{e}");
+    assert!(e.contains("--neurons must be in 3..=256"), "{e}");
+    assert!(e.contains("got 2"), "{e}");
+    let e = error_of(&["net", "up", "--neurons", "17", "--transport", "grpc"]);
+    assert!(
+        e.contains("--neurons must be in 3..=16 with --transport grpc, got 17"),
+        "{e}"
+    );
+    let e = error_of(&["net", "up", "--blocks-per-step", "0"]);
+    assert!(
+        e.contains("--blocks-per-step must be in 1..=1000, got 0"),
+        "{e}"
+    );
+    let e = error_of(&["net", "up", "--seeds", "0"]);
+    assert!(e.contains("--seeds must be at least 1, got 0"), "{e}");
+    for bad in [["--transport", "udp"], ["--model", "huge"]] {
+        let mut args = vec!["bt", "net", "up"];
+        args.extend(bad);
+        assert!(Cli::try_parse_from(args).is_err(), "{bad:?} parses");
+    }
     let e = error_of(&["net", "up", "--steps", "0"]);
     assert!(e.contains("--steps must be at least 1"), "{e}");
     let e = error_of(&["net", "up", "--minutes", "0"]);

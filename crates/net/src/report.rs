@@ -1,15 +1,376 @@
 //! The report of a `bt net up` run: a Markdown table (neuron, data, loss alone and in the
 //! network, stake, ledger rank, removal cost, self-weight), the ideal rank measured against
 //! the ledger's (Spearman and Pearson), how well the paper's second-order approximation tracks
-//! the measured removal cost, and the plots ([`crate::plots`]).
+//! the measured removal cost, and the plots ([`crate::plots`]); the same facts as
+//! `report.json` ([`ReportJson`], without timings, so that two lockstep runs with the same
+//! seed write the same file); and the summary of many seeds ([`Summary`]).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use bt_mechanism::stats::{pearson, spearman};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::up::{Measurement, NetRun, RoleKind};
+use crate::up::{Measurement, NetRun, RoleKind, Transport};
+
+/// The mechanism the ledger runs (the paper's, the only one so far).
+pub const MECHANISM: &str = "paper";
+
+/// One neuron in `report.json`. Values that are undefined (no measurement) are `null`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NeuronJson {
+    /// Its uid.
+    pub uid: usize,
+    /// Its name.
+    pub name: String,
+    /// `honest`, `noise` or `selfish`.
+    pub role: String,
+    /// Its training text.
+    pub data: String,
+    /// Final held-out loss of its twin trained alone.
+    pub loss_alone: Option<f64>,
+    /// Final held-out loss in the network.
+    pub loss_network: Option<f64>,
+    /// Final stake in TAO.
+    pub stake_tao: f64,
+    /// Final ledger rank.
+    pub rank: f64,
+    /// Place by ledger rank (1 = highest).
+    pub rank_place: usize,
+    /// The measured removal cost, summed over consumers.
+    pub removal_cost: f64,
+    /// Place by removal cost (1 = highest).
+    pub cost_place: usize,
+    /// The paper's second-order approximation of the removal cost.
+    pub second_order: f64,
+    /// Its weight on itself.
+    pub self_weight: Option<f64>,
+}
+
+/// `report.json`: what a run measured, without its timings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportJson {
+    /// The seed.
+    pub seed: u64,
+    /// The ledger's mechanism.
+    pub mechanism: String,
+    /// `lockstep` or `grpc`.
+    pub transport: String,
+    /// Ledger blocks per global step (lockstep), `null` over grpc.
+    pub blocks_per_step: Option<u64>,
+    /// Steps every neuron trained (the fewest).
+    pub steps: usize,
+    /// True when Ctrl-C or the time limit ended training early.
+    pub stopped_early: bool,
+    /// The final ledger height.
+    pub height: u64,
+    /// Spearman correlation of the ledger rank with the removal cost (`null`: undefined).
+    pub spearman_rank_cost: Option<f64>,
+    /// Pearson correlation of the ledger rank with the removal cost (`null`: undefined).
+    pub pearson_rank_cost: Option<f64>,
+    /// Pearson correlation of the second-order approximation with the removal cost.
+    pub pearson_second_cost: Option<f64>,
+    /// The neurons, by uid.
+    pub neurons: Vec<NeuronJson>,
+}
+
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+/// The facts of a run as `report.json` holds them.
+pub fn json(run: &NetRun) -> ReportJson {
+    let cfg = &run.config;
+    let snap = &run.final_snapshot;
+    let (agree, neurons) = match run.measurements.last() {
+        Some(last) => {
+            let rank_place = places(&last.rank);
+            let exact: Vec<f64> = last.cost.iter().map(|c| c.exact).collect();
+            let cost_place = places(&exact);
+            let neurons = run
+                .neurons
+                .iter()
+                .enumerate()
+                .map(|(k, n)| NeuronJson {
+                    uid: n.uid,
+                    name: n.role.name.clone(),
+                    role: n.role.kind.as_str().to_string(),
+                    data: n.role.data.trim_start_matches("bundled:").to_string(),
+                    loss_alone: n.held_out_alone.last().and_then(|h| finite(f64::from(h.1))),
+                    loss_network: n.held_out.last().and_then(|h| finite(f64::from(h.1))),
+                    stake_tao: snap.neurons.get(n.uid).map_or(0.0, |m| m.stake_tao()),
+                    rank: last.rank[k],
+                    rank_place: rank_place[k],
+                    removal_cost: last.cost[k].exact,
+                    cost_place: cost_place[k],
+                    second_order: last.cost[k].second,
+                    self_weight: snap.w.get(n.uid).and_then(|r| r.get(n.uid)).copied(),
+                })
+                .collect();
+            (Some(agreement(last)), neurons)
+        }
+        None => (None, Vec::new()),
+    };
+    ReportJson {
+        seed: cfg.seed,
+        mechanism: MECHANISM.to_string(),
+        transport: cfg.transport.as_str().to_string(),
+        blocks_per_step: (cfg.transport == Transport::Lockstep).then_some(cfg.blocks_per_step),
+        steps: run.neurons.iter().map(|n| n.steps).min().unwrap_or(0),
+        stopped_early: run.stopped_early,
+        height: snap.height,
+        spearman_rank_cost: agree.and_then(|a| finite(a.rank_spearman)),
+        pearson_rank_cost: agree.and_then(|a| finite(a.rank_pearson)),
+        pearson_second_cost: agree.and_then(|a| finite(a.second_pearson)),
+        neurons,
+    }
+}
+
+/// A mean and a standard deviation over seeds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stat {
+    /// The mean of the defined values (`null` when none is).
+    pub mean: Option<f64>,
+    /// Their sample standard deviation (`null` with fewer than two).
+    pub std: Option<f64>,
+    /// How many values were defined.
+    pub n: usize,
+}
+
+impl Stat {
+    /// The statistics of the defined values among `xs`.
+    pub fn of(xs: impl IntoIterator<Item = Option<f64>>) -> Stat {
+        let v: Vec<f64> = xs.into_iter().flatten().filter(|x| x.is_finite()).collect();
+        let n = v.len();
+        if n == 0 {
+            return Stat {
+                mean: None,
+                std: None,
+                n,
+            };
+        }
+        let mean = v.iter().sum::<f64>() / n as f64;
+        let std = (n > 1)
+            .then(|| (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt());
+        Stat {
+            mean: Some(mean),
+            std,
+            n,
+        }
+    }
+
+    fn show(&self, digits: usize) -> String {
+        match (self.mean, self.std) {
+            (Some(m), Some(s)) => format!("{m:+.digits$} ± {s:.digits$}"),
+            (Some(m), None) => format!("{m:+.digits$}"),
+            _ => "undefined".to_string(),
+        }
+    }
+}
+
+/// One role over seeds: the mean over its neurons in each run, then over runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoleSummary {
+    /// The role.
+    pub role: String,
+    /// Neurons with it per run.
+    pub neurons: usize,
+    /// Place by ledger rank.
+    pub rank_place: Stat,
+    /// Place by removal cost.
+    pub cost_place: Stat,
+    /// Held-out loss alone minus in the network (positive: the network helped).
+    pub gain_over_alone: Stat,
+    /// Fraction of its neurons better in the network than alone.
+    pub better_than_alone: Stat,
+}
+
+/// `summary.json`: many seeds of one network.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The seeds, in order.
+    pub seeds: Vec<u64>,
+    /// The transport.
+    pub transport: String,
+    /// The mechanism.
+    pub mechanism: String,
+    /// Spearman(ledger rank, removal cost).
+    pub spearman_rank_cost: Stat,
+    /// Pearson(ledger rank, removal cost).
+    pub pearson_rank_cost: Stat,
+    /// Pearson(second-order approximation, removal cost).
+    pub pearson_second_cost: Stat,
+    /// Each role, in the order they first appear.
+    pub roles: Vec<RoleSummary>,
+}
+
+/// The summary of several runs' reports.
+pub fn summary(reports: &[ReportJson]) -> Summary {
+    let mut role_names: Vec<String> = Vec::new();
+    for r in reports {
+        for n in &r.neurons {
+            if !role_names.contains(&n.role) {
+                role_names.push(n.role.clone());
+            }
+        }
+    }
+    let per_run = |role: &str, f: &dyn Fn(&NeuronJson) -> Option<f64>| -> Vec<Option<f64>> {
+        reports
+            .iter()
+            .map(|r| {
+                let v: Vec<f64> = r
+                    .neurons
+                    .iter()
+                    .filter(|n| n.role == role)
+                    .filter_map(f)
+                    .collect();
+                (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+            })
+            .collect()
+    };
+    let roles = role_names
+        .iter()
+        .map(|role| RoleSummary {
+            role: role.clone(),
+            neurons: reports
+                .first()
+                .map_or(0, |r| r.neurons.iter().filter(|n| &n.role == role).count()),
+            rank_place: Stat::of(per_run(role, &|n| Some(n.rank_place as f64))),
+            cost_place: Stat::of(per_run(role, &|n| Some(n.cost_place as f64))),
+            gain_over_alone: Stat::of(per_run(role, &|n| Some(n.loss_alone? - n.loss_network?))),
+            better_than_alone: Stat::of(per_run(role, &|n| {
+                Some(f64::from(u8::from(n.loss_network? < n.loss_alone?)))
+            })),
+        })
+        .collect();
+    Summary {
+        seeds: reports.iter().map(|r| r.seed).collect(),
+        transport: reports
+            .first()
+            .map_or_else(String::new, |r| r.transport.clone()),
+        mechanism: reports
+            .first()
+            .map_or_else(String::new, |r| r.mechanism.clone()),
+        spearman_rank_cost: Stat::of(reports.iter().map(|r| r.spearman_rank_cost)),
+        pearson_rank_cost: Stat::of(reports.iter().map(|r| r.pearson_rank_cost)),
+        pearson_second_cost: Stat::of(reports.iter().map(|r| r.pearson_second_cost)),
+        roles,
+    }
+}
+
+/// The summary as Markdown (`summary.md`).
+pub fn summary_markdown(s: &Summary, reports: &[ReportJson]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# bt net up: {} seeds ({}), transport {}, mechanism {}
+",
+        s.seeds.len(),
+        s.seeds
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        s.transport,
+        s.mechanism
+    );
+    let _ = writeln!(
+        out,
+        "Mean ± sample standard deviation over the seeds.
+"
+    );
+    let _ = writeln!(
+        out,
+        "| | mean ± std |
+|---|---|"
+    );
+    let _ = writeln!(
+        out,
+        "| Spearman(ledger rank, removal cost) | {} |",
+        s.spearman_rank_cost.show(3)
+    );
+    let _ = writeln!(
+        out,
+        "| Pearson(ledger rank, removal cost) | {} |",
+        s.pearson_rank_cost.show(3)
+    );
+    let _ = writeln!(
+        out,
+        "| Pearson(second-order approx., removal cost) | {} |
+",
+        s.pearson_second_cost.show(3)
+    );
+    let _ = writeln!(
+        out,
+        "| role | neurons | place by ledger rank | place by removal cost | held-out gain over alone (nats) | share better than alone |
+|---|---|---|---|---|---|"
+    );
+    for r in &s.roles {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            r.role,
+            r.neurons,
+            r.rank_place.show(2),
+            r.cost_place.show(2),
+            r.gain_over_alone.show(4),
+            r.better_than_alone.show(2)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "
+Places count from 1 = highest, averaged over a role's neurons in each run.
+"
+    );
+    let _ = writeln!(
+        out,
+        "| seed | height | Spearman | Pearson |
+|---|---|---|---|"
+    );
+    for r in reports {
+        let f = |x: Option<f64>| x.map_or("undefined".to_string(), |v| format!("{v:+.3}"));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            r.seed,
+            r.height,
+            f(r.spearman_rank_cost),
+            f(r.pearson_rank_cost)
+        );
+    }
+    out
+}
+
+/// Writes `summary.json` and `summary.md` into `dir`; gives back the Markdown.
+pub fn write_summary(reports: &[ReportJson], dir: &Path) -> Result<String> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
+    let s = summary(reports);
+    let md = summary_markdown(&s, reports);
+    write_file(&dir.join("summary.json"), &to_json(&s)?)?;
+    write_file(&dir.join("summary.md"), &md)?;
+    Ok(md)
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string_pretty(v)
+        .map(|mut s| {
+            s.push('\n');
+            s
+        })
+        .map_err(|e| Error::Config(format!("encoding JSON: {e}")))
+}
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })
+}
 
 /// The correlations of one measurement.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -64,7 +425,7 @@ pub fn markdown(run: &NetRun, plots: &[PathBuf]) -> String {
     let _ = writeln!(s, "# bt net up\n");
     let _ = writeln!(
         s,
-        "{} neurons, {} steps each{}, seed {}, wall time {:.0} s, ledger height {}.\n",
+        "{} neurons, {} steps each{}, seed {}, transport {}, mechanism {MECHANISM}, ledger height {}.\n",
         run.neurons.len(),
         steps.iter().min().copied().unwrap_or(0),
         if run.stopped_early {
@@ -73,7 +434,10 @@ pub fn markdown(run: &NetRun, plots: &[PathBuf]) -> String {
             ""
         },
         cfg.seed,
-        run.wall.as_secs_f64(),
+        match cfg.transport {
+            Transport::Lockstep => format!("lockstep ({} blocks a step)", cfg.blocks_per_step),
+            Transport::Grpc => "grpc".to_string(),
+        },
         snap.height
     );
     let Some(last) = run.measurements.last() else {
@@ -182,8 +546,9 @@ pub fn markdown(run: &NetRun, plots: &[PathBuf]) -> String {
         run.neurons.iter().map(|n| n.step_ms).sum::<f64>() / run.neurons.len().max(1) as f64;
     let _ = writeln!(
         s,
-        "\nMean wall time of a network step: {mean_ms:.0} ms (every neuron and its twin alone \
-         share the machine's cores)."
+        "\nWall time {:.0} s; mean wall time of a network step: {mean_ms:.0} ms (every neuron \
+         and its twin alone share the machine's cores).",
+        run.wall.as_secs_f64()
     );
     if !plots.is_empty() {
         let _ = writeln!(s, "\n## Plots\n");
@@ -199,7 +564,8 @@ pub fn markdown(run: &NetRun, plots: &[PathBuf]) -> String {
     s
 }
 
-/// Writes the plots and `report.md` into `dir`; gives back the report's path and text.
+/// Writes the plots, `report.md` and `report.json` into `dir`; gives back the report's path
+/// and text.
 pub fn write(run: &NetRun, dir: &Path) -> Result<(PathBuf, String)> {
     std::fs::create_dir_all(dir).map_err(|e| Error::Io {
         path: dir.to_path_buf(),
@@ -208,16 +574,24 @@ pub fn write(run: &NetRun, dir: &Path) -> Result<(PathBuf, String)> {
     let plots = crate::plots::all(run, dir)?;
     let path = dir.join("report.md");
     let text = markdown(run, &plots);
-    std::fs::write(&path, &text).map_err(|e| Error::Io {
-        path: path.clone(),
-        source: e,
-    })?;
+    write_file(&path, &text)?;
+    write_file(&dir.join("report.json"), &to_json(&json(run))?)?;
     Ok((path, text))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stats_skip_undefined_values() {
+        let s = Stat::of([Some(1.0), None, Some(3.0), Some(f64::NAN)]);
+        assert_eq!(s.n, 2);
+        assert_eq!(s.mean, Some(2.0));
+        assert!((s.std.unwrap() - 2f64.sqrt()).abs() < 1e-12);
+        assert_eq!(Stat::of([Some(1.0)]).std, None);
+        assert_eq!(Stat::of([None]).mean, None);
+    }
 
     #[test]
     fn places_count_from_the_top_and_share_ties() {

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::local::{LedgerParams, funder, hotkey, start_ledger};
 use bt_chain::Client;
 use bt_neuron::ledger::Snapshot;
-use bt_neuron::local::{LedgerParams, funder, hotkey, start_ledger};
 use bt_neuron::model::ModelConfig;
 use bt_neuron::router::RouterConfig;
 use bt_neuron::serve::Behaviour;
@@ -85,11 +85,110 @@ pub fn roles(n: usize) -> Vec<Role> {
         .collect()
 }
 
+/// How the neurons of a local network talk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// In process, one global step at a time, the ledger on a logical clock: the same seed
+    /// gives the same run ([`crate::lockstep`]).
+    #[default]
+    Lockstep,
+    /// Axons and dendrites over loopback sockets, a ledger node, the wall clock.
+    Grpc,
+}
+
+impl Transport {
+    /// Its name in reports and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Lockstep => "lockstep",
+            Transport::Grpc => "grpc",
+        }
+    }
+}
+
+/// The most neurons a grpc network runs (every neuron and its twin serve on loopback).
+pub const MAX_GRPC_NEURONS: usize = 16;
+
+/// The most neurons a lockstep network runs.
+pub const MAX_LOCKSTEP_NEURONS: usize = 256;
+
+/// Blocks per global step of a lockstep network by default: a default grpc network (100 ms
+/// blocks, six neurons and their twins on two cores) makes about seven blocks per training
+/// step, so the ledger moves as far per step in both.
+pub const DEFAULT_BLOCKS_PER_STEP: u64 = 7;
+
+/// The learners' size (`--model`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ModelPreset {
+    /// 64-wide, two blocks, 64 bytes of context (the default; minutes on two cores).
+    #[default]
+    Tiny,
+    /// 128-wide, four blocks, 128 bytes of context.
+    Small,
+    /// 256-wide, six blocks, 256 bytes of context.
+    Base,
+}
+
+impl ModelPreset {
+    /// Every preset, smallest first.
+    pub const ALL: [ModelPreset; 3] = [ModelPreset::Tiny, ModelPreset::Small, ModelPreset::Base];
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelPreset::Tiny => "tiny",
+            ModelPreset::Small => "small",
+            ModelPreset::Base => "base",
+        }
+    }
+
+    /// The preset of this name.
+    pub fn parse(name: &str) -> Result<ModelPreset> {
+        ModelPreset::ALL
+            .into_iter()
+            .find(|p| p.as_str() == name)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "--model must be one of tiny, small, base; got {name:?}"
+                ))
+            })
+    }
+
+    /// The learners' shape.
+    pub fn config(self) -> ModelConfig {
+        match self {
+            ModelPreset::Tiny => ModelConfig::default(),
+            ModelPreset::Small => ModelConfig {
+                seq: 128,
+                d: 128,
+                heads: 4,
+                layers: 4,
+                student_layers: 2,
+                hidden: 512,
+                ..ModelConfig::default()
+            },
+            ModelPreset::Base => ModelConfig {
+                seq: 256,
+                d: 256,
+                heads: 8,
+                layers: 6,
+                student_layers: 2,
+                hidden: 1024,
+                ..ModelConfig::default()
+            },
+        }
+    }
+}
+
 /// How to run the network.
 #[derive(Clone, Debug)]
 pub struct UpConfig {
-    /// Neurons, 3 to 16.
+    /// Neurons: 3 to [`MAX_GRPC_NEURONS`] over grpc, to [`MAX_LOCKSTEP_NEURONS`] in lockstep.
     pub neurons: usize,
+    /// How the neurons talk.
+    pub transport: Transport,
+    /// Ledger blocks per global step (lockstep only).
+    pub blocks_per_step: u64,
     /// Training steps per neuron (an upper bound when `minutes` is set).
     pub steps: usize,
     /// Stop training after this many minutes, if set.
@@ -122,6 +221,8 @@ impl Default for UpConfig {
     fn default() -> UpConfig {
         UpConfig {
             neurons: 6,
+            transport: Transport::default(),
+            blocks_per_step: DEFAULT_BLOCKS_PER_STEP,
             steps: 300,
             minutes: None,
             seed: 0,
@@ -143,8 +244,22 @@ impl UpConfig {
     /// Checks every setting, naming the one that is wrong.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
-        if !(3..=16).contains(&self.neurons) {
-            return bad(format!("--neurons must be in 3..=16, got {}", self.neurons));
+        let max = match self.transport {
+            Transport::Lockstep => MAX_LOCKSTEP_NEURONS,
+            Transport::Grpc => MAX_GRPC_NEURONS,
+        };
+        if !(3..=max).contains(&self.neurons) {
+            return bad(format!(
+                "--neurons must be in 3..={max} with --transport {}, got {}",
+                self.transport.as_str(),
+                self.neurons
+            ));
+        }
+        if self.transport == Transport::Lockstep && !(1..=1000).contains(&self.blocks_per_step) {
+            return bad(format!(
+                "--blocks-per-step must be in 1..=1000, got {}",
+                self.blocks_per_step
+            ));
         }
         if self.steps < 1 {
             return bad("--steps must be at least 1".into());
@@ -170,6 +285,12 @@ impl UpConfig {
         {
             return bad(format!(
                 "--dashboard must be a loopback address (the page has no authentication), got {a}"
+            ));
+        }
+        if self.transport == Transport::Grpc && self.neurons > self.router.max_peers {
+            return bad(format!(
+                "{} neurons need router.max_peers >= {0}, got {}",
+                self.neurons, self.router.max_peers
             ));
         }
         self.router.validate()?;
@@ -248,16 +369,27 @@ struct Trainer {
 }
 
 /// What one consumer measured at one epoch's end.
-struct EpochCosts {
-    epoch: usize,
-    height: u64,
+pub(crate) struct EpochCosts {
+    pub(crate) epoch: usize,
+    pub(crate) height: u64,
     /// By uid.
-    cost: Vec<RemovalCost>,
+    pub(crate) cost: Vec<RemovalCost>,
     /// The ledger rank by uid at that moment.
-    rank: Vec<f64>,
+    pub(crate) rank: Vec<f64>,
 }
 
-fn neuron_config(cfg: &UpConfig, k: usize, role: &Role, ledger: Option<&str>) -> NeuronConfig {
+/// Peer slots of a lockstep network's routers: the configured ones, or every neuron when
+/// there are more.
+pub(crate) fn lockstep_max_peers(cfg: &UpConfig) -> usize {
+    cfg.router.max_peers.max(cfg.neurons)
+}
+
+pub(crate) fn neuron_config(
+    cfg: &UpConfig,
+    k: usize,
+    role: &Role,
+    ledger: Option<&str>,
+) -> NeuronConfig {
     let mut c = NeuronConfig {
         name: role.name.clone(),
         behaviour: Some(if role.kind == RoleKind::Noise {
@@ -289,6 +421,41 @@ fn neuron_config(cfg: &UpConfig, k: usize, role: &Role, ledger: Option<&str>) ->
 /// The caller writes the report ([`crate::report::write`]).
 pub async fn up(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Result<NetRun> {
     cfg.validate()?;
+    match cfg.transport {
+        Transport::Grpc => up_grpc(cfg, live, stop).await,
+        Transport::Lockstep => up_lockstep(cfg, live, stop).await,
+    }
+}
+
+/// The lockstep network, on a blocking thread, with the dashboard served beside it.
+async fn up_lockstep(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Result<NetRun> {
+    let start = Instant::now();
+    std::fs::create_dir_all(&cfg.out).map_err(|e| Error::Io {
+        path: cfg.out.clone(),
+        source: e,
+    })?;
+    let progress = Progress::new(&roles(cfg.neurons), cfg.steps, cfg.progress);
+    let dashboard = match cfg.dashboard {
+        Some(addr) => {
+            let d = crate::dashboard::serve(addr, live.clone()).await?;
+            progress.println(&format!("dashboard: http://{}/", d.addr));
+            Some(d)
+        }
+        None => None,
+    };
+    let (c, l, p) = (cfg.clone(), live.clone(), progress.clone());
+    let run = tokio::task::spawn_blocking(move || crate::lockstep::run(&c, &l, &stop, &p, start))
+        .await
+        .map_err(|e| Error::Config(format!("the lockstep network failed: {e}")))?;
+    progress.finish();
+    if let Some(d) = dashboard {
+        d.stop().await;
+    }
+    run
+}
+
+/// The network over loopback sockets with a ledger node.
+async fn up_grpc(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Result<NetRun> {
     let start = Instant::now();
     let chain_dir = cfg.out.join("chain");
     if chain_dir.exists() {
@@ -425,7 +592,8 @@ pub async fn up(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Result<Net
         .cloned()
         .ok_or_else(|| Error::Ledger("no metagraph".into()))?;
     let uids: Vec<usize> = trainers.iter().map(|t| t.run.uid).collect();
-    let mut measurements = interval_measurements(&trainers, &uids);
+    let per: Vec<&[EpochCosts]> = trainers.iter().map(|t| t.costs.as_slice()).collect();
+    let mut measurements = interval_measurements(&per, &uids);
     measurements.push(Measurement {
         epoch: None,
         height: final_snapshot.height,
@@ -468,9 +636,38 @@ pub async fn up(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Result<Net
     })
 }
 
+/// Runs the network once per seed `cfg.seed .. cfg.seed + seeds`, writing each run's report
+/// into `cfg.out/seed-N`, then `summary.md` and `summary.json` into `cfg.out`. Stops after the
+/// run that Ctrl-C interrupts. Gives back the reports and the summary's Markdown.
+pub async fn up_seeds(
+    cfg: &UpConfig,
+    seeds: usize,
+    live: Live,
+    stop: Arc<AtomicBool>,
+) -> Result<(Vec<crate::report::ReportJson>, String)> {
+    if seeds < 1 {
+        return Err(Error::Config("--seeds must be at least 1".into()));
+    }
+    cfg.validate()?;
+    let mut reports = Vec::with_capacity(seeds);
+    for k in 0..seeds as u64 {
+        let mut c = cfg.clone();
+        c.seed = cfg.seed.wrapping_add(k);
+        c.out = cfg.out.join(format!("seed-{}", c.seed));
+        let run = up(&c, live.clone(), stop.clone()).await?;
+        crate::report::write(&run, &c.out)?;
+        reports.push(crate::report::json(&run));
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    let md = crate::report::write_summary(&reports, &cfg.out)?;
+    Ok((reports, md))
+}
+
 /// Sums each neuron's removal cost over its consumers: `costs[i][uid_j]` is what consumer `i`
 /// measured for peer `uid_j`; the result is by neuron, in role order.
-fn sum_over_consumers(costs: &[Vec<RemovalCost>], uids: &[usize]) -> Vec<RemovalCost> {
+pub(crate) fn sum_over_consumers(costs: &[Vec<RemovalCost>], uids: &[usize]) -> Vec<RemovalCost> {
     uids.iter()
         .map(|&j| {
             let mut total = RemovalCost::default();
@@ -487,17 +684,18 @@ fn sum_over_consumers(costs: &[Vec<RemovalCost>], uids: &[usize]) -> Vec<Removal
         .collect()
 }
 
-/// The measurements every neuron took at the same epochs, summed over consumers.
-fn interval_measurements(trainers: &[Trainer], uids: &[usize]) -> Vec<Measurement> {
-    let Some(first) = trainers.first() else {
+/// The measurements every neuron took at the same epochs, summed over consumers; `per` holds
+/// each consumer's measurements.
+pub(crate) fn interval_measurements(per: &[&[EpochCosts]], uids: &[usize]) -> Vec<Measurement> {
+    let Some(first) = per.first() else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for m in &first.costs {
-        let all: Option<Vec<Vec<RemovalCost>>> = trainers
+    for m in first.iter() {
+        let all: Option<Vec<Vec<RemovalCost>>> = per
             .iter()
-            .map(|t| {
-                t.costs
+            .map(|costs| {
+                costs
                     .iter()
                     .find(|c| c.epoch == m.epoch)
                     .map(|c| c.cost.clone())
@@ -618,7 +816,6 @@ async fn follow(
                 continue;
             }
         };
-        let Ok(snap) = snap else { continue };
         progress.height(snap.height);
         {
             let mut l = live.write().unwrap_or_else(|e| e.into_inner());

@@ -1,12 +1,14 @@
-//! A tiny `bt net up` end to end: a ledger node, three honest neurons, one that answers
-//! noise and one that weighs only itself, trained together on loopback; the report and its
-//! plots are written, and the ledger ranks the noise neuron below every honest one.
+//! A tiny `bt net up --transport grpc` end to end: a ledger node, three honest neurons, one
+//! that answers noise and one that weighs only itself, trained together on loopback; the
+//! report (with `report.json`, the same fields as a lockstep run's) and its plots are written,
+//! and the ledger ranks the noise neuron below every honest one.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use bt_net::report::ReportJson;
 use bt_net::report::places;
-use bt_net::up::{RoleKind, UpConfig, up};
+use bt_net::up::{RoleKind, Transport, UpConfig, up};
 use bt_neuron::model::ModelConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -14,6 +16,7 @@ async fn a_tiny_network_ranks_noise_below_every_honest_neuron() -> anyhow::Resul
     let dir = tempfile::tempdir()?;
     let cfg = UpConfig {
         neurons: 5,
+        transport: Transport::Grpc,
         steps: 300,
         seed: 1,
         out: dir.path().to_path_buf(),
@@ -58,6 +61,12 @@ async fn a_tiny_network_ranks_noise_below_every_honest_neuron() -> anyhow::Resul
             );
         }
     }
+    let json: ReportJson =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json"))?)?;
+    assert_eq!(json.transport, "grpc");
+    assert_eq!(json.blocks_per_step, None);
+    assert_eq!(json.neurons.len(), 5);
+    assert!(json.height > 0 && json.steps == 300);
     assert!(live.read().map(|l| l.done && l.height > 0).unwrap_or(false));
     assert!(!run.stopped_early);
     assert!(

@@ -31,18 +31,21 @@ pub enum Error {
     /// The ledger refused or failed a request.
     #[error("ledger: {0}")]
     Ledger(String),
+    /// The ledger node could not be reached or refused a request.
+    #[error("ledger: {0}")]
+    Chain(#[from] bt_chain::Error),
+    /// No metagraph has been read yet, so no weight row can be chosen.
+    #[error("no metagraph yet")]
+    NoMetagraph,
+    /// This neuron's hotkey is not in the metagraph.
+    #[error("not registered")]
+    NotRegistered,
     /// The wire layer failed.
     #[error("wire: {0}")]
     Wire(#[from] bt_wire::WireError),
     /// Input a peer sent that the model cannot take.
     #[error("bad input: {0}")]
     BadInput(String),
-}
-
-impl From<bt_chain::Error> for Error {
-    fn from(e: bt_chain::Error) -> Error {
-        Error::Ledger(e.to_string())
-    }
 }
 
 /// The neuron's result type.

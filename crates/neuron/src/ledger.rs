@@ -2,15 +2,16 @@
 //! weight matrix, tau, epsilon) and the competitive mask computed from it, which the neuron's
 //! axon applies to every caller through [`LedgerView`].
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::RwLock;
 
-use bt_chain::proto;
+use bt_chain::Metagraph;
 use bt_keys::PublicKey;
+use bt_ledger::{State, WEIGHT_ONE};
 use bt_mechanism::mask::mask;
+use bt_mechanism::matrix::Matrix;
+use bt_mechanism::rank::rank;
 use bt_wire::StakeView;
-
-use crate::error::{Error, Result};
 
 /// One neuron in a snapshot.
 #[derive(Clone, Debug)]
@@ -51,64 +52,89 @@ pub struct Snapshot {
     pub tau: f64,
     /// The ledger's bound on the change of a row.
     pub epsilon: f64,
-    uid_of: HashMap<PublicKey, usize>,
+    uid_of: BTreeMap<PublicKey, usize>,
 }
 
 impl Snapshot {
-    /// Builds a snapshot from the ledger's metagraph message (with weights); every field is
-    /// checked.
-    pub fn from_metagraph(mg: &proto::Metagraph) -> Result<Snapshot> {
-        let n = mg.neurons.len();
-        let bad = |m: String| Error::Ledger(format!("metagraph at height {}: {m}", mg.height));
-        let mut neurons = Vec::with_capacity(n);
-        let mut uid_of = HashMap::new();
-        let mut w = vec![vec![0.0; n]; n];
-        for (k, nm) in mg.neurons.iter().enumerate() {
-            if nm.uid as usize != k {
-                return Err(bad(format!("neuron {k} has uid {}", nm.uid)));
-            }
-            let key = <[u8; 32]>::try_from(nm.hotkey.as_slice())
-                .ok()
-                .and_then(|b| PublicKey::from_bytes(b).ok())
-                .ok_or_else(|| bad(format!("uid {k} has a malformed hotkey")))?;
-            if nm.weight_uids.len() != nm.weight_values.len() {
-                return Err(bad(format!("uid {k} has mismatched weight lists")));
-            }
-            for (&j, &v) in nm.weight_uids.iter().zip(&nm.weight_values) {
-                let j = j as usize;
-                if j >= n {
-                    return Err(bad(format!("uid {k} weighs unknown uid {j}")));
-                }
-                w[k][j] = f64::from(v) / f64::from(1u32 << 31);
-            }
-            uid_of.insert(key, k);
-            neurons.push(NeuronInfo {
-                uid: k,
-                hotkey: key,
+    /// The snapshot of a metagraph the chain client decoded and checked (with weights).
+    pub fn from_metagraph(mg: &Metagraph) -> Snapshot {
+        let neurons: Vec<NeuronInfo> = mg
+            .neurons
+            .iter()
+            .map(|nm| NeuronInfo {
+                uid: nm.uid as usize,
+                hotkey: nm.hotkey,
                 endpoint: nm.endpoint.clone(),
                 stake: nm.stake,
-                rank: nm.rank_bits as f64 / 2f64.powi(32),
-            });
+                rank: nm.rank.to_f64(),
+            })
+            .collect();
+        let rows: Vec<Vec<(u32, u32)>> = mg.neurons.iter().map(|nm| nm.row.clone()).collect();
+        Snapshot::build(mg.height, neurons, &rows, mg.tau.to_f64(), mg.epsilon)
+    }
+
+    /// The snapshot of a ledger state (the lockstep network reads the state directly).
+    pub fn from_state(state: &State) -> Snapshot {
+        let neurons: Vec<NeuronInfo> = state
+            .neurons
+            .iter()
+            .map(|nm| NeuronInfo {
+                uid: nm.uid as usize,
+                hotkey: nm.hotkey,
+                endpoint: nm.endpoint.to_string(),
+                stake: nm.stake,
+                rank: nm.rank.to_f64(),
+            })
+            .collect();
+        let rows: Vec<Vec<(u32, u32)>> = state.neurons.iter().map(|nm| nm.row.clone()).collect();
+        Snapshot::build(
+            state.height,
+            neurons,
+            &rows,
+            state.tau.to_f64(),
+            state.params.epsilon,
+        )
+    }
+
+    /// A snapshot from checked parts: weight rows in the ledger's units (`WEIGHT_ONE` is 1),
+    /// `epsilon` in weight units.
+    fn build(
+        height: u64,
+        neurons: Vec<NeuronInfo>,
+        rows: &[Vec<(u32, u32)>],
+        tau: f64,
+        epsilon: u64,
+    ) -> Snapshot {
+        let n = neurons.len();
+        let one = f64::from(WEIGHT_ONE);
+        let mut w = vec![vec![0.0; n]; n];
+        for (k, row) in rows.iter().enumerate() {
+            for &(j, v) in row {
+                w[k][j as usize] = f64::from(v) / one;
+            }
         }
+        let uid_of = neurons.iter().map(|x| (x.hotkey, x.uid)).collect();
         let total: f64 = neurons.iter().map(|x| x.stake as f64).sum();
         let stake_frac: Vec<f64> = if total > 0.0 {
             neurons.iter().map(|x| x.stake as f64 / total).collect()
         } else {
             vec![1.0 / n.max(1) as f64; n]
         };
-        let mu = (0..n)
-            .map(|j| (0..n).map(|k| stake_frac[k] * w[k][j]).sum::<f64>() / n as f64)
-            .collect();
-        Ok(Snapshot {
-            height: mg.height,
+        // `mu_j = (1/n) sum_k S_k W_kj` is the rank of the stake fractions (eq. 7).
+        let mu = match Matrix::from_rows(&w) {
+            Ok(m) if n > 0 => rank(&stake_frac, &m),
+            _ => vec![0.0; n],
+        };
+        Snapshot {
+            height,
             neurons,
             stake_frac,
             w,
             mu,
-            tau: mg.tau_bits as f64 / 2f64.powi(32),
-            epsilon: mg.epsilon_bits as f64 / f64::from(1u32 << 31),
+            tau,
+            epsilon: epsilon as f64 / one,
             uid_of,
-        })
+        }
     }
 
     /// The uid of `hotkey`, if registered.

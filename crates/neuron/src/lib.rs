@@ -10,7 +10,8 @@
 //! - [`serve`]: what the axon serves (trunk + student) and how peer gradients apply.
 //! - [`ledger`]: the metagraph snapshot and the competitive mask the axon applies.
 //! - [`weights`]: payoff-gradient (and EMA) weight rules.
-//! - [`local`]: a ledger node and neurons in one process, on loopback.
+//! - [`core`](mod@core): the neuron's decisions without I/O (modes, peer back-off, epoch
+//!   statistics, weight rule, when to evaluate and checkpoint), returning effects.
 //! - [`neuron`]: the running neuron (axon, dendrite, ledger); [`config`]: its TOML file.
 //!
 //! ```
@@ -33,11 +34,11 @@
 //! ```
 
 pub mod config;
+pub mod core;
 pub mod data;
 mod error;
 pub mod learner;
 pub mod ledger;
-pub mod local;
 pub mod model;
 pub mod neuron;
 pub mod ops;

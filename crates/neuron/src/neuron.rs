@@ -19,13 +19,14 @@ use rand_chacha::ChaCha8Rng;
 use tokio::task::JoinSet;
 
 use crate::config::{DeviceSpec, NeuronConfig};
+use crate::core::{Core, CoreConfig, Effect, Millis};
 use crate::data::{Batch, TextData};
 use crate::error::{Error, Result};
 use crate::learner::{Learner, Mode, PeerOutput, StepOutcome};
 use crate::ledger::{LedgerView, Snapshot};
 use crate::router::Routing;
 use crate::serve::{Behaviour, LearnerSynapse};
-use crate::weights::{PayoffInput, WeightRule, ema_step, payoff_step, self_step, to_raw};
+use crate::weights::to_raw;
 
 /// One training step, as reported.
 #[derive(Clone, Debug)]
@@ -81,14 +82,6 @@ pub struct RemovalCost {
     pub batches: usize,
 }
 
-#[derive(Default)]
-struct EpochStats {
-    dot: Vec<f64>,
-    count: Vec<u64>,
-    importance: Vec<f64>,
-    steps: u64,
-}
-
 /// A neuron.
 pub struct Neuron {
     cfg: NeuronConfig,
@@ -101,15 +94,15 @@ pub struct Neuron {
     view: Arc<LedgerView>,
     axon: Option<AxonHandle>,
     peers: Vec<Option<Peer>>,
-    /// Per uid: consecutive failed queries and until when the router leaves the peer out.
-    health: Vec<(u32, Option<Instant>)>,
+    /// The decisions: routing availability, modes, epoch statistics, weights.
+    core: Core,
+    /// The origin of the core's clock.
+    clock: Instant,
     chain: Option<Client>,
     snapshot: Option<Snapshot>,
     my_uid: Option<usize>,
-    stats: EpochStats,
     backward: JoinSet<()>,
     rng: ChaCha8Rng,
-    step: usize,
 }
 
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
@@ -188,6 +181,7 @@ impl Neuron {
             },
         )?;
         let peers = cfg.router.max_peers;
+        let core = Core::new(core_config(&cfg));
         let mut n = Neuron {
             rng: ChaCha8Rng::seed_from_u64(cfg.train.seed.wrapping_add(1)),
             cfg,
@@ -200,31 +194,19 @@ impl Neuron {
             view,
             axon: Some(axon),
             peers: vec![None; peers],
-            health: vec![(0, None); peers],
+            core,
+            clock: Instant::now(),
             chain: None,
             snapshot: None,
             my_uid: None,
-            stats: EpochStats::default(),
             backward: JoinSet::new(),
-            step: 0,
         };
-        n.reset_stats();
         if let Some(url) = n.cfg.network.ledger.clone() {
             let client = Client::connect(&url).await?;
             n.chain = Some(client);
             n.register().await?;
         }
         Ok(n)
-    }
-
-    fn reset_stats(&mut self) {
-        let p = self.cfg.router.max_peers;
-        self.stats = EpochStats {
-            dot: vec![0.0; p],
-            count: vec![0; p],
-            importance: vec![0.0; p],
-            steps: 0,
-        };
     }
 
     /// The learner.
@@ -262,7 +244,7 @@ impl Neuron {
 
     /// Steps done.
     pub fn steps_done(&self) -> usize {
-        self.step
+        self.core.step()
     }
 
     /// Uses these peers (by uid) instead of the ledger's (no masks: every multiplier is 1).
@@ -345,7 +327,7 @@ impl Neuron {
             return Ok(());
         };
         let mg = chain.metagraph(None, true).await?;
-        let snap = Snapshot::from_metagraph(&mg)?;
+        let snap = Snapshot::from_metagraph(&mg);
         self.my_uid = snap.uid_of(&self.hotkey.public());
         let max = self.cfg.router.max_peers;
         let mut peers = vec![None; max];
@@ -364,16 +346,19 @@ impl Neuron {
         Ok(())
     }
 
-    async fn query(&self, batch: &Batch, rows: &[Vec<usize>]) -> Vec<PeerOutput> {
+    /// Runs the core's `Query` effects over the dendrite, in parallel; the answers come back
+    /// in uid order.
+    async fn query(&self, batch: &Batch, queries: &[Effect]) -> Vec<PeerOutput> {
         let mut set = JoinSet::new();
         let t = batch.t;
-        for (p, rows) in rows.iter().enumerate() {
+        for q in queries {
+            let Effect::Query { peer: p, rows } = q else {
+                continue;
+            };
+            let p = *p;
             let Some(peer) = self.peers[p].clone() else {
                 continue;
             };
-            if rows.is_empty() {
-                continue;
-            }
             let Ok(x) = rows_tensor(batch, rows) else {
                 continue;
             };
@@ -408,35 +393,19 @@ impl Neuron {
         outs
     }
 
-    /// Peers the router may choose: known, and not resting after failures.
-    fn available(&self) -> Vec<bool> {
-        let now = Instant::now();
-        self.peers
-            .iter()
-            .zip(&self.health)
-            .map(|(p, (_, until))| p.is_some() && until.is_none_or(|u| now >= u))
-            .collect()
+    /// Peers with an endpoint, by uid.
+    fn known(&self) -> Vec<bool> {
+        self.peers.iter().map(Option::is_some).collect()
     }
 
-    /// Records which queried peers answered. A peer that fails is left out of routing for
-    /// 250 ms, doubling with each further failure up to 10 s, so that the router sends its
-    /// examples to the next best peers instead of the student; then it is tried again.
-    fn note_answers(&mut self, rows: &[Vec<usize>], outs: &[PeerOutput]) {
-        let now = Instant::now();
-        for (p, r) in rows.iter().enumerate() {
-            if r.is_empty() || self.peers[p].is_none() {
-                continue;
-            }
-            let h = &mut self.health[p];
-            if outs.iter().any(|o| o.peer == p) {
-                *h = (0, None);
-            } else {
-                h.0 = h.0.saturating_add(1);
-                let rest =
-                    Duration::from_millis(250u64.saturating_mul(1 << h.0.min(6).saturating_sub(1)));
-                h.1 = Some(now + rest.min(Duration::from_secs(10)));
-            }
-        }
+    /// Milliseconds on the core's clock (wall time since start).
+    fn now(&self) -> Millis {
+        self.clock.elapsed().as_millis().min(u128::from(u64::MAX)) as u64
+    }
+
+    /// Peers the router may choose: known, and not resting after failures.
+    fn available(&self) -> Vec<bool> {
+        self.core.available(&self.known(), self.now())
     }
 
     /// Routes `batch` over the available peers (with noise when `train`) and queries them.
@@ -447,7 +416,7 @@ impl Neuron {
         &mut self,
         batch: &Batch,
         train: bool,
-    ) -> Result<Option<(Routing, Vec<Vec<usize>>, Vec<PeerOutput>)>> {
+    ) -> Result<Option<(Routing, usize, Vec<PeerOutput>)>> {
         let (b, t) = (batch.b, batch.t);
         let mut last = None;
         for _attempt in 0..2 {
@@ -459,11 +428,11 @@ impl Neuron {
             let rng: Option<&mut dyn rand::RngCore> =
                 if train { Some(&mut self.rng) } else { None };
             let routing = blocking(|| learner.route(&batch.ids, b, t, &available, rng))?;
-            let rows = routing.rows_per_peer();
-            let outs = self.query(batch, &rows).await;
-            self.note_answers(&rows, &outs);
-            let all = outs.len() == rows.iter().filter(|r| !r.is_empty()).count();
-            last = Some((routing, rows, outs));
+            let queries = self.core.queries(&routing.rows_per_peer(), &self.known());
+            let outs = self.query(batch, &queries).await;
+            let now = self.now();
+            let all = self.core.note_answers(now, &queries, &outs);
+            last = Some((routing, queries.len(), outs));
             if all {
                 break;
             }
@@ -477,52 +446,40 @@ impl Neuron {
         while self.backward.try_join_next().is_some() {}
         let (b, t) = (self.cfg.train.batch, self.cfg.model.seq);
         let batch = self.data.train_batch(b, t, &mut self.rng);
-        let mut network_time = Duration::ZERO;
         let q = Instant::now();
         let routed = self.route_and_query(&batch, true).await?;
-        let (outcome, mode, queried, answered) = if let Some((routing, rows, outs)) = routed {
-            network_time = q.elapsed();
-            let learner = self.learner.clone();
-            let queried = rows.iter().filter(|r| !r.is_empty()).count();
-            let answered = outs.len();
-            let mode = if answered >= self.cfg.router.k_min.min(queried) && answered > 0 {
-                Mode::Network
-            } else {
-                Mode::Student
-            };
-            let outs = if mode == Mode::Network {
-                outs
-            } else {
-                Vec::new()
-            };
-            let outcome: StepOutcome =
-                blocking(|| learner.train_step(&batch, mode, Some(&routing), &outs))?;
-            (outcome, mode, queried, answered)
+        let network_time = if routed.is_some() {
+            q.elapsed()
         } else {
-            let learner = self.learner.clone();
-            let mode = if self.cfg.network.ledger.is_some() {
-                Mode::Student
-            } else {
-                Mode::Alone
-            };
-            let outcome = blocking(|| learner.train_step(&batch, mode, None, &[]))?;
-            (outcome, mode, 0, 0)
+            Duration::ZERO
         };
-        self.step += 1;
-        self.stats.steps += 1;
-        for (p, v) in outcome.importance.iter().enumerate() {
-            self.stats.importance[p] += f64::from(*v);
-        }
-        for g in outcome.peer_grads {
-            self.stats.dot[g.peer] += g.grad_dot_output;
-            self.stats.count[g.peer] += 1;
-            let Some(peer) = self.peers[g.peer].clone() else {
+        let (routing, queried, outs) = match routed {
+            Some((r, q, o)) => (Some(r), q, o),
+            None => (None, 0, Vec::new()),
+        };
+        let answered = outs.len();
+        let mode = self.core.mode(queried, answered);
+        let outs = if mode == Mode::Network {
+            outs
+        } else {
+            Vec::new()
+        };
+        let learner = self.learner.clone();
+        let routing = routing.filter(|_| mode == Mode::Network);
+        let outcome: StepOutcome =
+            blocking(|| learner.train_step(&batch, mode, routing.as_ref(), &outs))?;
+        let loss = outcome.loss;
+        for effect in self.core.record_step(outcome, &self.known()) {
+            let Effect::Backward { peer, rows, grad } = effect else {
+                continue;
+            };
+            let Some(peer) = self.peers[peer].clone() else {
                 continue;
             };
             let d = self.cfg.model.d;
             let (Ok(x), Ok(grad)) = (
-                rows_tensor(&batch, &g.rows),
-                Tensor::from_f32(vec![g.rows.len(), t, d], &g.grad),
+                rows_tensor(&batch, &rows),
+                Tensor::from_f32(vec![rows.len(), t, d], &grad),
             ) else {
                 continue;
             };
@@ -535,8 +492,8 @@ impl Neuron {
             });
         }
         Ok(StepReport {
-            step: self.step,
-            loss: outcome.loss,
+            step: self.core.step(),
+            loss,
             mode,
             answered,
             queried,
@@ -602,125 +559,79 @@ impl Neuron {
         Ok(costs)
     }
 
-    /// Ends an epoch: refreshes the metagraph, sets weights, evaluates, checkpoints.
+    /// Ends an epoch: refreshes the metagraph, then does what the core decides: sets
+    /// weights, evaluates, checkpoints.
     pub async fn end_epoch(&mut self) -> Result<EpochReport> {
-        let steps = self.stats.steps.max(1) as f64;
-        let importance: Vec<f64> = self.stats.importance.iter().map(|v| v / steps).collect();
+        if self.chain.is_some()
+            && let Err(e) = self.refresh().await
+        {
+            tracing::warn!(error = %e, "metagraph refresh failed");
+        }
+        let has_peers = self.available().iter().any(|a| *a);
+        let plan = self
+            .core
+            .end_epoch(self.snapshot.as_ref(), self.my_uid, has_peers);
         let mut report = EpochReport {
-            step: self.step,
-            importance: importance.clone(),
+            step: self.core.step(),
+            importance: plan.importance,
+            dl_dm: plan.dl_dm,
+            weights_error: plan.weights_error.map(|e| {
+                tracing::warn!(error = %e, "no weight row");
+                e.to_string()
+            }),
+            height: self.snapshot.as_ref().map(|s| s.height),
             ..EpochReport::default()
         };
-        if self.chain.is_some() {
-            if let Err(e) = self.refresh().await {
-                tracing::warn!(error = %e, "metagraph refresh failed");
+        let mut evaluated = Vec::new();
+        for effect in plan.effects {
+            match effect {
+                Effect::SetWeights { row } => match self.set_weights(&row).await {
+                    Ok(()) => report.weights = Some(row),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "setting weights failed");
+                        report.weights_error = Some(e.to_string());
+                    }
+                },
+                Effect::Evaluate { mode } => evaluated.push((mode, self.evaluate(mode).await?)),
+                Effect::Checkpoint => self.checkpoint()?,
+                Effect::Query { .. } | Effect::Backward { .. } => {}
             }
-            let m: Vec<f64> = match (&self.snapshot, self.my_uid) {
-                (Some(s), Some(i)) => (0..s.neurons.len())
-                    .map(|j| self.mask_of(s, i, j))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            report.dl_dm = self.dl_dm(&m);
-            match self.set_weights(&importance, &m, &report.dl_dm).await {
-                Ok(row) => report.weights = Some(row),
-                Err(e) => {
-                    tracing::warn!(error = %e, "setting weights failed");
-                    report.weights_error = Some(e.to_string());
-                }
-            }
-            report.height = self.snapshot.as_ref().map(|s| s.height);
         }
-        let mode = if self.cfg.network.ledger.is_some() || self.available().iter().any(|a| *a) {
-            Mode::Network
-        } else {
-            Mode::Alone
-        };
-        report.held_out = self.evaluate(mode).await?;
-        report.held_out_student = if mode == Mode::Alone {
-            report.held_out
-        } else {
-            self.evaluate(Mode::Student).await?
-        };
-        if let Some(path) = checkpoint_path(&self.cfg) {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| Error::Io {
-                    path: dir.display().to_string(),
-                    source: e,
-                })?;
+        for (mode, loss) in &evaluated {
+            match mode {
+                Mode::Student => report.held_out_student = *loss,
+                _ => report.held_out = *loss,
             }
-            // Write to a temporary name, then rename: a crash never leaves half a checkpoint.
-            let tmp = path.with_extension("safetensors.tmp");
-            self.learner.save(&tmp)?;
-            std::fs::rename(&tmp, &path).map_err(|e| Error::Io {
-                path: path.display().to_string(),
-                source: e,
-            })?;
         }
-        self.reset_stats();
+        if evaluated.iter().all(|(m, _)| *m != Mode::Student) {
+            report.held_out_student = report.held_out;
+        }
         Ok(report)
     }
 
-    /// The mask peer `j` applies to neuron `i` (1 when masking is off).
-    fn mask_of(&self, s: &Snapshot, i: usize, j: usize) -> f64 {
-        if self.cfg.network.mask {
-            s.mask(i, j, self.cfg.weights.temperature)
-        } else {
-            1.0
-        }
-    }
-
-    /// `dL/dm_ij` per uid over the epoch: the mean of `sum(grad * output)` divided by the
-    /// mask `m` the peer applied.
-    fn dl_dm(&self, m: &[f64]) -> Vec<Option<f64>> {
-        (0..m.len())
-            .map(|j| {
-                let c = self.stats.count.get(j).copied().unwrap_or(0);
-                (c > 0).then(|| self.stats.dot[j] / c as f64 / m[j].max(1e-6))
-            })
-            .collect()
-    }
-
-    /// The next weight row by the configured rule, submitted to the ledger; `m` and `dl_dm`
-    /// are this epoch's masks and loss sensitivities by uid (used by the payoff rule).
-    async fn set_weights(
-        &mut self,
-        importance: &[f64],
-        m: &[f64],
-        dl_dm: &[Option<f64>],
-    ) -> Result<Vec<f64>> {
-        let snap = self
-            .snapshot
-            .clone()
-            .ok_or_else(|| Error::Ledger("no metagraph yet".into()))?;
-        let i = self
-            .my_uid
-            .ok_or_else(|| Error::Ledger("not registered".into()))?;
-        let n = snap.neurons.len();
-        let row = snap.w[i].clone();
-        let cfg = &self.cfg.weights;
-        let next = match cfg.rule {
-            WeightRule::SelfOnly => self_step(&row, i, snap.epsilon),
-            WeightRule::Ema => {
-                let imp: Vec<f64> = (0..n)
-                    .map(|j| importance.get(j).copied().unwrap_or(0.0))
-                    .collect();
-                ema_step(&row, i, &imp, cfg, snap.epsilon)
-            }
-            WeightRule::Payoff => payoff_step(
-                &PayoffInput {
-                    row: &row,
-                    i,
-                    stake_i: snap.stake_frac[i],
-                    dl_dm,
-                    m,
-                    tau: snap.tau,
-                    epsilon: snap.epsilon,
-                },
-                cfg,
-            ),
+    /// Saves the learner to its checkpoint (through a temporary name, so a crash never leaves
+    /// half a checkpoint).
+    fn checkpoint(&self) -> Result<()> {
+        let Some(path) = checkpoint_path(&self.cfg) else {
+            return Ok(());
         };
-        let raw = to_raw(&next)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+                path: dir.display().to_string(),
+                source: e,
+            })?;
+        }
+        let tmp = path.with_extension("safetensors.tmp");
+        self.learner.save(&tmp)?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            source: e,
+        })
+    }
+
+    /// Signs and submits a weight row chosen by the core.
+    async fn set_weights(&mut self, row: &[f64]) -> Result<()> {
+        let raw = to_raw(row)?;
         let chain = self
             .chain
             .as_mut()
@@ -732,7 +643,7 @@ impl Neuron {
             Duration::from_secs(10),
         )
         .await?;
-        Ok(next)
+        Ok(())
     }
 
     /// Stops the axon and waits for outstanding Backward calls (up to a second).
@@ -760,30 +671,54 @@ fn rows_tensor(batch: &Batch, rows: &[usize]) -> bt_wire::Result<Tensor> {
 }
 
 /// Signs, submits and waits for a transaction. Another process signing with the same key
-/// (several neurons staking from one coldkey) can take the nonce first; such a refusal is
-/// retried with a fresh nonce, a few times.
+/// (several neurons staking from one coldkey) can take the nonce first: refused at submission
+/// ([`bt_ledger::Error::StaleNonce`]) or left out of the block while the account's nonce moved
+/// past the one used. Either is retried with a fresh nonce, a few times.
 async fn submit(chain: &mut Client, key: &Keypair, call: Call, wait: Duration) -> Result<u64> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result = match chain.sign_and_submit(key, call.clone()).await {
-            Ok((id, _)) => chain.wait_included(&id, wait).await.map(|h| (id, h)),
-            Err(e) => Err(e),
+        let retry = attempt < 6;
+        let (id, nonce) = match chain.sign_and_submit(key, call.clone()).await {
+            Ok(x) => x,
+            Err(e @ bt_chain::Error::Ledger(bt_ledger::Error::StaleNonce { .. })) if retry => {
+                tracing::debug!(error = %e, attempt, "nonce taken; retrying");
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
         };
-        match result {
-            Ok((_, Some(h))) => return Ok(h),
-            Ok((id, None)) => {
+        match chain.wait_included(&id, wait).await {
+            Ok(Some(h)) => return Ok(h),
+            Ok(None) => {
                 return Err(Error::Ledger(format!(
                     "transaction {id} still pending after {} s",
                     wait.as_secs()
                 )));
             }
-            Err(e) if e.to_string().contains("stale nonce") && attempt < 6 => {
-                tracing::debug!(error = %e, attempt, "nonce taken; retrying");
-                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            Err(e @ bt_chain::Error::Refused { .. }) => {
+                if retry && chain.account(&key.public()).await?.nonce > nonce {
+                    tracing::debug!(error = %e, attempt, "nonce taken in the block; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                    continue;
+                }
+                return Err(e.into());
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// The core's settings from a neuron's configuration.
+pub fn core_config(cfg: &NeuronConfig) -> CoreConfig {
+    CoreConfig {
+        max_peers: cfg.router.max_peers,
+        k_min: cfg.router.k_min,
+        epoch_steps: cfg.train.epoch_steps,
+        weights: cfg.weights.clone(),
+        mask: cfg.network.mask,
+        ledger: cfg.network.ledger.is_some(),
+        checkpoint: cfg.train.checkpoint_dir.is_some(),
     }
 }
 

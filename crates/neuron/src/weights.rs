@@ -7,6 +7,7 @@
 //! projects onto the simplex, and shortens the step so that `||W_new - W_old||_2` stays below
 //! the ledger's epsilon (a longer one would be refused).
 
+use bt_ledger::WEIGHT_ONE;
 use bt_mechanism::payoff::{mask_chain, rank_gradient};
 use bt_mechanism::simplex::projected;
 use serde::{Deserialize, Serialize};
@@ -178,7 +179,8 @@ pub fn self_step(row: &[f64], i: usize, epsilon: f64) -> Vec<f64> {
     clip_step(row, &target, epsilon)
 }
 
-/// A row on the simplex as the ledger's raw `(uid, weight)` pairs (zeros dropped).
+/// A row on the simplex as the ledger's raw `(uid, weight)` pairs in units of
+/// [`WEIGHT_ONE`] (zeros dropped; the ledger normalises the rounding).
 pub fn to_raw(row: &[f64]) -> Result<Vec<(u32, u32)>> {
     if let Some(v) = row.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
         return Err(Error::Config(format!(
@@ -188,7 +190,12 @@ pub fn to_raw(row: &[f64]) -> Result<Vec<(u32, u32)>> {
     let out: Vec<(u32, u32)> = row
         .iter()
         .enumerate()
-        .map(|(j, w)| (j as u32, (w * f64::from(u32::MAX >> 1)).round() as u32))
+        .map(|(j, w)| {
+            (
+                j as u32,
+                (w.min(1.0) * f64::from(WEIGHT_ONE)).round() as u32,
+            )
+        })
         .filter(|(_, w)| *w > 0)
         .collect();
     if out.is_empty() {

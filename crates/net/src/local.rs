@@ -1,5 +1,6 @@
-//! A network on one machine: an embedded ledger node and neurons in one process, on
-//! loopback. Used by the tests, the proofs example and the local-network command.
+//! A network on one machine over sockets: an embedded ledger node and neurons in one process,
+//! on loopback. Used by the network tests, the proofs example and `bt net up --transport
+//! grpc`; the lockstep network uses only its keys.
 
 use std::path::Path;
 
@@ -7,8 +8,9 @@ use bt_chain::{NodeConfig, NodeHandle, serve};
 use bt_keys::Keypair;
 use bt_ledger::genesis_state;
 
+use bt_neuron::{EpochReport, Neuron, StepReport};
+
 use crate::error::{Error, Result};
-use crate::neuron::{EpochReport, Neuron, StepReport};
 
 /// The ledger's parameters for a local network.
 #[derive(Clone, Debug)]
@@ -59,7 +61,9 @@ pub async fn start_ledger(dir: &Path, p: &LedgerParams) -> Result<NodeHandle> {
     .map_err(|e| Error::Ledger(e.to_string()))?;
     let mut cfg = NodeConfig::new(dir.to_path_buf(), Some(genesis));
     cfg.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    Ok(serve(cfg).await?)
+    serve(cfg)
+        .await
+        .map_err(|e| Error::Ledger(format!("starting the ledger node: {e}")))
 }
 
 /// What one neuron did in [`train_together`].

@@ -3,14 +3,14 @@
 //! The peers run in the same process, so their model work shares the same cores: the figures
 //! bound the overhead from above (peers on other machines cost the learner only the wire).
 //!
-//! `cargo run --release -p bt-neuron --example neuron_overhead -- [--steps N] [--batch B]`
+//! `cargo run --release -p bt-net --example neuron_overhead -- [--steps N] [--batch B]`
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::time::{Duration, Instant};
 
-use bt_neuron::local::hotkey;
+use bt_net::local::hotkey;
 use bt_neuron::{Neuron, NeuronConfig};
 
 fn flag(name: &str, default: usize) -> Result<usize, String> {

@@ -6,15 +6,15 @@
 //!    escapes, and their loss does not jump;
 //! 4. step time alone and in the network, with the network's share.
 //!
-//! `cargo run --release -p bt-neuron --example neuron_proofs -- [--steps N] [--limit BYTES]`
+//! `cargo run --release -p bt-net --example neuron_proofs -- [--steps N] [--limit BYTES]`
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::time::{Duration, Instant};
 
+use bt_net::local::{LedgerParams, funder, hotkey, start_ledger, train_together};
 use bt_neuron::learner::Mode;
-use bt_neuron::local::{LedgerParams, funder, hotkey, start_ledger, train_together};
 use bt_neuron::serve::Behaviour;
 use bt_neuron::{Neuron, NeuronConfig};
 

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use bt_net::local::{LedgerParams, funder, hotkey, start_ledger, train_together};
 use bt_neuron::learner::Mode;
-use bt_neuron::local::{LedgerParams, funder, hotkey, start_ledger, train_together};
 use bt_neuron::serve::Behaviour;
 use bt_neuron::{Neuron, NeuronConfig};
 

@@ -1,0 +1,143 @@
+//! The lockstep network is repeatable: a small network run twice with the same seed writes the
+//! same `report.json` and the same tables in `report.md`, and another seed gives another run.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use bt_net::report::ReportJson;
+use bt_net::up::{Transport, UpConfig, up, up_seeds};
+use bt_neuron::model::ModelConfig;
+
+fn small(seed: u64, out: &std::path::Path) -> UpConfig {
+    UpConfig {
+        neurons: 4,
+        steps: 8,
+        seed,
+        out: out.to_path_buf(),
+        epoch_steps: 4,
+        measure_every: 1,
+        batch: 4,
+        eval_batches: 1,
+        blocks_per_step: 3,
+        model: ModelConfig {
+            seq: 16,
+            d: 16,
+            heads: 2,
+            hidden: 32,
+            layers: 1,
+            student_layers: 1,
+            vocab: 256,
+        },
+        progress: false,
+        ..UpConfig::default()
+    }
+}
+
+/// Runs `cfg` and gives back `report.json` and the tables of `report.md`.
+async fn run(cfg: &UpConfig) -> anyhow::Result<(String, Vec<String>)> {
+    let net = up(
+        cfg,
+        bt_net::live::new_live(),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await?;
+    let (md, _) = bt_net::report::write(&net, &cfg.out)?;
+    let json = std::fs::read_to_string(cfg.out.join("report.json"))?;
+    let tables = std::fs::read_to_string(md)?
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .map(str::to_string)
+        .collect();
+    Ok((json, tables))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_seed_gives_the_same_report_and_another_seed_another() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let a = small(7, &dir.path().join("a"));
+    let (json_a, tables_a) = run(&a).await?;
+    let (json_b, tables_b) = run(&small(7, &dir.path().join("b"))).await?;
+    assert_eq!(json_a, json_b, "two runs with seed 7 differ");
+    assert_eq!(tables_a, tables_b);
+    assert!(
+        tables_a.len() > 6,
+        "the report has its tables: {tables_a:?}"
+    );
+
+    let report: ReportJson = serde_json::from_str(&json_a)?;
+    assert_eq!(report.seed, 7);
+    assert_eq!(report.mechanism, "paper");
+    assert_eq!(report.transport, "lockstep");
+    assert_eq!(report.steps, 8);
+    // One block of registrations, then three a step.
+    assert_eq!(report.height, 1 + 8 * 3);
+    assert_eq!(report.neurons.len(), 4);
+    let roles: Vec<&str> = report.neurons.iter().map(|n| n.role.as_str()).collect();
+    assert_eq!(roles, ["honest", "honest", "noise", "selfish"]);
+    for n in &report.neurons {
+        assert!(n.loss_alone.is_some() && n.loss_network.is_some(), "{n:?}");
+        assert!(n.stake_tao >= 100.0, "{n:?}");
+    }
+
+    let (json_c, _) = run(&small(8, &dir.path().join("c"))).await?;
+    assert_ne!(json_a, json_c, "seeds 7 and 8 gave the same run");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_seeds_write_each_report_and_a_summary() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = small(3, dir.path());
+    cfg.steps = 4;
+    cfg.neurons = 3;
+    let (reports, md) = up_seeds(
+        &cfg,
+        2,
+        bt_net::live::new_live(),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await?;
+    assert_eq!(reports.iter().map(|r| r.seed).collect::<Vec<_>>(), [3, 4]);
+    for s in [3, 4] {
+        assert!(dir.path().join(format!("seed-{s}/report.json")).exists());
+    }
+    let summary: bt_net::report::Summary =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json"))?)?;
+    assert_eq!(summary.seeds, [3, 4]);
+    let roles: Vec<&str> = summary.roles.iter().map(|r| r.role.as_str()).collect();
+    assert_eq!(roles, ["honest", "noise", "selfish"]);
+    assert_eq!(summary.roles[0].rank_place.n, 2);
+    assert!(md.contains("Spearman(ledger rank, removal cost)"), "{md}");
+    assert!(dir.path().join("summary.md").exists());
+    Ok(())
+}
+
+#[test]
+fn bad_settings_are_refused_with_their_flag() {
+    let dir = std::path::Path::new("unused");
+    let mut cfg = small(1, dir);
+    cfg.neurons = 300;
+    assert!(
+        cfg.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--neurons must be in 3..=256")
+    );
+    cfg.neurons = 40;
+    assert!(cfg.validate().is_ok(), "lockstep lifts the 16-neuron cap");
+    cfg.transport = Transport::Grpc;
+    assert!(
+        cfg.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("3..=16 with --transport grpc")
+    );
+    let mut cfg = small(1, dir);
+    cfg.blocks_per_step = 0;
+    assert!(
+        cfg.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--blocks-per-step")
+    );
+}
