@@ -382,3 +382,92 @@ impl Client {
             .into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_node_is_named_with_the_root_cause_once() {
+        // A port that was free a moment ago: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let url = format!("http://127.0.0.1:{port}");
+        let err = Client::connect(&url).await.expect_err("nothing listens");
+        let Error::Unreachable { url: u, reason } = &err else {
+            panic!("expected Unreachable, got {err:?}");
+        };
+        assert_eq!(u, &url);
+        let text = err.to_string();
+        assert!(text.contains(&url), "{text}");
+        assert!(!text.contains("transport error"), "{text}");
+        assert!(!reason.is_empty(), "{text}");
+        assert_eq!(
+            text.matches(reason.as_str()).count(),
+            1,
+            "the cause is said once: {text}"
+        );
+    }
+
+    fn neuron(uid: u32, row: &[(u32, u32)]) -> proto::Neuron {
+        let key = bt_keys::Keypair::from_uri(&format!("//Alice//n{uid}"))
+            .expect("key")
+            .public();
+        proto::Neuron {
+            uid,
+            hotkey: key.as_bytes().to_vec(),
+            coldkey: key.as_bytes().to_vec(),
+            endpoint: "127.0.0.1:1".into(),
+            stake: 5,
+            rank_bits: 1 << 31,
+            registered_at: 1,
+            last_update: 0,
+            weight_uids: row.iter().map(|r| r.0).collect(),
+            weight_values: row.iter().map(|r| r.1).collect(),
+        }
+    }
+
+    fn graph(neurons: Vec<proto::Neuron>) -> proto::Metagraph {
+        proto::Metagraph {
+            height: 9,
+            state_hash: vec![0; 32],
+            tau_bits: 1 << 32,
+            total_issuance: 10,
+            neurons,
+            epsilon_bits: 1 << 30,
+        }
+    }
+
+    #[test]
+    fn a_metagraph_is_decoded_with_the_ledger_units_and_checked() {
+        let half = WEIGHT_ONE / 2;
+        let mg = Metagraph::from_proto(
+            graph(vec![
+                neuron(0, &[(0, WEIGHT_ONE)]),
+                neuron(1, &[(0, half), (1, half)]),
+            ]),
+            true,
+        )
+        .expect("a good metagraph");
+        assert_eq!(mg.tau, Fixed::ONE);
+        assert_eq!(mg.neurons[0].rank.to_f64(), 0.5);
+        assert_eq!(mg.neurons[1].row, vec![(0, half), (1, half)]);
+
+        let refused = |neurons, what: &str| {
+            let e = Metagraph::from_proto(graph(neurons), true).expect_err(what);
+            assert!(matches!(e, Error::BadReply(_)), "{e:?}");
+            assert!(e.to_string().contains(what), "{e} lacks {what:?}");
+        };
+        refused(vec![neuron(1, &[(0, WEIGHT_ONE)])], "neuron 0 has uid 1");
+        refused(vec![neuron(0, &[(3, WEIGHT_ONE)])], "weighs unknown uid 3");
+        refused(vec![neuron(0, &[(0, half)])], "sums to");
+        let mut bad_key = neuron(0, &[(0, WEIGHT_ONE)]);
+        bad_key.hotkey.pop();
+        refused(vec![bad_key], "malformed hotkey");
+        let mut uneven = neuron(0, &[(0, WEIGHT_ONE)]);
+        uneven.weight_values.push(1);
+        refused(vec![uneven], "mismatched weight lists");
+    }
+}

@@ -141,3 +141,30 @@ fn bad_settings_are_refused_with_their_flag() {
             .contains("--blocks-per-step")
     );
 }
+
+#[test]
+fn the_thread_count_does_not_change_the_run() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = small(11, dir.path());
+    cfg.neurons = 3;
+    cfg.steps = 4;
+    let once = |threads: usize| -> anyhow::Result<String> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
+        let run = pool.install(|| {
+            let progress =
+                bt_net::progress::Progress::new(&bt_net::up::roles(cfg.neurons), cfg.steps, false);
+            bt_net::lockstep::run(
+                &cfg,
+                &bt_net::live::new_live(),
+                &AtomicBool::new(false),
+                &progress,
+                std::time::Instant::now(),
+            )
+        })?;
+        Ok(serde_json::to_string(&bt_net::report::json(&run))?)
+    };
+    assert_eq!(once(1)?, once(3)?);
+    Ok(())
+}
