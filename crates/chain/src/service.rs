@@ -140,6 +140,11 @@ fn key(bytes: &[u8]) -> std::result::Result<PublicKey, Status> {
     PublicKey::from_bytes(arr).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
+/// A non-negative fixed-point value as its 64-bit raw bits (negative: 0; huge: saturated).
+fn bits(x: bt_ledger::Fixed) -> u64 {
+    u64::try_from(x.to_bits().max(0)).unwrap_or(u64::MAX)
+}
+
 /// The metagraph of a state as a message.
 pub fn metagraph(state: &State, weights: bool) -> proto::Metagraph {
     proto::Metagraph {
@@ -148,6 +153,8 @@ pub fn metagraph(state: &State, weights: bool) -> proto::Metagraph {
         tau_bits: u64::try_from(state.tau.to_bits()).unwrap_or(u64::MAX),
         total_issuance: u64::try_from(state.total_issuance()).unwrap_or(u64::MAX),
         epsilon_bits: state.params.epsilon,
+        mechanism: state.params.mechanism.to_string(),
+        tempo: state.params.tempo,
         neurons: state
             .neurons
             .iter()
@@ -167,6 +174,21 @@ pub fn metagraph(state: &State, weights: bool) -> proto::Metagraph {
                 },
                 weight_values: if weights {
                     n.row.iter().map(|&(_, w)| w).collect()
+                } else {
+                    Vec::new()
+                },
+                consensus_bits: bits(n.consensus),
+                trust_bits: bits(n.trust),
+                incentive_bits: bits(n.incentive),
+                dividends_bits: bits(n.dividends),
+                emission_bits: bits(n.emission),
+                bond_uids: if weights {
+                    n.bonds.iter().map(|&(j, _)| j).collect()
+                } else {
+                    Vec::new()
+                },
+                bond_values: if weights {
+                    n.bonds.iter().map(|&(_, b)| bits(b)).collect()
                 } else {
                     Vec::new()
                 },

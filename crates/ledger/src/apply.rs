@@ -5,9 +5,10 @@
 //! transaction needs before changing anything, so a refused transaction changes nothing.
 
 use bt_keys::PublicKey;
-use bt_mechanism::Scalar;
 use bt_mechanism::adaptive::update_tau_scalar;
-use bt_mechanism::rank::{inflation_step, rank_sparse_par};
+use bt_mechanism::rank::{Diagonal, inflation_step, rank_sparse_par_diag};
+use bt_mechanism::yuma::{self, YumaOutput, YumaParams, sparse_from_sorted_rows};
+use bt_mechanism::{Mechanism, Scalar};
 
 use crate::block::{Block, Header, tx_root};
 use crate::error::{Error, Result};
@@ -123,17 +124,9 @@ pub fn apply_tx(state: &mut State, height: u64, tx: &Transaction, verified: bool
             }
             // Fits: bounded by max_neurons, a u32.
             let uid = state.neurons.len() as u32;
-            state.neurons.push(Neuron {
-                uid,
-                hotkey: signer,
-                coldkey: *coldkey,
-                endpoint: *endpoint,
-                stake: 0,
-                rank: Fixed::ZERO,
-                row: vec![(uid, WEIGHT_ONE)],
-                registered_at: height,
-                last_update: 0,
-            });
+            state
+                .neurons
+                .push(Neuron::new(uid, signer, *coldkey, *endpoint, height));
             state.hotkeys.insert(signer, uid);
             Event::Registered {
                 uid,
@@ -301,46 +294,65 @@ fn set_weights(
 }
 
 /// The ranks `R = (1/n) W^T S` of the current rows and stakes, in fixed point, by the
-/// mechanism crate's [`rank_sparse_par`] (bit-identical to its sequential `rank_sparse`).
+/// mechanism crate's `rank_sparse_par_diag` (bit-identical to its sequential form), with
+/// the diagonal left out under `paper_no_self` and `yuma`.
 pub fn ranks(state: &State) -> Vec<Fixed> {
     let stake: Vec<Fixed> = state
         .neurons
         .iter()
         .map(|n| Fixed::from_rao(n.stake))
         .collect();
-    rank_of(state, &stake)
+    rank_of(state, &stake, state.params.mechanism.diagonal())
 }
 
 /// The ranks of the current rows and stakes, on every core (fixed chunking, so the result
 /// does not depend on the core count).
-fn rank_of(state: &State, stake: &[Fixed]) -> Vec<Fixed> {
+fn rank_of(state: &State, stake: &[Fixed], diagonal: Diagonal) -> Vec<Fixed> {
     let rows: Vec<&Neuron> = state.neurons.iter().collect();
-    rank_sparse_par(stake, &rows, |n| {
-        let n: &Neuron = n;
-        n.row
-            .iter()
-            .map(|&(j, w)| (j as usize, Fixed::from_weight(w)))
-    })
+    rank_sparse_par_diag(
+        stake,
+        &rows,
+        |n| {
+            let n: &Neuron = n;
+            n.row
+                .iter()
+                .map(|&(j, w)| (j as usize, Fixed::from_weight(w)))
+        },
+        diagonal,
+    )
 }
 
-/// Ends block `height`: ranks the neurons, runs the inflation step of Algorithm 1
-/// (`S <- S + tau R / ||R||_2`, the mechanism crate's [`inflation_step`]), credits each
-/// neuron's increase, floored to whole rao, to its owner's stake position on it, then
-/// updates `tau` when adaptive tau is on. Sub-rao remainders are not minted.
-pub fn end_block(state: &mut State, height: u64) -> Vec<Event> {
+/// One Yuma epoch (`bt_mechanism::yuma::epoch`) over the current stakes, rows and bonds, in
+/// fixed point.
+pub fn yuma_epoch(state: &State) -> YumaOutput<Fixed> {
+    let n = state.neurons.len();
     let stake: Vec<Fixed> = state
         .neurons
         .iter()
-        .map(|n| Fixed::from_rao(n.stake))
+        .map(|x| Fixed::from_rao(x.stake))
         .collect();
-    let rank = rank_of(state, &stake);
-    let mut grown = stake.clone();
-    let tau = state.tau;
-    inflation_step(&mut grown, &rank, tau);
+    let w = sparse_from_sorted_rows(
+        n,
+        state
+            .neurons
+            .iter()
+            .map(|x| x.row.iter().map(|&(j, w)| (j, Fixed::from_weight(w)))),
+    );
+    let b = sparse_from_sorted_rows(n, state.neurons.iter().map(|x| x.bonds.iter().copied()));
+    let p = &state.params;
+    let params = YumaParams {
+        kappa: p.kappa,
+        bonds_moving_average: p.bonds_moving_average,
+        bonds_penalty: p.bonds_penalty,
+    };
+    yuma::epoch(&stake, &w, &b, &params)
+}
+
+/// Credits `adds[i]` rao to neuron `i`'s owner's stake position on it (so it compounds, as
+/// in Algorithm 1), while total issuance fits a `u64`; returns what was credited.
+fn credit(state: &mut State, adds: &[u64]) -> u64 {
     let mut total: u64 = 0;
-    for (i, neuron) in state.neurons.iter_mut().enumerate() {
-        neuron.rank = rank[i];
-        let add = (grown[i] - stake[i]).to_rao_floor();
+    for (neuron, &add) in state.neurons.iter_mut().zip(adds) {
         if add == 0 {
             continue;
         }
@@ -363,8 +375,68 @@ pub fn end_block(state: &mut State, height: u64) -> Vec<Event> {
             total = t;
         }
     }
-    state.minted += total;
-    let mut events = vec![Event::Minted { height, total, tau }];
+    total
+}
+
+/// Ends block `height` under the genesis mechanism, then updates `tau` when adaptive tau is
+/// on. Sub-rao remainders are never minted.
+///
+/// - `paper`, `paper_no_self`: ranks the neurons (without the diagonal under
+///   `paper_no_self`), runs the inflation step of Algorithm 1 (`S <- S + tau R / ||R||_2`,
+///   the mechanism crate's [`inflation_step`]) and credits each neuron's increase, floored to
+///   whole rao, to its owner's stake position on it.
+/// - `yuma`: at every block whose height is a multiple of `tempo`, runs a Yuma epoch, stores
+///   its consensus, trust, incentive, dividends, emission and bonds, and credits
+///   `E_i * tau * tempo`, floored to whole rao, the same way. Other blocks mint nothing.
+pub fn end_block(state: &mut State, height: u64) -> Vec<Event> {
+    let tau = state.tau;
+    let mut events = Vec::with_capacity(2);
+    match state.params.mechanism {
+        Mechanism::Paper | Mechanism::PaperNoSelf => {
+            let stake: Vec<Fixed> = state
+                .neurons
+                .iter()
+                .map(|n| Fixed::from_rao(n.stake))
+                .collect();
+            let rank = rank_of(state, &stake, state.params.mechanism.diagonal());
+            let mut grown = stake.clone();
+            inflation_step(&mut grown, &rank, tau);
+            let adds: Vec<u64> = grown
+                .iter()
+                .zip(&stake)
+                .map(|(&g, &s)| (g - s).to_rao_floor())
+                .collect();
+            for (neuron, &r) in state.neurons.iter_mut().zip(&rank) {
+                neuron.rank = r;
+            }
+            let total = credit(state, &adds);
+            state.minted += total;
+            events.push(Event::Minted { height, total, tau });
+        }
+        Mechanism::Yuma => {
+            if height.is_multiple_of(state.params.tempo) {
+                let out = yuma_epoch(state);
+                let amount = tau * Fixed::from_count(state.params.tempo as usize);
+                let adds: Vec<u64> = out
+                    .emission
+                    .iter()
+                    .map(|&e| (e * amount).to_rao_floor())
+                    .collect();
+                for (i, neuron) in state.neurons.iter_mut().enumerate() {
+                    neuron.rank = out.rank[i];
+                    neuron.consensus = out.consensus[i];
+                    neuron.trust = out.trust[i];
+                    neuron.incentive = out.incentive[i];
+                    neuron.dividends = out.dividends[i];
+                    neuron.emission = out.emission[i];
+                    neuron.bonds = out.bonds.row_iter(i).map(|(j, b)| (j as u32, b)).collect();
+                }
+                let total = credit(state, &adds);
+                state.minted += total;
+                events.push(Event::Minted { height, total, tau });
+            }
+        }
+    }
     if state.params.adaptive_tau {
         let trace = state
             .neurons

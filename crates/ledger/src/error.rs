@@ -196,6 +196,22 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// Genesis names a mechanism this ledger does not know.
+    #[error("invalid genesis: unknown mechanism {name:?} (expected paper, paper_no_self or yuma)")]
+    UnknownMechanism {
+        /// The name given.
+        name: String,
+    },
+    /// A genesis parameter of the mechanism is out of its range.
+    #[error("invalid genesis: {name} = {value} must be {expected}")]
+    BadParameter {
+        /// The parameter.
+        name: &'static str,
+        /// The value given.
+        value: f64,
+        /// Its range.
+        expected: &'static str,
+    },
     /// The genesis file is not valid.
     #[error("invalid genesis: {reason}")]
     Genesis {

@@ -8,6 +8,12 @@
 //! block_time_ms = 1000
 //! max_tx_bytes = 65536   # optional, this default
 //!
+//! mechanism = "paper"   # optional, this default; or "paper_no_self" or "yuma"
+//! tempo = 10             # optional: blocks per Yuma epoch
+//! kappa = 0.5            # optional: Yuma's consensus quantile, in [0, 1]
+//! bonds_moving_average = 0.9  # optional: in [0, 1]
+//! bonds_penalty = 1.0    # optional: in [0, 1]
+//!
 //! [params.adaptive_tau]  # optional; off when absent
 //! enabled = true
 //! target = 1.0           # sparsity target
@@ -18,18 +24,23 @@
 //! balance = 1_000_000_000_000  # rao (1 TAO = 10^9 rao)
 //! ```
 //!
+//! Under `paper` and `paper_no_self` the ledger mints `tau` every block; under `yuma` it mints
+//! `tau * tempo` at every block whose height is a multiple of `tempo`, split by Yuma's
+//! emission shares. The Yuma parameters are kept (and hashed) under every mechanism.
+//!
 //! Decimal parameters are read as TOML floats and converted once, with IEEE rounding, to
 //! fixed point; everything after genesis is integer arithmetic.
 
 use std::collections::BTreeMap;
 
 use bt_keys::PublicKey;
+use bt_mechanism::Mechanism;
 use serde::Deserialize;
 
 use crate::codec::Hash;
 use crate::error::{Error, Result};
 use crate::fixed::{Fixed, WEIGHT_ONE};
-use crate::state::{Account, Params, State};
+use crate::state::{Account, Params, State, yuma_defaults};
 
 /// The default largest transaction, in bytes: room for a dense row of 8,000 weights.
 pub const DEFAULT_MAX_TX_BYTES: u32 = 65_536;
@@ -63,6 +74,21 @@ pub struct GenesisParams {
     /// Adaptive tau.
     #[serde(default)]
     pub adaptive_tau: Option<GenesisAdaptiveTau>,
+    /// The mechanism's name (`paper` when absent).
+    #[serde(default)]
+    pub mechanism: Option<String>,
+    /// Blocks per Yuma epoch.
+    #[serde(default)]
+    pub tempo: Option<u64>,
+    /// Yuma's consensus quantile.
+    #[serde(default)]
+    pub kappa: Option<f64>,
+    /// Yuma's bonds moving average.
+    #[serde(default)]
+    pub bonds_moving_average: Option<f64>,
+    /// Yuma's bonds penalty.
+    #[serde(default)]
+    pub bonds_penalty: Option<f64>,
 }
 
 fn default_max_tx_bytes() -> u32 {
@@ -134,6 +160,30 @@ impl Genesis {
             ),
             None => (false, Fixed::ONE, Fixed::ZERO),
         };
+        let mechanism = match &p.mechanism {
+            None => Mechanism::Paper,
+            Some(name) => name
+                .parse::<Mechanism>()
+                .map_err(|_| Error::UnknownMechanism { name: name.clone() })?,
+        };
+        let tempo = p.tempo.unwrap_or(yuma_defaults::TEMPO);
+        if tempo == 0 {
+            return Err(Error::BadParameter {
+                name: "tempo",
+                value: 0.0,
+                expected: "at least 1 block",
+            });
+        }
+        let unit = |name: &'static str, x: Option<f64>, default: Fixed| match x {
+            None => Ok(default),
+            Some(v) => Fixed::from_f64(v)
+                .filter(|f| (Fixed::ZERO..=Fixed::ONE).contains(f) && (0.0..=1.0).contains(&v))
+                .ok_or(Error::BadParameter {
+                    name,
+                    value: v,
+                    expected: "a number in [0, 1]",
+                }),
+        };
         let params = Params {
             tau,
             epsilon,
@@ -143,6 +193,19 @@ impl Genesis {
             adaptive_tau,
             tau_target,
             tau_eta,
+            mechanism,
+            tempo,
+            kappa: unit("kappa", p.kappa, yuma_defaults::KAPPA)?,
+            bonds_moving_average: unit(
+                "bonds_moving_average",
+                p.bonds_moving_average,
+                yuma_defaults::BONDS_MOVING_AVERAGE,
+            )?,
+            bonds_penalty: unit(
+                "bonds_penalty",
+                p.bonds_penalty,
+                yuma_defaults::BONDS_PENALTY,
+            )?,
         };
         let mut accounts = BTreeMap::new();
         let mut issuance: u64 = 0;
@@ -214,6 +277,27 @@ mod tests {
     }
 
     #[test]
+    fn mechanism_defaults_to_paper_and_keeps_the_old_chain_id() {
+        let old = genesis_state(&text("")).expect("valid");
+        assert_eq!(old.params.mechanism, Mechanism::Paper);
+        let explicit = genesis_state(&text("mechanism = \"paper\"\ntempo = 10\nkappa = 0.5\nbonds_moving_average = 0.9\nbonds_penalty = 1.0")).expect("valid");
+        assert_eq!(
+            old.genesis, explicit.genesis,
+            "defaults spelled out change nothing"
+        );
+        let yuma =
+            genesis_state(&text("mechanism = \"yuma\"\ntempo = 3\nkappa = 0.6")).expect("valid");
+        assert_eq!(yuma.params.mechanism, Mechanism::Yuma);
+        assert_eq!(yuma.params.tempo, 3);
+        assert_eq!(yuma.params.kappa, Fixed::from_f64(0.6).expect("finite"));
+        assert_ne!(old.genesis, yuma.genesis);
+        let decoded = State::decode(&yuma.encode()).expect("decodes");
+        assert_eq!(decoded, yuma);
+        let no_self = genesis_state(&text("mechanism = \"paper_no_self\"")).expect("valid");
+        assert_eq!(no_self.params.mechanism, Mechanism::PaperNoSelf);
+    }
+
+    #[test]
     fn rejects_bad_parameters() {
         for extra in ["unknown = 1", "max_tx_bytes = 3"] {
             assert!(
@@ -227,6 +311,24 @@ mod tests {
             Err(Error::Genesis { .. })
         ));
         let bad_addr = text("").replace(ALICE, "5Grw");
+        assert!(matches!(
+            genesis_state(&text("mechanism = \"yuma3\"")),
+            Err(Error::UnknownMechanism { name }) if name == "yuma3"
+        ));
+        for (extra, param) in [
+            ("tempo = 0", "tempo"),
+            ("kappa = 1.5", "kappa"),
+            ("kappa = -0.1", "kappa"),
+            ("kappa = nan", "kappa"),
+            ("bonds_moving_average = 2.0", "bonds_moving_average"),
+            ("bonds_penalty = -1.0", "bonds_penalty"),
+            ("bonds_penalty = inf", "bonds_penalty"),
+        ] {
+            match genesis_state(&text(extra)) {
+                Err(Error::BadParameter { name, .. }) => assert_eq!(name, param, "{extra}"),
+                other => panic!("{extra}: {other:?}"),
+            }
+        }
         assert!(matches!(
             genesis_state(&bad_addr),
             Err(Error::Genesis { .. })

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bt_keys::PublicKey;
+use bt_mechanism::Mechanism;
 
 use crate::codec::{Hash, Reader, Writer};
 use crate::error::{Error, Result};
@@ -30,6 +31,31 @@ pub struct Params {
     pub tau_target: Fixed,
     /// The step size of adaptive tau.
     pub tau_eta: Fixed,
+    /// The mechanism that ranks neurons and splits what is minted.
+    pub mechanism: Mechanism,
+    /// Blocks per Yuma epoch (`yuma` runs and mints at every block whose height is a
+    /// multiple of it; the paper's two mint every block).
+    pub tempo: u64,
+    /// Yuma's consensus quantile `kappa`.
+    pub kappa: Fixed,
+    /// Yuma's bonds moving average (the old bonds keep this share each epoch).
+    pub bonds_moving_average: Fixed,
+    /// Yuma's bonds penalty `beta`.
+    pub bonds_penalty: Fixed,
+}
+
+/// The defaults of Yuma's parameters, used when genesis leaves them out: `tempo = 10`,
+/// `kappa = 0.5`, `bonds_moving_average = 0.9`, `bonds_penalty = 1`.
+pub mod yuma_defaults {
+    use crate::fixed::Fixed;
+    /// Blocks per epoch.
+    pub const TEMPO: u64 = 10;
+    /// `kappa = 1/2`.
+    pub const KAPPA: Fixed = Fixed::from_bits(1 << 31);
+    /// `0.9` as the nearest fixed-point number (what genesis reads `0.9` as).
+    pub const BONDS_MOVING_AVERAGE: Fixed = Fixed::from_bits(3_865_470_566);
+    /// `beta = 1`.
+    pub const BONDS_PENALTY: Fixed = Fixed::ONE;
 }
 
 /// A free balance and the next nonce of an account.
@@ -63,6 +89,62 @@ pub struct Neuron {
     pub registered_at: u64,
     /// The block of its last weight update (0: never).
     pub last_update: u64,
+    /// Yuma's consensus `C_i` of the neuron's column at the last epoch (zero otherwise).
+    pub consensus: Fixed,
+    /// Yuma's trust `T_i`: the share of its row that survived clipping.
+    pub trust: Fixed,
+    /// Yuma's incentive `I_i`.
+    pub incentive: Fixed,
+    /// Yuma's dividends `D_i`.
+    pub dividends: Fixed,
+    /// Yuma's emission share `E_i` at the last epoch.
+    pub emission: Fixed,
+    /// Row `i` of Yuma's bonds `B`: `(uid, bond)` pairs sorted by uid, each bond in `[0, 1]`
+    /// (columns of `B` sum to one). Empty under the paper's mechanisms.
+    pub bonds: Vec<(u32, Fixed)>,
+}
+
+impl Neuron {
+    /// A neuron as registered: no stake, all its weight on itself, no Yuma values.
+    pub fn new(
+        uid: u32,
+        hotkey: PublicKey,
+        coldkey: PublicKey,
+        endpoint: SocketAddr,
+        height: u64,
+    ) -> Neuron {
+        Neuron {
+            uid,
+            hotkey,
+            coldkey,
+            endpoint,
+            stake: 0,
+            rank: Fixed::ZERO,
+            row: vec![(uid, WEIGHT_ONE)],
+            registered_at: height,
+            last_update: 0,
+            consensus: Fixed::ZERO,
+            trust: Fixed::ZERO,
+            incentive: Fixed::ZERO,
+            dividends: Fixed::ZERO,
+            emission: Fixed::ZERO,
+            bonds: Vec::new(),
+        }
+    }
+
+    /// Whether every Yuma value is zero (as under the paper's mechanisms).
+    fn yuma_is_empty(&self) -> bool {
+        self.bonds.is_empty()
+            && [
+                self.consensus,
+                self.trust,
+                self.incentive,
+                self.dividends,
+                self.emission,
+            ]
+            .iter()
+            .all(|x| *x == Fixed::ZERO)
+    }
 }
 
 /// The whole ledger state after some block.
@@ -93,7 +175,12 @@ pub struct State {
     pub minted: u64,
 }
 
-const STATE_VERSION: u8 = 1;
+/// The encoding of the paper's mechanism with Yuma's parameters at their defaults (what
+/// every state was before mechanisms could be chosen): written whenever it says everything,
+/// so such chains keep their state hashes.
+const STATE_VERSION_PAPER: u8 = 1;
+/// The encoding with the mechanism, Yuma's parameters and every neuron's Yuma values.
+const STATE_VERSION: u8 = 2;
 
 impl State {
     /// The nonce the account's next transaction must carry.
@@ -133,7 +220,11 @@ impl State {
     }
 
     fn size_hint(&self) -> usize {
-        let rows: usize = self.neurons.iter().map(|n| 160 + 8 * n.row.len()).sum();
+        let rows: usize = self
+            .neurons
+            .iter()
+            .map(|n| 240 + 8 * n.row.len() + 20 * n.bonds.len())
+            .sum();
         256 + 48 * self.accounts.len() + 72 * self.stakes.len() + rows
     }
 
@@ -155,8 +246,24 @@ impl State {
         (buf, hash)
     }
 
+    /// Whether [`STATE_VERSION_PAPER`] holds everything in this state.
+    fn paper_encoding(&self) -> bool {
+        let p = &self.params;
+        p.mechanism == Mechanism::Paper
+            && p.tempo == yuma_defaults::TEMPO
+            && p.kappa == yuma_defaults::KAPPA
+            && p.bonds_moving_average == yuma_defaults::BONDS_MOVING_AVERAGE
+            && p.bonds_penalty == yuma_defaults::BONDS_PENALTY
+            && self.neurons.iter().all(Neuron::yuma_is_empty)
+    }
+
     fn encode_body(&self, w: &mut Writer) {
-        w.u8(STATE_VERSION);
+        let v2 = !self.paper_encoding();
+        w.u8(if v2 {
+            STATE_VERSION
+        } else {
+            STATE_VERSION_PAPER
+        });
         w.u64(self.height);
         w.raw(&self.genesis.0);
         let p = &self.params;
@@ -168,6 +275,13 @@ impl State {
         w.u8(u8::from(p.adaptive_tau));
         w.i128(p.tau_target.to_bits());
         w.i128(p.tau_eta.to_bits());
+        if v2 {
+            w.u8(p.mechanism.code());
+            w.u64(p.tempo);
+            w.i128(p.kappa.to_bits());
+            w.i128(p.bonds_moving_average.to_bits());
+            w.i128(p.bonds_penalty.to_bits());
+        }
         w.i128(self.tau.to_bits());
         w.u64(self.genesis_issuance);
         w.u64(self.minted);
@@ -198,6 +312,16 @@ impl State {
                 w.u32(uid);
                 w.u32(wt);
             }
+            if v2 {
+                for x in [n.consensus, n.trust, n.incentive, n.dividends, n.emission] {
+                    w.i128(x.to_bits());
+                }
+                w.len(n.bonds.len());
+                for &(uid, b) in &n.bonds {
+                    w.u32(uid);
+                    w.i128(b.to_bits());
+                }
+            }
         }
     }
 
@@ -206,12 +330,13 @@ impl State {
     pub fn decode(bytes: &[u8]) -> Result<State> {
         let mut r = Reader::new(bytes, "state");
         let version = r.u8()?;
-        if version != STATE_VERSION {
+        if version != STATE_VERSION && version != STATE_VERSION_PAPER {
             return Err(Error::malformed(
                 "state",
-                format!("version {version}, expected {STATE_VERSION}"),
+                format!("version {version}, expected {STATE_VERSION_PAPER} or {STATE_VERSION}"),
             ));
         }
+        let v2 = version == STATE_VERSION;
         let height = r.u64()?;
         let genesis = r.hash()?;
         let params = Params {
@@ -227,7 +352,25 @@ impl State {
             },
             tau_target: Fixed::from_bits(r.i128()?),
             tau_eta: Fixed::from_bits(r.i128()?),
+            mechanism: Mechanism::Paper,
+            tempo: yuma_defaults::TEMPO,
+            kappa: yuma_defaults::KAPPA,
+            bonds_moving_average: yuma_defaults::BONDS_MOVING_AVERAGE,
+            bonds_penalty: yuma_defaults::BONDS_PENALTY,
         };
+        let mut params = params;
+        if v2 {
+            let code = r.u8()?;
+            params.mechanism = Mechanism::from_code(code)
+                .ok_or_else(|| Error::malformed("state", format!("mechanism code {code}")))?;
+            params.tempo = r.u64()?;
+            params.kappa = Fixed::from_bits(r.i128()?);
+            params.bonds_moving_average = Fixed::from_bits(r.i128()?);
+            params.bonds_penalty = Fixed::from_bits(r.i128()?);
+            if params.tempo == 0 {
+                return Err(Error::malformed("state", "tempo 0"));
+            }
+        }
         let tau = Fixed::from_bits(r.i128()?);
         let genesis_issuance = r.u64()?;
         let minted = r.u64()?;
@@ -276,13 +419,7 @@ impl State {
                     format!("row of uid {uid} is not normalised"),
                 ));
             }
-            if hotkeys.insert(hotkey, uid).is_some() {
-                return Err(Error::malformed(
-                    "state",
-                    format!("hotkey of uid {uid} registered twice"),
-                ));
-            }
-            neurons.push(Neuron {
+            let mut neuron = Neuron {
                 uid,
                 hotkey,
                 coldkey,
@@ -292,7 +429,41 @@ impl State {
                 row,
                 registered_at,
                 last_update,
-            });
+                consensus: Fixed::ZERO,
+                trust: Fixed::ZERO,
+                incentive: Fixed::ZERO,
+                dividends: Fixed::ZERO,
+                emission: Fixed::ZERO,
+                bonds: Vec::new(),
+            };
+            if v2 {
+                neuron.consensus = Fixed::from_bits(r.i128()?);
+                neuron.trust = Fixed::from_bits(r.i128()?);
+                neuron.incentive = Fixed::from_bits(r.i128()?);
+                neuron.dividends = Fixed::from_bits(r.i128()?);
+                neuron.emission = Fixed::from_bits(r.i128()?);
+                let len = r.len(20)?;
+                let mut bonds = Vec::with_capacity(len);
+                for _ in 0..len {
+                    bonds.push((r.u32()?, Fixed::from_bits(r.i128()?)));
+                }
+                if !bonds.windows(2).all(|p| p[0].0 < p[1].0)
+                    || bonds.iter().any(|&(_, b)| b < Fixed::ZERO)
+                {
+                    return Err(Error::malformed(
+                        "state",
+                        format!("bonds of uid {uid} are not sorted and non-negative"),
+                    ));
+                }
+                neuron.bonds = bonds;
+            }
+            if hotkeys.insert(hotkey, uid).is_some() {
+                return Err(Error::malformed(
+                    "state",
+                    format!("hotkey of uid {uid} registered twice"),
+                ));
+            }
+            neurons.push(neuron);
         }
         let head = r.hash()?;
         r.finish()?;

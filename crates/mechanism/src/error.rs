@@ -33,6 +33,20 @@ pub enum Error {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// A sparse row names the same column twice.
+    #[error("row {row} names column {col} twice")]
+    DuplicateColumn {
+        /// The row.
+        row: usize,
+        /// The repeated column.
+        col: usize,
+    },
+    /// A mechanism name that is none of `paper`, `paper_no_self`, `yuma`.
+    #[error("unknown mechanism {name:?}: expected paper, paper_no_self or yuma")]
+    UnknownMechanism {
+        /// The name given.
+        name: String,
+    },
     /// A matrix is empty.
     #[error("{what}: must have at least one row")]
     Empty {

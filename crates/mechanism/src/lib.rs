@@ -9,6 +9,10 @@
 //!   [`Hessians`] of the empirical model (upper triangles of `8 x 8` tiles).
 //! - [`rank`]: rank `R = (1/n) W^T S` and the block inflation step, generic over a
 //!   [`Scalar`] so the ledger runs the same code in fixed point.
+//! - [`mechanisms`]: the [`Mechanism`] a ledger runs (`paper`, `paper_no_self`, `yuma`)
+//!   and the mask's column shift under each.
+//! - [`yuma`]: one epoch of Yuma consensus (`spec/yuma.md`), generic over [`Scalar`].
+//! - [`sparse`]: the compressed-row [`Sparse`] matrix Yuma works on.
 //! - [`mask`]: column shift `mu`, the competitive logit and the sigmoid mask (eq. 7-8).
 //! - [`payoff`]: per-row loss, loss gradient and payoff gradient of the empirical model.
 //! - [`simplex`]: Euclidean projection of a row onto the probability simplex.
@@ -38,12 +42,18 @@ pub mod game;
 mod lanes;
 pub mod mask;
 pub mod matrix;
+pub mod mechanisms;
 pub mod payoff;
 pub mod rank;
 pub mod simplex;
+pub mod sparse;
 pub mod stats;
+pub mod yuma;
 
 pub use error::{Error, Result};
 pub use game::{Game, GameParams, StepOutcome};
 pub use matrix::{Hessians, Matrix};
+pub use mechanisms::Mechanism;
 pub use rank::Scalar;
+pub use sparse::Sparse;
+pub use yuma::{YumaOutput, YumaParams};

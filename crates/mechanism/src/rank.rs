@@ -26,6 +26,14 @@ pub trait Scalar:
     fn from_count(n: usize) -> Self;
     /// The square root of a non-negative number.
     fn sqrt(self) -> Self;
+    /// One.
+    fn one() -> Self {
+        Self::from_count(1)
+    }
+    /// The smaller of two numbers.
+    fn min_of(self, other: Self) -> Self {
+        if other < self { other } else { self }
+    }
 }
 
 impl Scalar for f64 {
@@ -50,6 +58,11 @@ pub fn rank(stake: &[f64], w: &Matrix) -> Vec<f64> {
 /// `R = (1/n) W^T S` into `out`, without allocating. This is also the column shift `mu`
 /// of the competitive mask (eq. 7).
 pub fn rank_into(stake: &[f64], w: &Matrix, out: &mut [f64]) {
+    rank_into_diag(stake, w, out, Diagonal::Keep);
+}
+
+/// [`rank_into`] with the diagonal kept or dropped.
+pub fn rank_into_diag(stake: &[f64], w: &Matrix, out: &mut [f64], diagonal: Diagonal) {
     let n = w.n();
     assert_eq!(
         stake.len(),
@@ -58,12 +71,16 @@ pub fn rank_into(stake: &[f64], w: &Matrix, out: &mut [f64]) {
         stake.len()
     );
     out[..n].fill(0.0);
-    for (row, &s) in w.rows().zip(stake) {
+    for (i, (row, &s)) in w.rows().zip(stake).enumerate() {
         if s == 0.0 {
             continue;
         }
+        let own = out[i];
         for (o, &x) in out.iter_mut().zip(row) {
             *o += s * x;
+        }
+        if diagonal == Diagonal::Drop {
+            out[i] = own;
         }
     }
     let inv = 1.0 / n as f64;
@@ -81,25 +98,49 @@ where
     R: IntoIterator<Item = I>,
     I: IntoIterator<Item = (usize, T)>,
 {
-    let n = stake.len();
-    let mut out = vec![T::zero(); n];
-    accumulate(&mut out, stake, rows);
-    divide_by_count(&mut out);
-    out
+    rank_sparse_diag(stake, rows, Diagonal::Keep)
 }
 
-/// Adds `sum_i S_i W_ij` over the given rows (paired with `stake` in order) into `out`.
-fn accumulate<T, R, I>(out: &mut [T], stake: &[T], rows: R)
+/// Whether a rank counts the diagonal `W_ii` (the paper) or leaves it out (`paper_no_self`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Diagonal {
+    /// `R_j = (1/n) sum_i S_i W_ij`.
+    Keep,
+    /// `R_j = (1/n) sum_{i != j} S_i W_ij`: a self-weight counts for nothing.
+    Drop,
+}
+
+/// [`rank_sparse`] with the diagonal kept or dropped.
+pub fn rank_sparse_diag<T, R, I>(stake: &[T], rows: R, diagonal: Diagonal) -> Vec<T>
 where
     T: Scalar,
     R: IntoIterator<Item = I>,
     I: IntoIterator<Item = (usize, T)>,
 {
-    for (row, &s) in rows.into_iter().zip(stake) {
+    let n = stake.len();
+    let mut out = vec![T::zero(); n];
+    accumulate(&mut out, stake, 0, rows, diagonal);
+    divide_by_count(&mut out);
+    out
+}
+
+/// Adds `sum_i S_i W_ij` over the given rows (paired with `stake` in order, the first being
+/// neuron `first`) into `out`, skipping `j == i` when the diagonal is dropped.
+fn accumulate<T, R, I>(out: &mut [T], stake: &[T], first: usize, rows: R, diagonal: Diagonal)
+where
+    T: Scalar,
+    R: IntoIterator<Item = I>,
+    I: IntoIterator<Item = (usize, T)>,
+{
+    for (k, (row, &s)) in rows.into_iter().zip(stake).enumerate() {
         if s == T::zero() {
             continue;
         }
+        let i = first + k;
         for (j, w) in row {
+            if diagonal == Diagonal::Drop && j == i {
+                continue;
+            }
             if let Some(o) = out.get_mut(j) {
                 *o = *o + s * w;
             }
@@ -149,6 +190,23 @@ where
     F: Fn(&R) -> I + Sync,
     I: IntoIterator<Item = (usize, T)>,
 {
+    rank_sparse_par_diag(stake, rows, row_iter, Diagonal::Keep)
+}
+
+/// [`rank_sparse_par`] with the diagonal kept or dropped (equal, for exact scalars, to
+/// [`rank_sparse_diag`]).
+pub fn rank_sparse_par_diag<T, R, F, I>(
+    stake: &[T],
+    rows: &[R],
+    row_iter: F,
+    diagonal: Diagonal,
+) -> Vec<T>
+where
+    T: Scalar + Send + Sync,
+    R: Sync,
+    F: Fn(&R) -> I + Sync,
+    I: IntoIterator<Item = (usize, T)>,
+{
     use rayon::prelude::*;
     let n = stake.len();
     let rows = &rows[..rows.len().min(n)];
@@ -161,7 +219,9 @@ where
             accumulate(
                 &mut out,
                 &stake[start..start + chunk.len()],
+                start,
                 chunk.iter().map(&row_iter),
+                diagonal,
             );
             out
         })

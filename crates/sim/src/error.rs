@@ -64,6 +64,56 @@ pub enum Error {
         /// The cause.
         message: String,
     },
+    /// An epoch input that is not the expected JSON.
+    #[error("epoch input is not valid JSON of the expected form: {0}")]
+    EpochJson(serde_json::Error),
+    /// An epoch input with no neurons.
+    #[error("epoch input has no neurons (stake is empty)")]
+    EmptyEpoch,
+    /// An epoch input whose matrix has the wrong shape.
+    #[error("{what}{}: expected {expected} entries, got {got}", row.map(|r| format!(" row {r}")).unwrap_or_default())]
+    EpochShape {
+        /// `weights` or `bonds`.
+        what: &'static str,
+        /// The row with the wrong length (`None`: the number of rows is wrong).
+        row: Option<usize>,
+        /// `n`, the number of stakes.
+        expected: usize,
+        /// What the input has.
+        got: usize,
+    },
+    /// A negative stake, weight or bond.
+    #[error("{what}[{row}][{col}] = {value} is negative")]
+    EpochNegative {
+        /// `stake`, `weights` or `bonds`.
+        what: &'static str,
+        /// The row (0 for stake).
+        row: usize,
+        /// The column (the index for stake).
+        col: usize,
+        /// The value.
+        value: f64,
+    },
+    /// A stake, weight or bond that is NaN or infinite.
+    #[error("{what}[{row}][{col}] = {value} is not finite")]
+    EpochNonFinite {
+        /// `stake`, `weights` or `bonds`.
+        what: &'static str,
+        /// The row (0 for stake).
+        row: usize,
+        /// The column (the index for stake).
+        col: usize,
+        /// The value.
+        value: f64,
+    },
+    /// A number the chosen number type cannot hold (the fixed point's range).
+    #[error("{what}: {value} is out of the number type's range")]
+    EpochRange {
+        /// Which input.
+        what: &'static str,
+        /// The value.
+        value: f64,
+    },
     /// Writing JSON failed.
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),

@@ -4,6 +4,7 @@
 //! - [`run`]: one weight game to its stopping rule, with the competitive and ideal ranks and
 //!   their correlations.
 //! - [`fig4`]: the sweep over `alpha / tau` (Figure 4); [`fig5`]: adaptive inflation (Figure 5).
+//! - [`epoch`]: one epoch of a mechanism (`paper`, `paper_no_self`, `yuma`) on a JSON state.
 //! - [`plot`]: the figures (PNG and SVG) with plotters.
 //!
 //! All formulas come from `bt-mechanism`; this crate only sets up, runs and reports.
@@ -21,6 +22,7 @@
 //! ```
 
 pub mod bench;
+pub mod epoch;
 pub mod error;
 pub mod fig4;
 pub mod fig5;
