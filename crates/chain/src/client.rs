@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bt_keys::{Keypair, PublicKey};
-use bt_ledger::{Block, Call, Fixed, Hash, Transaction, WEIGHT_ONE};
+use bt_ledger::{Block, Call, Fixed, Hash, Mechanism, Transaction, WEIGHT_ONE};
 use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
@@ -67,6 +67,19 @@ pub struct MetagraphNeuron {
     /// Its weight row, `(uid, units of 2^-31)` sorted by uid, summing to [`WEIGHT_ONE`];
     /// empty when the weights were not asked for.
     pub row: Vec<(u32, u32)>,
+    /// Yuma's consensus `C_i` at the last epoch (zero under the paper's mechanisms).
+    pub consensus: Fixed,
+    /// Yuma's trust `T_i`.
+    pub trust: Fixed,
+    /// Yuma's incentive `I_i`.
+    pub incentive: Fixed,
+    /// Yuma's dividends `D_i`.
+    pub dividends: Fixed,
+    /// Yuma's emission share `E_i`.
+    pub emission: Fixed,
+    /// Its row of Yuma's bonds, `(uid, bond)` sorted by uid; empty when the weights were not
+    /// asked for or under the paper's mechanisms.
+    pub bonds: Vec<(u32, Fixed)>,
 }
 
 /// The metagraph at one height, decoded and checked: uids in order, keys well formed, weight
@@ -87,6 +100,10 @@ pub struct Metagraph {
     pub neurons: Vec<MetagraphNeuron>,
     /// Whether the rows were asked for.
     pub with_weights: bool,
+    /// The mechanism the ledger runs.
+    pub mechanism: Mechanism,
+    /// Blocks per Yuma epoch.
+    pub tempo: u64,
 }
 
 impl Metagraph {
@@ -121,6 +138,21 @@ impl Metagraph {
             if row.windows(2).any(|w| w[0].0 >= w[1].0) {
                 return Err(bad(format!("uid {k} has a row not sorted by uid")));
             }
+            if nm.bond_uids.len() != nm.bond_values.len() {
+                return Err(bad(format!("uid {k} has mismatched bond lists")));
+            }
+            if let Some(j) = nm.bond_uids.iter().find(|j| **j as usize >= n) {
+                return Err(bad(format!("uid {k} bonds unknown uid {j}")));
+            }
+            if nm.bond_uids.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(bad(format!("uid {k} has bonds not sorted by uid")));
+            }
+            let bonds: Vec<(u32, Fixed)> = nm
+                .bond_uids
+                .iter()
+                .zip(&nm.bond_values)
+                .map(|(&j, &b)| (j, Fixed::from_bits(i128::from(b))))
+                .collect();
             let sum: u64 = row.iter().map(|(_, w)| u64::from(*w)).sum();
             if with_weights && sum != u64::from(WEIGHT_ONE) {
                 return Err(bad(format!(
@@ -137,9 +169,24 @@ impl Metagraph {
                 registered_at: nm.registered_at,
                 last_update: nm.last_update,
                 row,
+                consensus: Fixed::from_bits(i128::from(nm.consensus_bits)),
+                trust: Fixed::from_bits(i128::from(nm.trust_bits)),
+                incentive: Fixed::from_bits(i128::from(nm.incentive_bits)),
+                dividends: Fixed::from_bits(i128::from(nm.dividends_bits)),
+                emission: Fixed::from_bits(i128::from(nm.emission_bits)),
+                bonds,
             });
         }
+        // A node from before mechanisms were chosen sends no name: it runs the paper's.
+        let mechanism = match mg.mechanism.as_str() {
+            "" => Mechanism::Paper,
+            name => name
+                .parse()
+                .map_err(|_| bad(format!("unknown mechanism {name:?}")))?,
+        };
         Ok(Metagraph {
+            mechanism,
+            tempo: mg.tempo,
             height,
             state_hash: hash(&mg.state_hash)?,
             tau: Fixed::from_bits(i128::from(mg.tau_bits)),
@@ -426,6 +473,7 @@ mod tests {
             last_update: 0,
             weight_uids: row.iter().map(|r| r.0).collect(),
             weight_values: row.iter().map(|r| r.1).collect(),
+            ..proto::Neuron::default()
         }
     }
 
@@ -437,6 +485,8 @@ mod tests {
             total_issuance: 10,
             neurons,
             epsilon_bits: 1 << 30,
+            mechanism: "yuma".into(),
+            tempo: 3,
         }
     }
 
@@ -469,5 +519,43 @@ mod tests {
         let mut uneven = neuron(0, &[(0, WEIGHT_ONE)]);
         uneven.weight_values.push(1);
         refused(vec![uneven], "mismatched weight lists");
+    }
+
+    #[test]
+    fn yuma_fields_and_bonds_are_decoded_and_checked() {
+        let mut n0 = neuron(0, &[(1, WEIGHT_ONE)]);
+        n0.incentive_bits = 1 << 31;
+        n0.emission_bits = 1 << 30;
+        n0.bond_uids = vec![1];
+        n0.bond_values = vec![1 << 32];
+        let mg =
+            Metagraph::from_proto(graph(vec![n0.clone(), neuron(1, &[(0, WEIGHT_ONE)])]), true)
+                .expect("a good metagraph");
+        assert_eq!(mg.mechanism, Mechanism::Yuma);
+        assert_eq!(mg.tempo, 3);
+        assert_eq!(mg.neurons[0].incentive.to_f64(), 0.5);
+        assert_eq!(mg.neurons[0].emission.to_f64(), 0.25);
+        assert_eq!(mg.neurons[0].bonds, vec![(1, Fixed::ONE)]);
+
+        let refused = |n: proto::Neuron, what: &str| {
+            let e = Metagraph::from_proto(graph(vec![n, neuron(1, &[(0, WEIGHT_ONE)])]), true)
+                .expect_err(what);
+            assert!(matches!(e, Error::BadReply(_)), "{e:?}");
+            assert!(e.to_string().contains(what), "{e} lacks {what:?}");
+        };
+        let mut uneven = n0.clone();
+        uneven.bond_values.push(1);
+        refused(uneven, "mismatched bond lists");
+        let mut unknown = n0.clone();
+        unknown.bond_uids = vec![7];
+        refused(unknown, "bonds unknown uid 7");
+        let mut unsorted = n0.clone();
+        unsorted.bond_uids = vec![1, 0];
+        unsorted.bond_values = vec![1, 1];
+        refused(unsorted, "not sorted");
+        let mut g = graph(vec![n0, neuron(1, &[(0, WEIGHT_ONE)])]);
+        g.mechanism = "proof_of_work".into();
+        let e = Metagraph::from_proto(g, true).expect_err("unknown mechanism");
+        assert!(e.to_string().contains("unknown mechanism"), "{e}");
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bt_chain::{Client, NodeConfig, TxStatus, serve, verify};
 use bt_keys::Keypair;
-use bt_ledger::{Call, Fixed, State, Transaction, genesis_state};
+use bt_ledger::{Call, Fixed, Mechanism, State, Transaction, genesis_state};
 
 fn genesis() -> State {
     let alice = Keypair::from_uri("//Alice").expect("alice");
@@ -95,24 +95,28 @@ async fn a_yuma_node_runs_shows_its_values_and_verifies() {
         }
     }
     let mg = c.metagraph(None, true).await.expect("metagraph");
-    assert_eq!(mg.mechanism, "yuma");
+    assert_eq!(mg.mechanism, Mechanism::Yuma);
     assert_eq!(mg.tempo, 2);
-    let val = |bits: u64| Fixed::from_bits(i128::from(bits)).to_f64();
     let n0 = &mg.neurons[0];
-    assert_eq!(n0.incentive_bits, 0, "a self-only row earns no incentive");
-    assert_eq!(n0.dividends_bits, 0);
-    assert!(n0.bond_uids.is_empty());
+    assert_eq!(
+        n0.incentive,
+        Fixed::ZERO,
+        "a self-only row earns no incentive"
+    );
+    assert_eq!(n0.dividends, Fixed::ZERO);
+    assert!(n0.bonds.is_empty());
     for n in &mg.neurons[1..] {
-        assert!(val(n.incentive_bits) > 0.3, "{}", val(n.incentive_bits));
-        assert!(val(n.consensus_bits) > 0.0);
-        assert!((val(n.trust_bits) - 1.0).abs() < 1e-6);
-        assert_eq!(n.bond_uids.len(), 2, "bonds on the two peers it weighs");
+        assert!(n.incentive.to_f64() > 0.3, "{}", n.incentive.to_f64());
+        assert!(n.consensus.to_f64() > 0.0);
+        assert!((n.trust.to_f64() - 1.0).abs() < 1e-6);
+        assert_eq!(n.bonds.len(), 2, "bonds on the two peers it weighs");
         assert!(n.stake > 30_000_000_000, "paid");
     }
-    let total: f64 = mg.neurons.iter().map(|n| val(n.emission_bits)).sum();
+    let total: f64 = mg.neurons.iter().map(|n| n.emission.to_f64()).sum();
     assert!((total - 1.0).abs() < 1e-8, "{total}");
     assert_eq!(
-        n0.emission_bits, 0,
+        n0.emission,
+        Fixed::ZERO,
         "nothing minted to neuron 0 once others weigh"
     );
     node.stop().await.expect("stops");

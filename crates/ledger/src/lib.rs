@@ -75,6 +75,8 @@ pub mod tx;
 
 pub use apply::{Built, Event, apply, apply_tx, build_block, end_block, ranks, replay};
 pub use block::{Block, Header};
+/// The mechanisms a genesis can choose (from `bt-mechanism`).
+pub use bt_mechanism::Mechanism;
 pub use codec::Hash;
 pub use error::{Error, Result};
 pub use fixed::{FRAC_BITS, Fixed, RAO_PER_TAO, WEIGHT_ONE};
