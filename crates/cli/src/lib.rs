@@ -139,6 +139,15 @@ fn join_causes<'a>(chain: impl Iterator<Item = &'a (dyn std::error::Error + 'sta
     out
 }
 
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,13 +197,4 @@ mod tests {
         let e = anyhow::Error::new(chain(&["database", "lock held"])).context("verifying d");
         assert_eq!(error_report(&e), "verifying d: database: lock held");
     }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
