@@ -9,17 +9,33 @@ pub enum Error {
     /// The ledger refused something (a transaction, a block, a genesis file).
     #[error(transparent)]
     Ledger(#[from] bt_ledger::Error),
-    /// The database failed.
+    /// The database failed. (redb's message is complete and it has no source, so it is
+    /// shown here and not repeated as a cause.)
     #[error("database: {0}")]
-    Db(#[from] redb::Error),
+    Db(redb::Error),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("cannot use {path}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The cause.
+        /// The cause (not repeated in this message).
         #[source]
         source: std::io::Error,
+    },
+    /// The data directory does not exist (and, without a genesis, is not created).
+    #[error("data directory {dir} does not exist")]
+    NoDataDir {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// Another process (a running node, or a `verify`) has the database open.
+    #[error(
+        "the chain database in {dir} is in use by a running node (its lock is held): \
+         stop the node first"
+    )]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
     },
     /// The data directory belongs to another chain.
     #[error("data directory holds chain {stored}, but the genesis file gives {given}")]
@@ -86,6 +102,12 @@ pub enum Error {
 
 /// The result type of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<redb::Error> for Error {
+    fn from(e: redb::Error) -> Error {
+        Error::Db(e)
+    }
+}
 
 /// Converts any redb error into [`Error::Db`].
 pub(crate) fn db<E: Into<redb::Error>>(e: E) -> Error {

@@ -105,7 +105,16 @@ impl Store {
     /// Opens (or creates) the database in `dir`. With `genesis`, a new database starts from
     /// it and an existing one must belong to the same chain. Returns the store and the
     /// state at its last committed block.
+    ///
+    /// Without a genesis nothing is created: a missing directory is [`Error::NoDataDir`], a
+    /// directory without a database [`Error::NoChain`]. A database that another process
+    /// holds open (a running node) is [`Error::Locked`].
     pub fn open(dir: &Path, genesis: Option<&State>) -> Result<(Store, State)> {
+        if genesis.is_none() && !dir.exists() {
+            return Err(Error::NoDataDir {
+                dir: dir.to_path_buf(),
+            });
+        }
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {
             path: dir.to_path_buf(),
             source,
@@ -117,7 +126,12 @@ impl Store {
                 dir: dir.to_path_buf(),
             });
         }
-        let db = Database::create(&path).map_err(db)?;
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked {
+                dir: dir.to_path_buf(),
+            },
+            e => db(e),
+        })?;
         let store = Store { db };
         let stored = store.genesis()?;
         match (stored, genesis) {

@@ -73,3 +73,43 @@ pub fn verify(dir: &Path, mut progress: impl FnMut(u64, u64)) -> Result<VerifyRe
         genesis: genesis.genesis,
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn genesis() -> bt_ledger::State {
+        bt_ledger::genesis_state(
+            "[params]\ntau = 1.0\nepsilon = 0.5\nmax_neurons = 4\nblock_time_ms = 100\n\
+             [[accounts]]\naddress = \"5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY\"\nbalance = 1\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_missing_directory_is_refused_and_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nosuchdir");
+        let e = verify(&missing, |_, _| {}).unwrap_err();
+        assert!(
+            matches!(e, Error::NoDataDir { ref dir } if *dir == missing),
+            "{e}"
+        );
+        assert!(!missing.exists());
+        // An empty directory holds no chain.
+        let e = verify(dir.path(), |_, _| {}).unwrap_err();
+        assert!(matches!(e, Error::NoChain { .. }), "{e}");
+    }
+
+    #[test]
+    fn an_open_database_is_locked_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), Some(&genesis())).unwrap();
+        let e = verify(dir.path(), |_, _| {}).unwrap_err();
+        assert!(matches!(e, Error::Locked { .. }), "{e}");
+        assert!(e.to_string().contains("stop the node first"), "{e}");
+        drop(store);
+        assert_eq!(verify(dir.path(), |_, _| {}).unwrap().blocks, 0);
+    }
+}

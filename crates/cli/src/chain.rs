@@ -18,7 +18,7 @@ use bt_keys::{Keypair, PublicKey, wallet::Wallet};
 use bt_ledger::{Call, Fixed, WEIGHT_ONE};
 use clap::{Args, Subcommand};
 
-use crate::wallet::{Secrets, Terminal};
+use crate::wallet::Terminal;
 
 /// The default node address of the client commands.
 pub const DEFAULT_NODE: &str = "http://127.0.0.1:50051";
@@ -91,8 +91,9 @@ pub enum ChainCommand {
 /// Which node to talk to.
 #[derive(Debug, Args)]
 pub struct NodeArgs {
-    /// The node's gRPC address.
-    #[arg(long, default_value = DEFAULT_NODE)]
+    /// The node's gRPC address: `ip:port` (as `bt chain run --listen` takes it) or
+    /// `http://host:port`.
+    #[arg(long, default_value = DEFAULT_NODE, value_parser = parse_node)]
     pub node: String,
 }
 
@@ -128,14 +129,14 @@ impl SignerArgs {
             .with_context(|| format!("opening wallet {:?} in {}", self.wallet, dir.display()))
     }
 
-    /// The coldkey (from `--suri` or the wallet, asking for its passphrase).
+    /// The coldkey (from `--suri` or the wallet, asking for its passphrase when it is
+    /// encrypted, in this project's format or the Python bittensor's).
     pub fn coldkey(&self) -> Result<Keypair> {
         if let Some(s) = &self.suri {
             return Keypair::from_uri(s).context("reading --suri");
         }
         let w = self.open_wallet()?;
-        let pass = Terminal.passphrase(false)?;
-        w.coldkey(&pass).context("decrypting the coldkey")
+        crate::wallet::open_coldkey(&w, &mut Terminal)
     }
 
     /// The hotkey (from `--suri` or the wallet).
@@ -156,7 +157,7 @@ pub struct TransferArgs {
     #[arg(long)]
     pub to: PublicKey,
     /// TAO to send, e.g. `1.5` (up to 9 decimals).
-    #[arg(long, value_parser = parse_tao)]
+    #[arg(long, value_parser = parse_tao, allow_negative_numbers = true)]
     pub amount: u64,
     /// The node.
     #[command(flatten)]
@@ -179,7 +180,7 @@ pub enum StakeCommand {
 #[derive(Debug, Args)]
 pub struct StakeArgs {
     /// TAO, e.g. `10` (up to 9 decimals).
-    #[arg(long, value_parser = parse_tao)]
+    #[arg(long, value_parser = parse_tao, allow_negative_numbers = true)]
     pub amount: u64,
     /// The neuron's hotkey address (default: the wallet's hotkey).
     #[arg(long)]
@@ -248,9 +249,12 @@ pub struct MetagraphArgs {
     pub node: NodeArgs,
 }
 
-/// Parses TAO with up to 9 decimals into rao, exactly.
+/// Parses a positive amount of TAO with up to 9 decimals into rao, exactly.
 pub fn parse_tao(s: &str) -> Result<u64, String> {
     let s = s.trim();
+    if s.starts_with('-') {
+        return Err(format!("TAO amounts must be positive, got {s:?}"));
+    }
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
     if int.is_empty() && frac.is_empty() {
         return Err("empty amount".into());
@@ -275,10 +279,57 @@ pub fn parse_tao(s: &str) -> Result<u64, String> {
             .parse()
             .map_err(|_| "bad decimals".to_string())?
     };
-    whole
+    let rao = whole
         .checked_mul(bt_ledger::RAO_PER_TAO)
         .and_then(|r| r.checked_add(frac_rao))
-        .ok_or_else(|| format!("{s:?} TAO is too large"))
+        .ok_or_else(|| format!("{s:?} TAO is too large"))?;
+    if rao == 0 {
+        return Err(format!("TAO amounts must be positive, got {s:?}"));
+    }
+    Ok(rao)
+}
+
+/// Parses a node address: `http://host:port` or `https://host:port` as given, `host:port`
+/// (as `--listen` takes it) as `http://host:port`. Anything else is refused with what was
+/// expected.
+pub fn parse_node(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let expected = "expected ip:port or http://host:port, e.g. 127.0.0.1:50051";
+    let (scheme, rest) = match s.split_once("://") {
+        Some((scheme @ ("http" | "https"), rest)) => (scheme, rest),
+        Some((scheme, _)) => {
+            return Err(format!(
+                "{s:?}: unsupported scheme {scheme:?} (use http:// or https://)"
+            ));
+        }
+        None => ("http", s),
+    };
+    let hostport = rest.strip_suffix('/').unwrap_or(rest);
+    let Some((host, port)) = hostport.rsplit_once(':') else {
+        return Err(format!("{s:?} has no port: {expected}"));
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => {}
+        _ => {
+            return Err(format!(
+                "{s:?}: port {port:?} is not a number from 1 to 65535"
+            ));
+        }
+    }
+    let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    };
+    if !host_ok {
+        return Err(format!(
+            "{s:?}: {host:?} is not a host name or IP address: {expected}"
+        ));
+    }
+    Ok(format!("{scheme}://{host}:{port}"))
 }
 
 /// Parses `uid:weight[,uid:weight...]`, refusing non-finite and negative weights.
@@ -433,10 +484,54 @@ pub fn run(cmd: ChainCommand) -> Result<()> {
     }
 }
 
+/// Refuses, before signing, an amount the signer does not have ([`crate::Error`]), in TAO
+/// as the user typed it (the ledger checks again when the transaction is applied).
+async fn check_funds(c: &mut Client, signer: &PublicKey, call: &Call) -> Result<()> {
+    let (what, need) = match call {
+        Call::Transfer { amount, .. } => ("transfer", *amount),
+        Call::AddStake { amount, .. } => ("stake", *amount),
+        Call::RemoveStake { hotkey, amount } => {
+            let info = c.account(signer).await.context("reading the account")?;
+            let have = info
+                .stakes
+                .iter()
+                .find(|(h, _)| h == hotkey)
+                .map_or(0, |&(_, rao)| rao);
+            if have < *amount {
+                return Err(crate::Error::InsufficientStake {
+                    coldkey: *signer,
+                    hotkey: *hotkey,
+                    need_rao: *amount,
+                    have_rao: have,
+                }
+                .into());
+            }
+            return Ok(());
+        }
+        _ => return Ok(()),
+    };
+    let have = c
+        .account(signer)
+        .await
+        .context("reading the account")?
+        .balance;
+    if have < need {
+        return Err(crate::Error::InsufficientBalance {
+            account: *signer,
+            what,
+            need_rao: need,
+            have_rao: have,
+        }
+        .into());
+    }
+    Ok(())
+}
+
 async fn submit(node: &str, key: &Keypair, call: Call, wait: bool) -> Result<()> {
     let mut c = Client::connect(node)
         .await
         .with_context(|| format!("connecting to {node}"))?;
+    check_funds(&mut c, &key.public(), &call).await?;
     let (id, nonce) = c.sign_and_submit(key, call).await.context("submitting")?;
     println!("accepted {id} (nonce {nonce}, signer {})", key.public());
     if !wait {
@@ -633,6 +728,8 @@ mod tests {
         for bad in [
             "",
             "-1",
+            "0",
+            "0.0",
             "1.0000000001",
             "abc",
             "1e9",
@@ -640,6 +737,65 @@ mod tests {
         ] {
             assert!(parse_tao(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn negative_and_zero_amounts_say_amounts_must_be_positive() {
+        let alice = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
+        for args in [
+            vec!["bt", "transfer", "--to", alice, "--amount", "-5"],
+            vec!["bt", "transfer", "--to", alice, "--amount", "0"],
+            vec![
+                "bt",
+                "stake",
+                "add",
+                "--hotkey-address",
+                alice,
+                "--amount",
+                "-0.5",
+            ],
+        ] {
+            let e = crate::Cli::try_parse_from(args).expect_err("refused");
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{e}");
+            assert!(
+                e.to_string().contains("TAO amounts must be positive"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn node_addresses_in_both_forms() {
+        for (given, want) in [
+            ("127.0.0.1:50051", "http://127.0.0.1:50051"),
+            ("http://127.0.0.1:50051", "http://127.0.0.1:50051"),
+            ("http://127.0.0.1:50051/", "http://127.0.0.1:50051"),
+            ("https://node.example:443", "https://node.example:443"),
+            ("localhost:7100", "http://localhost:7100"),
+            ("[::1]:7100", "http://[::1]:7100"),
+        ] {
+            assert_eq!(parse_node(given).as_deref(), Ok(want), "{given}");
+        }
+        for (bad, says) in [
+            ("127.0.0.1", "has no port"),
+            ("http://127.0.0.1", "has no port"),
+            ("ftp://127.0.0.1:21", "unsupported scheme"),
+            ("127.0.0.1:0", "not a number from 1 to 65535"),
+            ("127.0.0.1:http", "not a number from 1 to 65535"),
+            ("not a host:80", "is not a host name"),
+            (":80", "is not a host name"),
+            ("[zz]:80", "is not a host name"),
+        ] {
+            let e = parse_node(bad).expect_err(bad);
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let cli = crate::Cli::try_parse_from(["bt", "metagraph", "--node", "127.0.0.1:9"])
+            .expect("ip:port");
+        let crate::Command::Metagraph(m) = cli.command else {
+            panic!("not metagraph")
+        };
+        assert_eq!(m.node.node, "http://127.0.0.1:9");
+        assert!(crate::Cli::try_parse_from(["bt", "metagraph", "--node", "garbage"]).is_err());
     }
 
     #[test]

@@ -5,10 +5,13 @@
 //!   `bt stake add|remove`, `bt register`, `bt weights set`, `bt metagraph`).
 //! - [`net`]: a ledger node and neurons on loopback in one process (`bt net up`).
 //! - [`neuron`]: one learner against a ledger node (`bt neuron run --config FILE`).
-//! - [`wallet`]: coldkeys and hotkeys on disk (`bt wallet new | new-hotkey | list | show | regen`).
+//! - [`wallet`]: coldkeys and hotkeys on disk (`bt wallet new | new-hotkey | list | show | regen
+//!   | import`), including wallets written by the Python bittensor.
+//! - [`Error`]: the refusals the command line makes itself (an amount beyond the balance).
 //!
 //! The binary in `bin/bt` only calls [`disable_candle_elementwise_pool`] and [`main`], which parses the arguments, runs the
-//! command, prints any error with its causes and maps it to a non-zero exit code.
+//! command, prints any error with its causes ([`error_report`]) and maps it to a non-zero
+//! exit code.
 //!
 //! # Example
 //! ```
@@ -22,6 +25,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod chain;
+pub mod error;
 pub mod net;
 pub mod neuron;
 pub mod progress;
@@ -29,6 +33,7 @@ pub mod sim;
 pub mod wallet;
 
 pub use bt_neuron::ops::disable_candle_elementwise_pool;
+pub use error::Error;
 
 /// BitTensor: learners that rank each other on a ledger of stake and weights.
 #[derive(Debug, Parser)]
@@ -100,10 +105,38 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_report(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// An error and its causes on one line, `message: cause: cause`, as `bt` prints them. A
+/// cause whose text the line already ends with is left out: some libraries put their
+/// source's text into their own message, and the same text twice helps nobody.
+pub fn error_report(e: &anyhow::Error) -> String {
+    join_causes(e.chain())
+}
+
+/// [`error_report`] for any error.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    join_causes(std::iter::successors(Some(e), |e| e.source()))
+}
+
+fn join_causes<'a>(chain: impl Iterator<Item = &'a (dyn std::error::Error + 'static)>) -> String {
+    let mut out = String::new();
+    for e in chain {
+        let msg = e.to_string();
+        let msg = msg.trim();
+        if msg.is_empty() || out.ends_with(msg) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(msg);
+    }
+    out
 }
 
 fn init_tracing() {
@@ -113,4 +146,55 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{msg}")]
+    struct E {
+        msg: &'static str,
+        #[source]
+        source: Option<Box<E>>,
+    }
+
+    fn chain(msgs: &[&'static str]) -> E {
+        msgs.iter()
+            .rev()
+            .fold(None, |source, &msg| {
+                Some(E {
+                    msg,
+                    source: source.map(Box::new),
+                })
+            })
+            .expect("at least one message")
+    }
+
+    #[test]
+    fn repeated_causes_are_printed_once() {
+        let e = chain(&[
+            "transport error",
+            "transport error",
+            "tcp connect error",
+            "tcp connect error",
+            "Connection refused (os error 111)",
+        ]);
+        assert_eq!(
+            error_chain(&e),
+            "transport error: tcp connect error: Connection refused (os error 111)"
+        );
+        // A message that already quotes its source.
+        let e = chain(&[
+            "open x: No such file or directory (os error 2)",
+            "No such file or directory (os error 2)",
+        ]);
+        assert_eq!(
+            error_chain(&e),
+            "open x: No such file or directory (os error 2)"
+        );
+        let e = anyhow::Error::new(chain(&["database", "lock held"])).context("verifying d");
+        assert_eq!(error_report(&e), "verifying d: database: lock held");
+    }
 }

@@ -1,5 +1,8 @@
-//! `bt wallet`: create, list, show and restore wallets (coldkey + hotkeys), laid out as
-//! bittensor lays them out under `~/.bittensor/wallets` (see [`bt_keys::wallet`]).
+//! `bt wallet`: create, list, show, restore and import wallets (coldkey + hotkeys), laid out
+//! as bittensor lays them out under `~/.bittensor/wallets` (see [`bt_keys::wallet`]).
+//! Wallets written by the Python bittensor load as they are (a `$NACL` coldkey takes a few
+//! seconds to open: bittensor's Argon2i uses 512 MiB); `bt wallet import` copies one and can
+//! re-encrypt its coldkey into this project's format.
 //!
 //! The coldkey passphrase is read from the environment variable [`PASSWORD_ENV`]
 //! (`BT_WALLET_PASSWORD`, for scripts and tests) when it is set, otherwise from an
@@ -9,7 +12,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use bt_keys::wallet::{self, Wallet};
+use bt_keys::keyfile::Encryption;
+use bt_keys::wallet::{self, ImportOptions, Wallet};
 use clap::{Args, Subcommand};
 use zeroize::Zeroizing;
 
@@ -82,6 +86,24 @@ pub enum WalletCommand {
         #[arg(long)]
         mnemonic: Option<String>,
         /// Replace an existing key file.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Import a wallet written by the Python bittensor (`$NACL` or unencrypted coldkey, JSON
+    /// hotkeys): checks the coldkey (asking its passphrase) and every hotkey, then copies
+    /// them into the wallet directory, or only checks them when the wallet is already there.
+    Import {
+        /// The wallet's directory, e.g. `~/.bittensor/wallets/mywallet`.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The wallet's name here [default: the name of the --from directory].
+        #[arg(long)]
+        name: Option<String>,
+        /// Re-encrypt the coldkey into this project's format, with the same passphrase
+        /// (the Python bittensor cannot open the result; keep the original or the mnemonic).
+        #[arg(long)]
+        reencrypt: bool,
+        /// Replace existing key files (needed to re-encrypt a wallet in place).
         #[arg(long)]
         overwrite: bool,
     },
@@ -215,6 +237,67 @@ pub fn execute(args: WalletArgs, secrets: &mut dyn Secrets, out: &mut dyn Write)
                 }
             }
         }
+        WalletCommand::Import {
+            from,
+            name,
+            reencrypt,
+            overwrite,
+        } => {
+            let name = match name {
+                Some(n) => n,
+                None => from
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .map(str::to_owned)
+                    .with_context(|| {
+                        format!("{} has no directory name; pass --name", from.display())
+                    })?,
+            };
+            let source = Wallet::open(
+                from.parent().unwrap_or_else(|| std::path::Path::new(".")),
+                from.file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default(),
+            )
+            .with_context(|| format!("reading the wallet in {}", from.display()))?;
+            let enc = source.coldkey_encryption()?;
+            let pass = if enc.needs_passphrase() || reencrypt {
+                // A new passphrase (an unencrypted coldkey being encrypted) is asked twice.
+                secrets.passphrase(!enc.needs_passphrase())?
+            } else {
+                Zeroizing::new(String::new())
+            };
+            let opts = ImportOptions {
+                reencrypt,
+                overwrite,
+                ..ImportOptions::default()
+            };
+            let got = with_spinner(decrypting(enc), || {
+                wallet::import_wallet(&from, &dir, &name, &pass, opts)
+            })
+            .with_context(|| format!("importing the wallet in {}", from.display()))?;
+            let done = if !got.written {
+                "checked (already in place)"
+            } else if got.reencrypted {
+                "imported, coldkey re-encrypted into this project's format"
+            } else {
+                "imported, coldkey copied as it was"
+            };
+            writeln!(
+                out,
+                "wallet {name:?} {done} at {}",
+                got.wallet.path().display()
+            )?;
+            writeln!(
+                out,
+                "coldkey        {}  (was {})",
+                got.coldkey,
+                got.from.describe()
+            )?;
+            for (h, pk) in &got.hotkeys {
+                writeln!(out, "hotkey {h:<8}{pk}")?;
+            }
+        }
     }
     Ok(())
 }
@@ -223,15 +306,45 @@ fn show(out: &mut dyn Write, w: &Wallet) -> Result<()> {
     writeln!(out, "wallet {:?}  ({})", w.name(), w.path().display())?;
     match w.coldkey_public() {
         Ok(pk) => writeln!(out, "  coldkey            {pk}")?,
-        Err(e) => writeln!(out, "  coldkey            unreadable: {e}")?,
+        Err(e) => writeln!(
+            out,
+            "  coldkey            unreadable: {}",
+            crate::error_chain(&e)
+        )?,
+    }
+    if let Ok(enc) = w.coldkey_encryption() {
+        writeln!(out, "  coldkey file       {}", enc.describe())?;
     }
     for h in w.hotkey_names()? {
         match w.hotkey(&h) {
             Ok(k) => writeln!(out, "  hotkey {h:<12}{}", k.public())?,
-            Err(e) => writeln!(out, "  hotkey {h:<12}unreadable: {e}")?,
+            Err(e) => writeln!(
+                out,
+                "  hotkey {h:<12}unreadable: {}",
+                crate::error_chain(&e)
+            )?,
         }
     }
     Ok(())
+}
+
+/// Opens a wallet's coldkey in any format it may be stored in, asking for the passphrase
+/// only when the file is encrypted.
+pub(crate) fn open_coldkey(w: &Wallet, secrets: &mut dyn Secrets) -> Result<bt_keys::Keypair> {
+    let enc = w.coldkey_encryption()?;
+    let pass = if enc.needs_passphrase() {
+        secrets.passphrase(false)?
+    } else {
+        Zeroizing::new(String::new())
+    };
+    with_spinner(decrypting(enc), || w.coldkey(&pass)).context("opening the coldkey")
+}
+
+fn decrypting(enc: Encryption) -> &'static str {
+    match enc {
+        Encryption::Nacl => "decrypting coldkey (bittensor $NACL: argon2i, 512 MiB)",
+        _ => "decrypting coldkey (argon2id)",
+    }
 }
 
 fn print_mnemonic(out: &mut dyn Write, what: &str, phrase: &str) -> Result<()> {
@@ -365,6 +478,51 @@ mod tests {
         .unwrap();
         assert!(out.contains("Mnemonic of the hotkey"), "{out}");
         assert!(bt(dir.path(), &["new-hotkey", "--hotkey", "second"]).is_err());
+    }
+
+    /// Wallets written by the Python `bittensor-wallet` (see `docs/wallets.md`).
+    fn python_wallets() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../keys/tests/vectors/bittensor/wallets")
+    }
+
+    #[test]
+    fn show_and_import_a_python_bittensor_wallet() {
+        let py = python_wallets();
+        let vectors: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(py.join("../vectors.json")).unwrap()).unwrap();
+        let case = &vectors["wallets"][1];
+        let (cold, hot) = (
+            case["coldkey_ss58"].as_str().unwrap(),
+            case["hotkey_ss58"].as_str().unwrap(),
+        );
+        let shown = bt(&py, &["show", "--name", "uri"]).unwrap();
+        assert!(shown.contains(cold) && shown.contains(hot), "{shown}");
+        assert!(shown.contains("$NACL"), "{shown}");
+        assert!(!shown.contains("pub.txt"), "{shown}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut argv = vec!["bt", "wallet", "--wallet-dir", dir.path().to_str().unwrap()];
+        let from = py.join("uri");
+        argv.extend_from_slice(&["import", "--from", from.to_str().unwrap(), "--reencrypt"]);
+        let crate::Command::Wallet(w) = crate::Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not a wallet command")
+        };
+        let mut out = Vec::new();
+        let password = vectors["password"].as_str().unwrap().to_owned();
+        let password: &'static str = Box::leak(password.into_boxed_str());
+        execute(w, &mut Fixed(password), &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("re-encrypted") && out.contains(cold) && out.contains(hot),
+            "{out}"
+        );
+        let shown = bt(dir.path(), &["show", "--name", "uri"]).unwrap();
+        assert!(shown.contains("this project's format"), "{shown}");
+        let back = Wallet::open(dir.path(), "uri")
+            .unwrap()
+            .coldkey(password)
+            .unwrap();
+        assert_eq!(back.public().to_ss58(), cold);
     }
 
     #[test]

@@ -91,13 +91,14 @@ pub enum Error {
     BadSignature,
 
     /// A file-system operation failed.
-    #[error("{op} {path}: {source}")]
+    #[error("cannot {op} {path}")]
     Io {
         /// What was being done ("read", "write", "create directory", ...).
         op: &'static str,
         /// The path involved.
         path: PathBuf,
-        /// The underlying error.
+        /// The underlying error (the cause in the chain, not repeated in this message).
+        #[source]
         source: std::io::Error,
     },
     /// A wallet or hotkey name that cannot be used as a file name.
@@ -158,6 +159,75 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong.
         reason: String,
+    },
+    /// A key file that starts with none of the formats this build reads.
+    #[error(
+        "{path} is not a key file this build reads: it starts with \"{found}\" \
+         (expected BTKEYENC, $NACL or a JSON key file)"
+    )]
+    KeyfileMagic {
+        /// The file.
+        path: PathBuf,
+        /// Its first bytes, escaped.
+        found: String,
+    },
+    /// A coldkey encrypted with one of bittensor's older formats, which this build does
+    /// not read.
+    #[error(
+        "{path} is encrypted with bittensor's {method} format, which this build does not \
+         read: re-save it with a current Python bittensor (which writes $NACL), or restore \
+         the key here from its mnemonic with `bt wallet regen`"
+    )]
+    UnsupportedEncryption {
+        /// The file.
+        path: PathBuf,
+        /// "Ansible Vault" or "legacy (Fernet)".
+        method: &'static str,
+    },
+    /// The passphrase is right but the encrypted key inside ends early: the file was cut.
+    #[error(
+        "{path} is truncated ({got} bytes): the passphrase is right but the key inside ends early"
+    )]
+    KeyfileEndsEarly {
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        got: usize,
+    },
+    /// The passphrase is right but bytes of the encrypted key were altered.
+    #[error(
+        "{path} is damaged: the passphrase is right but the encrypted key was altered \
+         (its authentication tag does not match)"
+    )]
+    KeyfileDamaged {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A key file (or what an encrypted one holds) is not the JSON key-file layout.
+    #[error("{path} does not hold a JSON key file: {reason}")]
+    KeyfileJson {
+        /// The file.
+        path: PathBuf,
+        /// What the JSON parser rejected.
+        reason: String,
+    },
+    /// A bittensor key file of a key type other than sr25519.
+    #[error("{path} holds a key of crypto type {got}; only sr25519 (crypto type 1) is supported")]
+    UnsupportedCryptoType {
+        /// The file.
+        path: PathBuf,
+        /// The `cryptoType` field.
+        got: u64,
+    },
+    /// A wallet's coldkey and its public file name different keys.
+    #[error("{path} gives {file}, but the coldkey is {key}")]
+    PublicMismatch {
+        /// The public key file.
+        path: PathBuf,
+        /// The key it names.
+        file: crate::PublicKey,
+        /// The key the coldkey holds.
+        key: crate::PublicKey,
     },
     /// An encrypted key file of a format version this build cannot read.
     #[error("{path} has format version {got}; this build reads version {expected}")]

@@ -152,8 +152,8 @@ pub fn encrypt(plaintext: &[u8], passphrase: &str, params: KdfParams) -> Result<
 }
 
 /// Decrypts a version-1 container. `path` only labels errors. Each failure has its own
-/// error: [`Error::KeyfileTruncated`], [`Error::KeyfileCorrupt`] (bad magic, unknown KDF,
-/// parameters out of range, trailing bytes, checksum mismatch),
+/// error: [`Error::KeyfileMagic`], [`Error::KeyfileTruncated`], [`Error::KeyfileCorrupt`]
+/// (unknown KDF, parameters out of range, trailing bytes, checksum mismatch),
 /// [`Error::KeyfileVersion`] and [`Error::WrongPassphrase`].
 pub fn decrypt(bytes: &[u8], passphrase: &str, path: &Path) -> Result<Zeroizing<Vec<u8>>> {
     let corrupt = |reason: String| Error::KeyfileCorrupt {
@@ -166,17 +166,11 @@ pub fn decrypt(bytes: &[u8], passphrase: &str, path: &Path) -> Result<Zeroizing<
         got: bytes.len(),
     };
 
-    if bytes.len() >= MAGIC.len() && &bytes[..MAGIC.len()] != MAGIC {
-        let hint = if bytes.starts_with(b"$NACL") {
-            " (this looks like a coldkey encrypted by the Python bittensor; regenerate it here from its mnemonic)"
-        } else if bytes.first() == Some(&b'{') {
-            " (this looks like an unencrypted JSON key file)"
-        } else {
-            ""
-        };
-        return Err(corrupt(format!(
-            "not an encrypted key file: bad magic header{hint}"
-        )));
+    if !bytes.starts_with(MAGIC) && !MAGIC.starts_with(bytes) {
+        return Err(Error::KeyfileMagic {
+            path: path.to_path_buf(),
+            found: show_start(bytes),
+        });
     }
     if bytes.len() < MIN_ENCRYPTED_LEN {
         return Err(truncated(MIN_ENCRYPTED_LEN));
@@ -239,6 +233,94 @@ pub fn decrypt(bytes: &[u8], passphrase: &str, path: &Path) -> Result<Zeroizing<
     Ok(Zeroizing::new(pt))
 }
 
+/// How a coldkey file is stored, from its first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encryption {
+    /// This project's container (`BTKEYENC`: Argon2id, XChaCha20-Poly1305).
+    BtKeyEnc,
+    /// The Python bittensor's `$NACL` (Argon2i, XSalsa20-Poly1305): see [`crate::nacl`].
+    Nacl,
+    /// Not encrypted: a JSON key file (bittensor writes one when asked for no password).
+    Plain,
+}
+
+impl Encryption {
+    /// Detects the format. [`Error::KeyfileTruncated`] for an empty file,
+    /// [`Error::UnsupportedEncryption`] for bittensor's older formats (Ansible Vault, the
+    /// legacy Fernet files), [`Error::KeyfileMagic`] for anything else unknown.
+    pub fn detect(bytes: &[u8], path: &Path) -> Result<Encryption> {
+        let unsupported = |method| {
+            Err(Error::UnsupportedEncryption {
+                path: path.to_path_buf(),
+                method,
+            })
+        };
+        if bytes.is_empty() {
+            return Err(Error::KeyfileTruncated {
+                path: path.to_path_buf(),
+                expected: crate::nacl::MIN_LEN,
+                got: 0,
+            });
+        }
+        if bytes.starts_with(MAGIC) || MAGIC.starts_with(bytes) {
+            return Ok(Encryption::BtKeyEnc);
+        }
+        if bytes.starts_with(b"$ANSIBLE_VAULT") {
+            return unsupported("Ansible Vault");
+        }
+        if bytes.starts_with(crate::nacl::MAGIC) || crate::nacl::MAGIC.starts_with(bytes) {
+            return Ok(Encryption::Nacl);
+        }
+        if bytes.starts_with(b"gAAAAA") {
+            return unsupported("legacy (Fernet)");
+        }
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+            return Ok(Encryption::Plain);
+        }
+        Err(Error::KeyfileMagic {
+            path: path.to_path_buf(),
+            found: show_start(bytes),
+        })
+    }
+
+    /// Whether opening it needs a passphrase.
+    pub fn needs_passphrase(self) -> bool {
+        self != Encryption::Plain
+    }
+
+    /// A short description for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Encryption::BtKeyEnc => {
+                "encrypted (this project's format: Argon2id, XChaCha20-Poly1305)"
+            }
+            Encryption::Nacl => "encrypted (bittensor's $NACL format: Argon2i, XSalsa20-Poly1305)",
+            Encryption::Plain => "not encrypted",
+        }
+    }
+}
+
+/// Opens a coldkey file of any format [`Encryption::detect`] knows: decrypts it with
+/// `passphrase` (ignored for a plain file) and returns the JSON key file inside.
+pub fn open(bytes: &[u8], passphrase: &str, path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+    match Encryption::detect(bytes, path)? {
+        Encryption::BtKeyEnc => decrypt(bytes, passphrase, path),
+        Encryption::Nacl => crate::nacl::decrypt(bytes, passphrase, path),
+        Encryption::Plain => Ok(Zeroizing::new(bytes.to_vec())),
+    }
+}
+
+/// The first bytes of a file, for an error message: printable ASCII as is, the rest as
+/// `\xNN`, at most 16 bytes.
+pub(crate) fn show_start(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .take(16)
+        .flat_map(|&b| std::ascii::escape_default(b))
+        .map(char::from)
+        .collect()
+}
+
 /// A key file in bittensor's JSON layout. Public files (`coldkeypub.txt`) have the
 /// secret fields set to `null`.
 #[derive(Serialize, Deserialize)]
@@ -250,6 +332,10 @@ pub(crate) struct KeyfileJson {
     secret_phrase: Option<String>,
     secret_seed: Option<String>,
     ss58_address: String,
+    /// `1` (sr25519) in files of bittensor-wallet 4, which also knows `0` (ed25519); absent
+    /// in older files and in ours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    crypto_type: Option<u64>,
 }
 
 impl Drop for KeyfileJson {
@@ -280,6 +366,7 @@ impl KeyfileJson {
             secret_phrase: None,
             secret_seed: None,
             ss58_address: pk.to_ss58(),
+            crypto_type: None,
         }
     }
 
@@ -289,10 +376,17 @@ impl KeyfileJson {
     }
 
     pub(crate) fn from_bytes(bytes: &[u8], path: &Path) -> Result<KeyfileJson> {
-        serde_json::from_slice(bytes).map_err(|e| Error::KeyfileCorrupt {
+        let json: KeyfileJson = serde_json::from_slice(bytes).map_err(|e| Error::KeyfileJson {
             path: path.to_path_buf(),
-            reason: format!("not a JSON key file: {e}"),
-        })
+            reason: e.to_string(),
+        })?;
+        match json.crypto_type {
+            None | Some(1) => Ok(json),
+            Some(got) => Err(Error::UnsupportedCryptoType {
+                path: path.to_path_buf(),
+                got,
+            }),
+        }
     }
 
     /// The public key, checking that the address and the hex key agree.
@@ -336,7 +430,16 @@ impl KeyfileJson {
             let bytes = parse_hex(hex, 64).map_err(|e| corrupt(format!("bad privateKey: {e}")))?;
             let mut arr = Zeroizing::new([0u8; 64]);
             arr.copy_from_slice(&bytes);
-            Keypair::from_secret_bytes(&arr).map_err(|e| corrupt(format!("bad privateKey: {e}")))?
+            // Two 64-byte layouts are in use: Substrate's Ed25519-compatible one (ours, older
+            // bittensor) and schnorrkel's canonical one (bittensor-wallet 4). The stored
+            // public key says which this is.
+            match Keypair::from_secret_bytes(&arr) {
+                Ok(pair) if pair.public() == pk => pair,
+                first => match Keypair::from_canonical_secret_bytes(&arr) {
+                    Ok(pair) if pair.public() == pk => pair,
+                    _ => first.map_err(|e| corrupt(format!("bad privateKey: {e}")))?,
+                },
+            }
         } else {
             return Err(corrupt(
                 "no secret in the key file (is it a public key file?)".into(),
@@ -422,6 +525,7 @@ mod tests {
                 matches!(
                     e,
                     Error::KeyfileCorrupt { .. }
+                        | Error::KeyfileMagic { .. }
                         | Error::KeyfileVersion { .. }
                         | Error::KeyfileTruncated { .. }
                 ),
@@ -435,9 +539,72 @@ mod tests {
         let mut ct = encrypt(b"secret", "pw", FAST).unwrap();
         ct[0] = b'X';
         let e = decrypt(&ct, "pw", p()).unwrap_err();
-        assert!(e.to_string().contains("magic"), "{e}");
-        let e = decrypt(b"$NACL0123456789", "pw", p()).unwrap_err();
-        assert!(e.to_string().contains("Python bittensor"), "{e}");
+        assert!(
+            matches!(e, Error::KeyfileMagic { ref found, .. } if found.starts_with("XTKEYENC")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn formats_are_detected() {
+        let ours = encrypt(b"{}", "pw", FAST).unwrap();
+        for (bytes, want) in [
+            (&ours[..], Encryption::BtKeyEnc),
+            (&b"BTKE"[..], Encryption::BtKeyEnc),
+            (&b"$NACL0123"[..], Encryption::Nacl),
+            (&b"$NA"[..], Encryption::Nacl),
+            (&b"  {\"ss58Address\": 1}"[..], Encryption::Plain),
+        ] {
+            assert_eq!(Encryption::detect(bytes, p()).unwrap(), want, "{bytes:?}");
+        }
+        for (bytes, method) in [
+            (&b"$ANSIBLE_VAULT;1.1;AES256\n6131"[..], "Ansible Vault"),
+            (&b"gAAAAABkX"[..], "legacy (Fernet)"),
+        ] {
+            let e = Encryption::detect(bytes, p()).unwrap_err();
+            assert!(
+                matches!(e, Error::UnsupportedEncryption { method: m, .. } if m == method),
+                "{e}"
+            );
+        }
+        let e = Encryption::detect(b"\x00\x01garbage", p()).unwrap_err();
+        assert!(
+            matches!(e, Error::KeyfileMagic { ref found, .. } if found == "\\x00\\x01garbage"),
+            "{e}"
+        );
+        let e = Encryption::detect(b"", p()).unwrap_err();
+        assert!(matches!(e, Error::KeyfileTruncated { got: 0, .. }), "{e}");
+        // A plain file opens without a passphrase.
+        assert_eq!(open(b"{}", "", p()).unwrap().as_slice(), b"{}");
+    }
+
+    #[test]
+    fn bad_json_and_unknown_crypto_type() {
+        let refused = |b: &[u8]| match KeyfileJson::from_bytes(b, p()) {
+            Err(e) => e,
+            Ok(_) => panic!("accepted {b:?}"),
+        };
+        let e = refused(b"{\"accountId\": ");
+        assert!(matches!(e, Error::KeyfileJson { .. }), "{e}");
+        let pair = Keypair::from_uri("//Alice").unwrap();
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&KeyfileJson::secret(&pair, None).to_bytes()).unwrap();
+        v["cryptoType"] = 1.into();
+        let one = serde_json::to_vec(&v).unwrap();
+        assert_eq!(
+            KeyfileJson::from_bytes(&one, p())
+                .unwrap()
+                .keypair(p())
+                .unwrap()
+                .public(),
+            pair.public()
+        );
+        v["cryptoType"] = 0.into();
+        let e = refused(&serde_json::to_vec(&v).unwrap());
+        assert!(
+            matches!(e, Error::UnsupportedCryptoType { got: 0, .. }),
+            "{e}"
+        );
     }
 
     #[test]
@@ -522,6 +689,26 @@ mod tests {
         lying.ss58_address = pair.public().to_ss58();
         lying.public_key = to_hex(pair.public().as_bytes());
         let e = lying.keypair(p()).unwrap_err();
+        assert!(e.to_string().contains("file says"), "{e}");
+    }
+
+    #[test]
+    fn private_key_in_either_layout_loads() {
+        let pair = Keypair::from_uri("//Alice//hot").unwrap();
+        let canonical: [u8; 64] = {
+            // schnorrkel's own layout, as bittensor-wallet 4 writes it.
+            let ed = pair.secret_bytes();
+            schnorrkel::SecretKey::from_ed25519_bytes(&ed[..])
+                .unwrap()
+                .to_bytes()
+        };
+        assert_ne!(&canonical[..], &pair.secret_bytes()[..]);
+        let mut json = KeyfileJson::public(&pair.public());
+        json.private_key = Some(to_hex(&canonical));
+        assert_eq!(json.keypair(p()).unwrap().public(), pair.public());
+        let mut other = KeyfileJson::public(&Keypair::from_uri("//Bob").unwrap().public());
+        other.private_key = Some(to_hex(&canonical));
+        let e = other.keypair(p()).unwrap_err();
         assert!(e.to_string().contains("file says"), "{e}");
     }
 

@@ -144,6 +144,21 @@ impl Keypair {
         })
     }
 
+    /// The key pair of a 64-byte secret in schnorrkel's own layout (canonical scalar ‖
+    /// nonce, `SecretKey::to_bytes`), which `bittensor-wallet` 4 writes as `privateKey`
+    /// (through sp-core's `to_raw_vec`). The scalar is the one of
+    /// [`Keypair::secret_bytes`] divided by the cofactor, so the two layouts differ.
+    pub fn from_canonical_secret_bytes(bytes: &[u8; 64]) -> Result<Keypair> {
+        let secret = schnorrkel::SecretKey::from_bytes(bytes).map_err(|e| Error::InvalidSeed {
+            expected: 64,
+            reason: format!("not an sr25519 secret key: {e}"),
+        })?;
+        Ok(Keypair {
+            inner: secret.into(),
+            seed: None,
+        })
+    }
+
     fn derive(&self, j: &Junction) -> Keypair {
         match j {
             Junction::Hard(cc) => {

@@ -10,7 +10,11 @@
 //!   `<name>/coldkeypub.txt`; `<name>/hotkeys/<hotkey>`), with [`wallet::Wallet`],
 //!   [`wallet::list_wallets`], [`wallet::regen_coldkey`] and [`wallet::regen_hotkey`].
 //! - [`keyfile`]: the JSON key-file layout and the encrypted container of the coldkey
-//!   (Argon2id + XChaCha20-Poly1305, versioned, with a magic header).
+//!   (Argon2id + XChaCha20-Poly1305, versioned, with a magic header), and
+//!   [`keyfile::Encryption`], which tells the coldkey formats apart.
+//! - [`nacl`]: coldkeys encrypted by the Python bittensor (`$NACL`: Argon2i + XSalsa20-Poly1305),
+//!   read transparently by [`wallet::Wallet::coldkey`]; [`wallet::import_wallet`] copies a
+//!   bittensor wallet and can re-encrypt its coldkey into this project's format.
 //! - [`Error`] and [`Result`]: one error type for the crate.
 //!
 //! # Example
@@ -61,6 +65,7 @@
 //! bt wallet list
 //! bt wallet show  [--name default]
 //! bt wallet regen [--name default] [--hotkey NAME] [--mnemonic "..."] [--overwrite]
+//! bt wallet import --from DIR [--name NAME] [--reencrypt] [--overwrite]
 //! ```
 //!
 //! Every subcommand takes `--wallet-dir DIR` (default `~/.bittensor/wallets`). `new` prints
@@ -79,9 +84,13 @@
 //! - Hotkeys are stored unencrypted, as in bittensor's default: they sign routine traffic
 //!   and must be usable by an unattended neuron. Do not stake through a hotkey.
 //! - Secrets are wiped from memory when dropped (`zeroize`), and `Debug` never prints one.
-//! - The encrypted container is this project's own format: a coldkey encrypted by the
-//!   Python bittensor (NaCl) is not read; restore it with `bt wallet regen` from its
-//!   mnemonic. Unencrypted JSON key files (hotkeys, `coldkeypub.txt`) are interchangeable.
+//! - The encrypted container is this project's own format. A coldkey encrypted by the
+//!   Python bittensor (`$NACL`) is read as it is, with bittensor's own parameters (Argon2i,
+//!   512 MiB, 8 passes, a salt fixed for all files: a few seconds per opening); its older
+//!   Ansible Vault and Fernet formats are refused with their own error. `bt wallet import
+//!   --reencrypt` moves a coldkey to this project's container (a random salt, and a
+//!   checksum that tells damage from a wrong passphrase). Unencrypted JSON key files
+//!   (hotkeys, `coldkeypub.txt`) are interchangeable.
 
 // Tests may unwrap: a panic there is a failed test.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -89,6 +98,7 @@
 pub mod error;
 pub mod keyfile;
 pub mod keypair;
+pub mod nacl;
 pub mod public;
 pub mod wallet;
 

@@ -59,39 +59,37 @@ impl PublicKey {
         let data = bs58::decode(s).into_vec().map_err(|e| Error::Ss58Base58 {
             reason: e.to_string(),
         })?;
-        let (prefix_len, prefix) = match data.first() {
-            None => {
-                return Err(Error::Ss58Length {
-                    expected: 35,
-                    got: 0,
-                });
+        // An account address is 35 bytes (one-byte prefix) or 36 (two-byte prefix). Check
+        // the length and the checksum before reading the prefix: a mistyped, missing or
+        // extra character shows up there, not as a strange prefix.
+        let prefix_len = match data.len() {
+            35 => 1,
+            36 => 2,
+            got => {
+                return Err(Error::Ss58Length { expected: 35, got });
             }
-            Some(&b) if b < 64 => (1, u16::from(b)),
-            Some(&b) if b < 128 => {
-                let Some(&b1) = data.get(1) else {
-                    return Err(Error::Ss58Length {
-                        expected: 36,
-                        got: data.len(),
-                    });
-                };
-                // The two-byte form of the SS58 spec: 14 bits spread over both bytes.
-                let lower = (b << 2) | (b1 >> 6);
-                let upper = b1 & 0b0011_1111;
-                (2, u16::from(lower) | (u16::from(upper) << 8))
-            }
-            Some(&b) => return Err(Error::Ss58ReservedPrefix { byte: b }),
         };
-        let expected = prefix_len + 32 + SS58_CHECKSUM_LEN;
-        if data.len() != expected {
-            return Err(Error::Ss58Length {
-                expected,
-                got: data.len(),
-            });
-        }
-        let (body, sum) = data.split_at(expected - SS58_CHECKSUM_LEN);
+        let (body, sum) = data.split_at(data.len() - SS58_CHECKSUM_LEN);
         if ss58_checksum(body)[..SS58_CHECKSUM_LEN] != *sum {
             return Err(Error::Ss58Checksum);
         }
+        let prefix = match (data[0], prefix_len) {
+            (b, 1) if b < 64 => u16::from(b),
+            (b, 2) if (64..128).contains(&b) => {
+                // The two-byte form of the SS58 spec: 14 bits spread over both bytes.
+                let b1 = data[1];
+                let lower = (b << 2) | (b1 >> 6);
+                let upper = b1 & 0b0011_1111;
+                u16::from(lower) | (u16::from(upper) << 8)
+            }
+            (b, _) if b >= 128 => return Err(Error::Ss58ReservedPrefix { byte: b }),
+            (b, _) => {
+                return Err(Error::Ss58Length {
+                    expected: if b < 64 { 35 } else { 36 },
+                    got: data.len(),
+                });
+            }
+        };
         if prefix != SS58_PREFIX {
             return Err(Error::Ss58Prefix {
                 expected: SS58_PREFIX,

@@ -6,6 +6,12 @@
 //! <wallet-dir>/<name>/hotkeys/<hotkey>    unencrypted JSON key file, mode 0600
 //! ```
 //!
+//! Wallets written by the Python bittensor load as they are: a `$NACL` coldkey (see
+//! [`crate::nacl`]) or an unencrypted one, its JSON hotkeys, and the public
+//! `hotkeys/<hotkey>pub.txt` files that recent versions add (skipped when listing hotkeys).
+//! [`import_wallet`] copies such a wallet, optionally re-encrypting the coldkey into this
+//! project's format.
+//!
 //! Directories are created with mode 0700. The coldkey holds stake and funds, so it is
 //! encrypted with a passphrase; hotkeys sign routine work (weights, requests) and are
 //! stored in the clear, as bittensor does by default. No function here replaces an
@@ -18,7 +24,7 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::keyfile::{self, KdfParams, KeyfileJson};
+use crate::keyfile::{self, Encryption, KdfParams, KeyfileJson};
 use crate::keypair::Keypair;
 use crate::public::PublicKey;
 
@@ -146,13 +152,29 @@ impl Wallet {
         self.path.join(HOTKEYS_DIR).join(name)
     }
 
-    /// Decrypts the coldkey. [`Error::WrongPassphrase`] if the passphrase is wrong;
-    /// [`Error::KeyfileTruncated`] / [`Error::KeyfileCorrupt`] if the file is damaged.
+    /// Decrypts the coldkey, in this project's format or bittensor's `$NACL` (or reads it,
+    /// if bittensor stored it unencrypted; the passphrase is then ignored).
+    /// [`Error::WrongPassphrase`] if the passphrase is wrong; [`Error::KeyfileTruncated`],
+    /// [`Error::KeyfileEndsEarly`], [`Error::KeyfileDamaged`], [`Error::KeyfileCorrupt`],
+    /// [`Error::KeyfileMagic`] or [`Error::KeyfileJson`] if the file is damaged.
     pub fn coldkey(&self, passphrase: &str) -> Result<Keypair> {
+        let (json, path) = self.coldkey_json(passphrase)?;
+        json.keypair(&path)
+    }
+
+    fn coldkey_json(&self, passphrase: &str) -> Result<(KeyfileJson, PathBuf)> {
         let path = self.coldkey_path();
         let bytes = read_key_file(&path, "coldkey")?;
-        let plain = keyfile::decrypt(&bytes, passphrase, &path)?;
-        KeyfileJson::from_bytes(&plain, &path)?.keypair(&path)
+        let plain = keyfile::open(&bytes, passphrase, &path)?;
+        Ok((KeyfileJson::from_bytes(&plain, &path)?, path))
+    }
+
+    /// How the coldkey file is stored (whether opening it needs a passphrase, and which
+    /// format), from its first bytes.
+    pub fn coldkey_encryption(&self) -> Result<Encryption> {
+        let path = self.coldkey_path();
+        let bytes = read_key_file(&path, "coldkey")?;
+        Encryption::detect(&bytes, &path)
     }
 
     /// The coldkey's public key, from `coldkeypub.txt` (no passphrase needed).
@@ -198,6 +220,16 @@ impl Wallet {
                 names.push(name.to_owned());
             }
         }
+        // bittensor-wallet 4 keeps `<hotkey>pub.txt` beside each hotkey: not a hotkey.
+        let public_files: Vec<String> = names
+            .iter()
+            .filter(|n| {
+                n.strip_suffix("pub.txt")
+                    .is_some_and(|stem| names.iter().any(|m| m == stem))
+            })
+            .cloned()
+            .collect();
+        names.retain(|n| !public_files.contains(n));
         names.sort();
         Ok(names)
     }
@@ -329,6 +361,138 @@ pub fn regen_coldkey_with(
     let pair = Keypair::from_phrase(mnemonic, None)?;
     wallet.write_coldkey(&pair, Some(mnemonic), passphrase, params, overwrite)?;
     Ok(wallet)
+}
+
+/// How [`import_wallet`] writes. The default copies, replaces nothing, and would
+/// re-encrypt with [`KdfParams::default`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ImportOptions {
+    /// Re-encrypt the coldkey into this project's format (the Python bittensor can then no
+    /// longer open the copy); otherwise the coldkey file is copied byte for byte.
+    pub reencrypt: bool,
+    /// Replace existing key files at the destination (needed to re-encrypt in place).
+    pub overwrite: bool,
+    /// Argon2id costs when re-encrypting.
+    pub params: KdfParams,
+}
+
+/// What [`import_wallet`] found and did.
+#[derive(Debug)]
+pub struct Imported {
+    /// The wallet at the destination.
+    pub wallet: Wallet,
+    /// The coldkey's address (checked against the source's `coldkeypub.txt` when present).
+    pub coldkey: PublicKey,
+    /// The hotkeys' names and addresses, sorted by name.
+    pub hotkeys: Vec<(String, PublicKey)>,
+    /// How the source's coldkey was stored.
+    pub from: Encryption,
+    /// Whether the coldkey was re-encrypted into this project's format.
+    pub reencrypted: bool,
+    /// Whether anything was written (not when importing a wallet onto itself without
+    /// re-encrypting: it is only checked).
+    pub written: bool,
+}
+
+/// Imports the wallet in directory `source` (one written by the Python bittensor, or by
+/// this project) as wallet `name` under `wallet_dir`: opens the coldkey with `passphrase`
+/// (ignored if it is not encrypted), checks it against `coldkeypub.txt`, loads every
+/// hotkey, then writes the coldkey (copied, or re-encrypted with the same passphrase when
+/// `opts.reencrypt`), a fresh `coldkeypub.txt` and the hotkey files (copied). Checks
+/// everything before writing anything; refuses to replace existing files unless
+/// `opts.overwrite`.
+pub fn import_wallet(
+    source: &Path,
+    wallet_dir: &Path,
+    name: &str,
+    passphrase: &str,
+    opts: ImportOptions,
+) -> Result<Imported> {
+    let src = Wallet {
+        name: source
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned(),
+        path: source.to_path_buf(),
+    };
+    let from = src.coldkey_encryption()?;
+    let names = src.hotkey_names()?;
+    let dst = Wallet::at(wallet_dir, name)?;
+    let same = match (fs::canonicalize(&src.path), fs::canonicalize(&dst.path)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let write = !same || opts.reencrypt;
+    // Refuse before the (slow) decryption.
+    if write && !opts.overwrite {
+        refuse_existing(&dst.coldkey_path())?;
+        if !same {
+            refuse_existing(&dst.coldkeypub_path())?;
+            for h in &names {
+                refuse_existing(&dst.hotkey_path(h))?;
+            }
+        }
+    }
+    if opts.reencrypt && passphrase.is_empty() {
+        return Err(Error::EmptyPassphrase);
+    }
+
+    let (json, cold_path) = src.coldkey_json(passphrase)?;
+    let pair = json.keypair(&cold_path)?;
+    if src.coldkeypub_path().exists() {
+        let file = src.coldkey_public()?;
+        if file != pair.public() {
+            return Err(Error::PublicMismatch {
+                path: src.coldkeypub_path(),
+                file,
+                key: pair.public(),
+            });
+        }
+    }
+    let mut hotkeys = Vec::new();
+    let mut hotkey_files = Vec::new();
+    for h in names {
+        let key = src.hotkey(&h)?;
+        hotkeys.push((h.clone(), key.public()));
+        let bytes = Zeroizing::new(read_key_file(&src.hotkey_path(&h), "hotkey")?);
+        hotkey_files.push((h, bytes));
+    }
+    let mut imported = Imported {
+        wallet: dst.clone(),
+        coldkey: pair.public(),
+        hotkeys,
+        from,
+        reencrypted: false,
+        written: false,
+    };
+    if !write {
+        return Ok(imported);
+    }
+    if opts.reencrypt {
+        dst.write_coldkey(
+            &pair,
+            json.phrase(),
+            passphrase,
+            opts.params,
+            opts.overwrite,
+        )?;
+        imported.reencrypted = true;
+    } else {
+        make_private_dir(&dst.path)?;
+        let bytes = Zeroizing::new(read_key_file(&cold_path, "coldkey")?);
+        write_private(&dst.coldkey_path(), &bytes, opts.overwrite)?;
+        let public = KeyfileJson::public(&pair.public()).to_bytes();
+        write_private(&dst.coldkeypub_path(), &public, opts.overwrite)?;
+    }
+    if !same {
+        make_private_dir(&dst.path.join(HOTKEYS_DIR))?;
+        for (h, bytes) in &hotkey_files {
+            write_private(&dst.hotkey_path(h), bytes, opts.overwrite)?;
+        }
+    }
+    imported.written = true;
+    Ok(imported)
 }
 
 /// Restores hotkey `hotkey` of wallet `name` from its mnemonic; creates the wallet

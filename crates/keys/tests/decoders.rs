@@ -61,7 +61,7 @@ proptest! {
         }
         let e = keyfile::decrypt(&bad, "pw", Path::new("f")).unwrap_err();
         prop_assert!(
-            matches!(e, Error::KeyfileCorrupt { .. } | Error::KeyfileTruncated { .. } | Error::KeyfileVersion { .. }),
+            matches!(e, Error::KeyfileCorrupt { .. } | Error::KeyfileMagic { .. } | Error::KeyfileTruncated { .. } | Error::KeyfileVersion { .. }),
             "{}", e
         );
     }

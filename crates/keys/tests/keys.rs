@@ -230,6 +230,27 @@ fn ss58_bad_length() {
 }
 
 #[test]
+fn ss58_deleted_or_added_character_is_a_length_or_checksum_error() {
+    // What a user meets when a character is lost in copying: never "reserved prefix".
+    for i in 0..ALICE.len() {
+        let mut s = ALICE.to_string();
+        s.remove(i);
+        let e = PublicKey::from_ss58(&s).unwrap_err();
+        assert!(
+            matches!(e, Error::Ss58Length { .. } | Error::Ss58Checksum),
+            "without character {i}: {e}"
+        );
+        let mut s = ALICE.to_string();
+        s.insert(i, 'z');
+        let e = PublicKey::from_ss58(&s).unwrap_err();
+        assert!(
+            matches!(e, Error::Ss58Length { .. } | Error::Ss58Checksum),
+            "with an extra character at {i}: {e}"
+        );
+    }
+}
+
+#[test]
 fn ss58_bad_checksum() {
     // Change one character in the middle: still base58, same length, wrong checksum.
     let mut s = ALICE.to_string();
@@ -268,7 +289,9 @@ fn ss58_wrong_prefix() {
 #[test]
 fn ss58_reserved_prefix_byte() {
     let mut data = vec![200u8];
-    data.extend_from_slice(&[1u8; 34]);
+    data.extend_from_slice(&[1u8; 32]);
+    let sum = ss58_checksum(&data);
+    data.extend_from_slice(&sum[..2]);
     let s = bs58_encode(&data);
     assert!(matches!(
         PublicKey::from_ss58(&s).unwrap_err(),

@@ -282,10 +282,7 @@ fn corrupted_public_file() {
     let dir = tempfile::tempdir().unwrap();
     let w = new_wallet(dir.path(), "w").wallet;
     fs::write(w.coldkeypub_path(), b"{\"ss58Address\": 5}").unwrap();
-    assert!(matches!(
-        w.coldkey_public(),
-        Err(Error::KeyfileCorrupt { .. })
-    ));
+    assert!(matches!(w.coldkey_public(), Err(Error::KeyfileJson { .. })));
 }
 
 #[test]
@@ -307,7 +304,7 @@ fn corrupted_hotkey_file() {
     fs::write(w.hotkey_path("default"), b"garbage").unwrap();
     assert!(matches!(
         w.hotkey("default"),
-        Err(Error::KeyfileCorrupt { .. })
+        Err(Error::KeyfileJson { .. })
     ));
 }
 

@@ -64,7 +64,11 @@ pub enum Error {
         uid: u32,
     },
     /// Not enough free balance.
-    #[error("insufficient balance in {account}: need {need} rao, have {have} rao")]
+    #[error(
+        "insufficient balance in {account}: need {} TAO, have {} TAO",
+        tao_string(*.need),
+        tao_string(*.have)
+    )]
     InsufficientBalance {
         /// The account.
         account: PublicKey,
@@ -74,7 +78,11 @@ pub enum Error {
         have: u64,
     },
     /// Not enough stake in the (coldkey, hotkey) position.
-    #[error("insufficient stake of {coldkey} on {hotkey}: need {need} rao, have {have} rao")]
+    #[error(
+        "insufficient stake of {coldkey} on {hotkey}: need {} TAO, have {} TAO",
+        tao_string(*.need),
+        tao_string(*.have)
+    )]
     InsufficientStake {
         /// The staking account.
         coldkey: PublicKey,
@@ -231,4 +239,16 @@ impl Error {
             reason: reason.into(),
         }
     }
+}
+
+/// Rao as TAO, exactly and without trailing zeros (`1500000000` is `"1.5"`), for messages
+/// to people who type amounts in TAO.
+pub fn tao_string(rao: u64) -> String {
+    let whole = rao / crate::RAO_PER_TAO;
+    let frac = rao % crate::RAO_PER_TAO;
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let digits = format!("{frac:09}");
+    format!("{whole}.{}", digits.trim_end_matches('0'))
 }

@@ -217,10 +217,18 @@ pub struct NeuronConfig {
 }
 
 impl NeuronConfig {
-    /// Parses and checks a TOML text.
+    /// Parses and checks a TOML text. A syntax or schema error is [`Error::ConfigSyntax`]
+    /// with its line and column.
     pub fn from_toml(text: &str) -> Result<NeuronConfig> {
-        let cfg: NeuronConfig =
-            toml::from_str(text).map_err(|e| Error::Config(e.message().to_string()))?;
+        let cfg: NeuronConfig = toml::from_str(text).map_err(|e| {
+            let (line, column) = line_column(text, e.span().map_or(0, |s| s.start));
+            Error::ConfigSyntax {
+                file: None,
+                line,
+                column,
+                message: e.message().trim_end().to_string(),
+            }
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -233,6 +241,17 @@ impl NeuronConfig {
         })?;
         NeuronConfig::from_toml(&text).map_err(|e| match e {
             Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+            Error::ConfigSyntax {
+                line,
+                column,
+                message,
+                ..
+            } => Error::ConfigSyntax {
+                file: Some(path.display().to_string()),
+                line,
+                column,
+                message,
+            },
             e => e,
         })
     }
@@ -294,11 +313,24 @@ impl NeuronConfig {
                 }
             }
             None if n.ledger.is_some() && listen.ip().is_unspecified() => {
+                // The suggestion must pass this check itself: a fixed port on both.
+                let example = if listen.port() == 0 {
+                    format!(
+                        "pick a fixed port and set network.advertise to this machine's address \
+                         with it, e.g. listen = \"{}\" and advertise = \"{}\"",
+                        std::net::SocketAddr::new(listen.ip(), EXAMPLE_PORT),
+                        std::net::SocketAddr::new(EXAMPLE_IP.into(), EXAMPLE_PORT)
+                    )
+                } else {
+                    format!(
+                        "set network.advertise to this machine's address and the port, e.g. \
+                         advertise = \"{}\"",
+                        std::net::SocketAddr::new(EXAMPLE_IP.into(), listen.port())
+                    )
+                };
                 return Err(Error::Config(format!(
-                    "network.listen {:?} is not an address peers can reach: set network.advertise \
-                     to this machine's address and the port (e.g. \"192.0.2.7:{}\")",
-                    n.listen,
-                    listen.port()
+                    "network.listen {:?} is not an address peers can reach: {example}",
+                    n.listen
                 )));
             }
             None => {}
@@ -329,9 +361,92 @@ impl NeuronConfig {
     }
 }
 
+/// The address in the advertise suggestion (TEST-NET-1, RFC 5737: documentation only).
+const EXAMPLE_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 2, 7);
+/// The port in the advertise suggestion when the listen port is 0.
+const EXAMPLE_PORT: u16 = 8091;
+
+/// The 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Takes `key = "value"` out of a message.
+    fn suggested<'a>(msg: &'a str, key: &str) -> Option<&'a str> {
+        let rest = &msg[msg.find(&format!("{key} = \""))? + key.len() + 4..];
+        Some(&rest[..rest.find('"')?])
+    }
+
+    #[test]
+    fn the_advertise_suggestion_is_accepted() {
+        for listen in ["0.0.0.0:0", "0.0.0.0:9000", "[::]:0"] {
+            let text = format!("[network]\nledger = \"http://127.0.0.1:1\"\nlisten = \"{listen}\"");
+            let msg = NeuronConfig::from_toml(&text).unwrap_err().to_string();
+            let advertise = suggested(&msg, "advertise").unwrap_or_else(|| panic!("{msg}"));
+            let listen = suggested(&msg, "listen").unwrap_or(listen);
+            let fixed = format!(
+                "[network]\nledger = \"http://127.0.0.1:1\"\nlisten = \"{listen}\"\nadvertise = \"{advertise}\""
+            );
+            NeuronConfig::from_toml(&fixed).unwrap_or_else(|e| panic!("{msg}\n{fixed}\n{e}"));
+        }
+    }
+
+    #[test]
+    fn syntax_errors_give_line_and_column() {
+        let text = "name = \"n\"\n[train]\nsteps = 10\nbatch = = 3\n";
+        match NeuronConfig::from_toml(text).unwrap_err() {
+            Error::ConfigSyntax { line, column, .. } => assert_eq!((line, column), (4, 9)),
+            e => panic!("{e}"),
+        }
+        // Schema errors too: an unknown field, a wrong type.
+        match NeuronConfig::from_toml("[train]\n\nbatchh = 3").unwrap_err() {
+            Error::ConfigSyntax {
+                line,
+                column,
+                message,
+                ..
+            } => {
+                assert_eq!((line, column), (3, 1));
+                assert!(message.contains("unknown field `batchh`"), "{message}");
+            }
+            e => panic!("{e}"),
+        }
+        match NeuronConfig::from_toml("[train]\nsteps = \"many\"").unwrap_err() {
+            Error::ConfigSyntax { line, .. } => assert_eq!(line, 2),
+            e => panic!("{e}"),
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.toml");
+        std::fs::write(&path, "[network\nlisten = 1").unwrap();
+        let e = NeuronConfig::from_file(&path).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::ConfigSyntax {
+                    line: 1,
+                    file: Some(_),
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with(&format!("{}: line 1, column", path.display())),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn defaults_and_the_documented_example_parse() {

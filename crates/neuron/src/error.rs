@@ -9,6 +9,19 @@ pub enum Error {
     /// A configuration value is out of range or inconsistent.
     #[error("config: {0}")]
     Config(String),
+    /// A configuration file that is not valid TOML or does not fit the schema (an unknown
+    /// field, a wrong type), with where.
+    #[error("{}line {line}, column {column}: {message}", .file.as_ref().map(|f| format!("{f}: ")).unwrap_or_default())]
+    ConfigSyntax {
+        /// The file, when read from one.
+        file: Option<String>,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column, in characters.
+        column: usize,
+        /// The TOML parser's message.
+        message: String,
+    },
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
