@@ -658,6 +658,11 @@ pub fn metagraph(a: MetagraphArgs) -> Result<()> {
                     "rank_bits": n.rank_bits,
                     "registered_at": n.registered_at,
                     "last_update": n.last_update,
+                    "consensus": rank(n.consensus_bits),
+                    "trust": rank(n.trust_bits),
+                    "incentive": rank(n.incentive_bits),
+                    "dividends": rank(n.dividends_bits),
+                    "emission": rank(n.emission_bits),
                 });
                 if a.weights {
                     v["weights"] = n
@@ -665,6 +670,12 @@ pub fn metagraph(a: MetagraphArgs) -> Result<()> {
                         .iter()
                         .zip(&n.weight_values)
                         .map(|(&j, &w)| serde_json::json!([j, f64::from(w) / unit]))
+                        .collect();
+                    v["bonds"] = n
+                        .bond_uids
+                        .iter()
+                        .zip(&n.bond_values)
+                        .map(|(&j, &b)| serde_json::json!([j, rank(b)]))
                         .collect();
                 }
                 v
@@ -675,25 +686,54 @@ pub fn metagraph(a: MetagraphArgs) -> Result<()> {
             "state_hash": mg.state_hash.iter().map(|b| format!("{b:02x}")).collect::<String>(),
             "tau": rank(mg.tau_bits),
             "total_issuance_rao": mg.total_issuance,
+            "mechanism": mg.mechanism,
+            "tempo": mg.tempo,
             "neurons": neurons,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
+    let yuma = mg.mechanism == "yuma";
     println!(
-        "block {}  neurons {}  tau {:.6}  issuance {:.9} TAO",
+        "block {}  neurons {}  mechanism {}{}  tau {:.6}  issuance {:.9} TAO",
         mg.height,
         mg.neurons.len(),
+        mg.mechanism,
+        if yuma {
+            format!(" (tempo {})", mg.tempo)
+        } else {
+            String::new()
+        },
         rank(mg.tau_bits),
         mg.total_issuance as f64 / 1e9
     );
+    let yuma_head = if yuma {
+        format!(
+            "  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}",
+            "CONSENS", "TRUST", "INCENT", "DIVIDS", "EMISSION"
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "{:>5}  {:<48}  {:<21}  {:>18}  {:>14}  {:>8}",
+        "{:>5}  {:<48}  {:<21}  {:>18}  {:>14}  {:>8}{yuma_head}",
         "UID", "HOTKEY", "ENDPOINT", "STAKE (TAO)", "RANK", "UPDATED"
     );
     for n in &mg.neurons {
+        let yuma_cols = if yuma {
+            format!(
+                "  {:>8.6}  {:>8.6}  {:>8.6}  {:>8.6}  {:>8.6}",
+                rank(n.consensus_bits),
+                rank(n.trust_bits),
+                rank(n.incentive_bits),
+                rank(n.dividends_bits),
+                rank(n.emission_bits)
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "{:>5}  {:<48}  {:<21}  {:>18.9}  {:>14.9}  {:>8}",
+            "{:>5}  {:<48}  {:<21}  {:>18.9}  {:>14.9}  {:>8}{yuma_cols}",
             n.uid,
             ss58(&n.hotkey),
             n.endpoint,
@@ -709,6 +749,15 @@ pub fn metagraph(a: MetagraphArgs) -> Result<()> {
                 .map(|(&j, &w)| format!("{j}:{:.6}", f64::from(w) / unit))
                 .collect();
             println!("       weights {}", row.join(" "));
+            if yuma {
+                let bonds: Vec<String> = n
+                    .bond_uids
+                    .iter()
+                    .zip(&n.bond_values)
+                    .map(|(&j, &b)| format!("{j}:{:.6}", rank(b)))
+                    .collect();
+                println!("       bonds   {}", bonds.join(" "));
+            }
         }
     }
     Ok(())

@@ -4,6 +4,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use bt_ledger::Fixed;
+use bt_mechanism::Mechanism;
+use bt_sim::epoch::{EpochInput, run_epoch, run_epoch_f64};
 use bt_sim::fig4::{self, Fig4Config};
 use bt_sim::fig5::{self, Fig5Config};
 use bt_sim::instance::Instance;
@@ -27,6 +30,27 @@ pub enum SimCommand {
     /// Time a fixed number of steps on an instance and measure the machine's read
     /// bandwidth; prints JSON (used by bench/sim_bench.py).
     Bench(BenchArgs),
+    /// One epoch of a mechanism (paper, paper_no_self, yuma) on a JSON state
+    /// `{"stake", "weights", "bonds"?, "kappa"?, "bonds_moving_average"?, "bonds_penalty"?,
+    /// "tau"?}`; writes the results as JSON.
+    Epoch(EpochArgs),
+}
+
+/// `bt sim epoch`.
+#[derive(Debug, Args)]
+pub struct EpochArgs {
+    /// The mechanism: paper, paper_no_self or yuma.
+    #[arg(long)]
+    pub mechanism: Mechanism,
+    /// The JSON state.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Run the ledger's fixed-point arithmetic instead of f64.
+    #[arg(long)]
+    pub fixed: bool,
+    /// Where to write the JSON result (default: standard output).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// `bt sim bench`.
@@ -185,7 +209,26 @@ pub fn run(cmd: SimCommand) -> anyhow::Result<()> {
         SimCommand::Fig4(a) => run_fig4(&a),
         SimCommand::Fig5(a) => run_fig5(&a),
         SimCommand::Bench(a) => bench(&a),
+        SimCommand::Epoch(a) => epoch(&a),
     }
+}
+
+fn epoch(a: &EpochArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&a.input)
+        .with_context(|| format!("reading {}", a.input.display()))?;
+    let input =
+        EpochInput::from_json(&text).with_context(|| format!("in {}", a.input.display()))?;
+    let out = if a.fixed {
+        run_epoch(a.mechanism, &input, Fixed::from_f64, Fixed::to_f64)?
+    } else {
+        run_epoch_f64(a.mechanism, &input)?
+    };
+    let json = serde_json::to_string_pretty(&out)?;
+    match &a.out {
+        Some(path) => write_file(path, json.as_bytes())?,
+        None => println!("{json}"),
+    }
+    Ok(())
 }
 
 fn instance(a: &InstanceArgs) -> anyhow::Result<()> {

@@ -1,5 +1,7 @@
 //! How a neuron chooses its weight row, from the mechanism crate's payoff gradient (paper
-//! eq. 13-14) or, for comparison, from an exponential moving average of gate importance.
+//! eq. 13-14), from the measured value of each peer ([`value_step`], for the mechanisms that
+//! pay nothing for a self-weight), or, for comparison, from an exponential moving average of
+//! gate importance.
 //!
 //! The payoff rule moves row `i` along `G_ij = tau dR_i/dW_ij - alpha dL_i/dW_ij`, where
 //! `dL_i/dW_ij = mask_chain(dL_i/dm_ij, m_ij, S_i, n, T)` chains the measured sensitivity of
@@ -179,6 +181,69 @@ pub fn self_step(row: &[f64], i: usize, epsilon: f64) -> Vec<f64> {
     clip_step(row, &target, epsilon)
 }
 
+/// What the value rule carries from one epoch to the next, and its new row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValueStep {
+    /// The next row (on the simplex, within `0.95 epsilon` of the old one).
+    pub row: Vec<f64>,
+    /// The moving average of each peer's measured value, to pass in next epoch.
+    pub value: Vec<f64>,
+}
+
+/// One step of the value rule, for the mechanisms whose rank pays nothing for a
+/// self-weight (`paper_no_self`, `yuma`): weigh each peer by what it is measured to be worth
+/// to this learner.
+///
+/// A peer's value this epoch is `max(0, -dL_i/dm_ij)`: how much the loss falls per unit of
+/// peer `j`'s mask multiplier (a peer whose answer raises the loss is worth 0, not less,
+/// since a row cannot be negative). `value` keeps its moving average,
+/// `v_j <- (1 - ema_rate) v_j + ema_rate max(0, -dL/dm_ij)` for the peers queried this
+/// epoch (the others keep theirs), and `v_i = 0`: there is no self-weight, because under
+/// these mechanisms it earns nothing and only takes weight from peers. The target row is
+/// `v / sum(v)`; the row moves toward it as far as the ledger's `epsilon` allows
+/// ([`clip_step`]). With no measured value yet (`sum(v) = 0`) the row stays as it is.
+pub fn value_step(
+    row: &[f64],
+    i: usize,
+    dl_dm: &[Option<f64>],
+    value: &[f64],
+    cfg: &WeightConfig,
+    epsilon: f64,
+) -> ValueStep {
+    let n = row.len();
+    let value: Vec<f64> = (0..n)
+        .map(|j| {
+            let old = value
+                .get(j)
+                .copied()
+                .filter(|v| v.is_finite())
+                .unwrap_or(0.0)
+                .max(0.0);
+            if j == i {
+                return 0.0;
+            }
+            match dl_dm.get(j).copied().flatten() {
+                Some(g) if g.is_finite() => {
+                    (1.0 - cfg.ema_rate) * old + cfg.ema_rate * (-g).max(0.0)
+                }
+                _ => old,
+            }
+        })
+        .collect();
+    let total: f64 = value.iter().sum();
+    if total <= 0.0 {
+        return ValueStep {
+            row: row.to_vec(),
+            value,
+        };
+    }
+    let target: Vec<f64> = value.iter().map(|v| v / total).collect();
+    ValueStep {
+        row: clip_step(row, &target, epsilon),
+        value,
+    }
+}
+
 /// A row on the simplex as the ledger's raw `(uid, weight)` pairs in units of
 /// [`WEIGHT_ONE`] (zeros dropped; the ledger normalises the rounding).
 pub fn to_raw(row: &[f64]) -> Result<Vec<(u32, u32)>> {
@@ -266,6 +331,54 @@ mod tests {
         let next = ema_step(&row, 0, &[0.0, 0.9, 0.1, 0.0], &cfg(), 10.0);
         assert!(on_simplex(&next, 1e-9));
         assert!(next[1] > next[2] && next[2] > next[3], "{next:?}");
+    }
+
+    #[test]
+    fn value_rule_weighs_peers_by_measured_value_and_never_itself() {
+        let c = cfg();
+        let row = vec![0.25; 4];
+        // Peer 1 lowers the loss a lot, peer 2 a little, peer 3 raises it; 0 is itself.
+        let dl_dm = [Some(-9.0), Some(-0.8), Some(-0.2), Some(0.5)];
+        let step = value_step(&row, 0, &dl_dm, &[0.0; 4], &c, 10.0);
+        assert_eq!(step.value[0], 0.0, "no self value");
+        assert_eq!(step.value[3], 0.0, "harm is clipped at 0");
+        assert!((step.value[1] - 0.3 * 0.8).abs() < 1e-12);
+        assert!(on_simplex(&step.row, 1e-9));
+        assert_eq!(step.row[0], 0.0, "no self weight");
+        assert!((step.row[1] - 0.8).abs() < 1e-12 && (step.row[2] - 0.2).abs() < 1e-12);
+        // The moving average: an unqueried peer keeps its value, a queried one moves.
+        let next = value_step(
+            &step.row,
+            0,
+            &[None, None, Some(-1.0), None],
+            &step.value,
+            &c,
+            10.0,
+        );
+        assert_eq!(next.value[1], step.value[1]);
+        assert!((next.value[2] - (0.7 * 0.06 + 0.3)).abs() < 1e-12);
+        // Bounded by epsilon like the payoff rule.
+        let small = value_step(&row, 0, &dl_dm, &[0.0; 4], &c, 0.1);
+        let dist: f64 = row
+            .iter()
+            .zip(&small.row)
+            .map(|(a, b)| (a - b).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        assert!(dist <= 0.095 + 1e-12, "{dist}");
+        // Nothing measured: the row stays.
+        let none = value_step(&row, 0, &[None; 4], &[0.0; 4], &c, 10.0);
+        assert_eq!(none.row, row);
+        // Bad measurements count as unmeasured.
+        let bad = value_step(
+            &row,
+            0,
+            &[None, Some(f64::NAN), None, None],
+            &[0.0; 4],
+            &c,
+            10.0,
+        );
+        assert_eq!(bad.row, row);
     }
 
     #[test]
