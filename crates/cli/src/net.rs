@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
+use bt_net::local::DEFAULT_TEMPO;
 use bt_net::up::{DEFAULT_BLOCKS_PER_STEP, ModelPreset, Transport, UpConfig, up, up_seeds};
 use clap::{Args, Subcommand};
 
@@ -64,6 +65,12 @@ pub struct UpArgs {
     /// Measure removal costs every this many epochs as well as at the end (0: only at the end).
     #[arg(long, default_value_t = 4)]
     pub measure_every: usize,
+    /// The ledger's mechanism: paper, paper_no_self or yuma (docs/mechanisms.md).
+    #[arg(long, default_value = "paper")]
+    pub mechanism: String,
+    /// Blocks per Yuma epoch (under `--mechanism yuma`).
+    #[arg(long, default_value_t = DEFAULT_TEMPO)]
+    pub tempo: u64,
 }
 
 impl UpArgs {
@@ -85,6 +92,13 @@ impl UpArgs {
             dashboard: self.dashboard,
             epoch_steps: self.epoch_steps,
             measure_every: self.measure_every,
+            mechanism: self.mechanism.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "--mechanism must be one of paper, paper_no_self, yuma; got {:?}",
+                    self.mechanism
+                )
+            })?,
+            tempo: self.tempo,
             ..UpConfig::default()
         })
     }

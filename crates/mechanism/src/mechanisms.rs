@@ -12,7 +12,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::rank::Diagonal;
+use crate::rank::{Diagonal, rank_sparse_diag};
 
 /// A mechanism, by name: `paper`, `paper_no_self` or `yuma`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -84,25 +84,13 @@ impl FromStr for Mechanism {
 /// diagonal (`paper_no_self`, `yuma`). `rows` are the dense rows of `W`, `stake` the stakes
 /// (the mask uses stake fractions).
 pub fn column_shift<R: AsRef<[f64]>>(mechanism: Mechanism, stake: &[f64], rows: &[R]) -> Vec<f64> {
-    let n = rows.len();
-    assert_eq!(stake.len(), n, "stake and weights differ in size");
-    let mut out = vec![0.0; n];
-    let drop = mechanism.diagonal() == Diagonal::Drop;
-    for (k, (row, &s)) in rows.iter().zip(stake).enumerate() {
-        if s == 0.0 {
-            continue;
-        }
-        for (j, (o, &x)) in out.iter_mut().zip(row.as_ref()).enumerate() {
-            if !(drop && j == k) {
-                *o += s * x;
-            }
-        }
-    }
-    let inv = 1.0 / n.max(1) as f64;
-    for o in out.iter_mut() {
-        *o *= inv;
-    }
-    out
+    assert_eq!(stake.len(), rows.len(), "stake and weights differ in size");
+    // The column shift is the rank of the stake fractions (eq. 7): one formula, in `rank`.
+    rank_sparse_diag(
+        stake,
+        rows.iter().map(|r| r.as_ref().iter().copied().enumerate()),
+        mechanism.diagonal(),
+    )
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use bt_chain::{NodeConfig, NodeHandle, serve};
 use bt_keys::Keypair;
-use bt_ledger::genesis_state;
+use bt_ledger::{Mechanism, State, genesis_state};
 
 use bt_neuron::{EpochReport, Neuron, StepReport};
 
@@ -23,6 +23,10 @@ pub struct LedgerParams {
     pub block_time_ms: u64,
     /// Most neurons.
     pub max_neurons: u32,
+    /// The mechanism that ranks the neurons and splits what is minted.
+    pub mechanism: Mechanism,
+    /// Blocks per Yuma epoch (under `yuma` only).
+    pub tempo: u64,
 }
 
 impl Default for LedgerParams {
@@ -32,7 +36,32 @@ impl Default for LedgerParams {
             epsilon: 0.3,
             block_time_ms: 200,
             max_neurons: 16,
+            mechanism: Mechanism::Paper,
+            tempo: DEFAULT_TEMPO,
         }
+    }
+}
+
+/// Blocks per Yuma epoch in a local network by default: the ledger's own default.
+pub const DEFAULT_TEMPO: u64 = 10;
+
+impl LedgerParams {
+    /// The genesis state of a local network with these parameters; the funder holds
+    /// 1 000 000 TAO.
+    pub fn genesis(&self) -> Result<State> {
+        genesis_state(&format!(
+            "[params]\ntau = {}\nepsilon = {}\nmax_neurons = {}\nblock_time_ms = {}\n\
+             mechanism = \"{}\"\ntempo = {}\n\
+             [[accounts]]\naddress = \"{}\"\nbalance = 1_000_000_000_000_000\n",
+            self.tau,
+            self.epsilon,
+            self.max_neurons,
+            self.block_time_ms,
+            self.mechanism,
+            self.tempo,
+            funder()?.public()
+        ))
+        .map_err(|e| Error::Ledger(e.to_string()))
     }
 }
 
@@ -46,19 +75,10 @@ pub fn hotkey(name: &str) -> Result<Keypair> {
     Keypair::from_uri(&format!("//Alice//{name}")).map_err(|e| Error::Config(e.to_string()))
 }
 
-/// Starts a ledger node on a free loopback port with its data in `dir`; the funder holds
-/// 1 000 000 TAO.
+/// Starts a ledger node on a free loopback port with its data in `dir`, from
+/// [`LedgerParams::genesis`].
 pub async fn start_ledger(dir: &Path, p: &LedgerParams) -> Result<NodeHandle> {
-    let genesis = genesis_state(&format!(
-        "[params]\ntau = {}\nepsilon = {}\nmax_neurons = {}\nblock_time_ms = {}\n\
-         [[accounts]]\naddress = \"{}\"\nbalance = 1_000_000_000_000_000\n",
-        p.tau,
-        p.epsilon,
-        p.max_neurons,
-        p.block_time_ms,
-        funder()?.public()
-    ))
-    .map_err(|e| Error::Ledger(e.to_string()))?;
+    let genesis = p.genesis()?;
     let mut cfg = NodeConfig::new(dir.to_path_buf(), Some(genesis));
     cfg.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     serve(cfg)

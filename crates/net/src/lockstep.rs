@@ -25,9 +25,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::local::{funder, hotkey};
+use crate::local::{LedgerParams, funder, hotkey};
 use bt_keys::{Keypair, PublicKey};
-use bt_ledger::{Call, RAO_PER_TAO, State, Transaction, build_block, genesis_state};
+use bt_ledger::{Call, RAO_PER_TAO, State, Transaction, build_block};
 use bt_neuron::core::{Core, Effect, Millis};
 use bt_neuron::data::{Batch, TextData};
 use bt_neuron::learner::{Learner, Mode, OptimConfig, PeerOutput};
@@ -47,12 +47,11 @@ use crate::live::{Live, LiveNeuron};
 use crate::progress::Progress;
 use crate::up::Measurement;
 use crate::up::{
-    EpochCosts, LedgerPoint, NetRun, NeuronRun, Role, UpConfig, interval_measurements,
+    EpochCosts, LedgerPoint, NetRun, NeuronRun, Role, STAKE_TAO, UpConfig, interval_measurements,
     lockstep_max_peers, neuron_config, roles, sum_over_consumers,
 };
 
 /// Stake each neuron's owner puts on it at registration, in TAO (as in the grpc network).
-const STAKE_TAO: u64 = 100;
 
 /// One neuron of the lockstep network, with its twin trained alone.
 struct Member {
@@ -141,14 +140,15 @@ pub fn run(
 ) -> Result<NetRun> {
     let roles = roles(cfg.neurons);
     let funder = funder()?;
-    let genesis = genesis_state(&format!(
-        "[params]\ntau = 1.0\nepsilon = 0.3\nmax_neurons = {}\nblock_time_ms = {}\n\
-         [[accounts]]\naddress = \"{}\"\nbalance = 1_000_000_000_000_000\n",
-        cfg.neurons.max(16),
-        cfg.block_time_ms,
-        funder.public()
-    ))
-    .map_err(|e| Error::Ledger(e.to_string()))?;
+    let genesis = LedgerParams {
+        max_neurons: u32::try_from(cfg.neurons.max(16))
+            .map_err(|_| Error::Config(format!("{} neurons is too many", cfg.neurons)))?,
+        block_time_ms: cfg.block_time_ms,
+        mechanism: cfg.mechanism,
+        tempo: cfg.tempo,
+        ..LedgerParams::default()
+    }
+    .genesis()?;
     let mut ledger = Ledger {
         state: genesis,
         pending: Vec::new(),

@@ -12,10 +12,7 @@ use bt_mechanism::stats::{pearson, spearman};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::up::{Measurement, NetRun, RoleKind, Transport};
-
-/// The mechanism the ledger runs (the paper's, the only one so far).
-pub const MECHANISM: &str = "paper";
+use crate::up::{Measurement, NetRun, RoleKind, STAKE_TAO, Transport};
 
 /// One neuron in `report.json`. Values that are undefined (no measurement) are `null`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -34,6 +31,10 @@ pub struct NeuronJson {
     pub loss_network: Option<f64>,
     /// Final stake in TAO.
     pub stake_tao: f64,
+    /// Its share of everything minted over the run (its stake's growth over the
+    /// [`STAKE_TAO`] it started with, over the sum of every neuron's growth); `null` when
+    /// nothing was minted.
+    pub minted_share: Option<f64>,
     /// Final ledger rank.
     pub rank: f64,
     /// Place by ledger rank (1 = highest).
@@ -88,6 +89,17 @@ pub fn json(run: &NetRun) -> ReportJson {
             let rank_place = places(&last.rank);
             let exact: Vec<f64> = last.cost.iter().map(|c| c.exact).collect();
             let cost_place = places(&exact);
+            let start = STAKE_TAO as f64;
+            let grown: Vec<f64> = run
+                .neurons
+                .iter()
+                .map(|n| {
+                    snap.neurons
+                        .get(n.uid)
+                        .map_or(0.0, |m| (m.stake_tao() - start).max(0.0))
+                })
+                .collect();
+            let minted: f64 = grown.iter().sum();
             let neurons = run
                 .neurons
                 .iter()
@@ -100,6 +112,7 @@ pub fn json(run: &NetRun) -> ReportJson {
                     loss_alone: n.held_out_alone.last().and_then(|h| finite(f64::from(h.1))),
                     loss_network: n.held_out.last().and_then(|h| finite(f64::from(h.1))),
                     stake_tao: snap.neurons.get(n.uid).map_or(0.0, |m| m.stake_tao()),
+                    minted_share: (minted > 0.0).then(|| grown[k] / minted),
                     rank: last.rank[k],
                     rank_place: rank_place[k],
                     removal_cost: last.cost[k].exact,
@@ -114,7 +127,7 @@ pub fn json(run: &NetRun) -> ReportJson {
     };
     ReportJson {
         seed: cfg.seed,
-        mechanism: MECHANISM.to_string(),
+        mechanism: cfg.mechanism.to_string(),
         transport: cfg.transport.as_str().to_string(),
         blocks_per_step: (cfg.transport == Transport::Lockstep).then_some(cfg.blocks_per_step),
         steps: run.neurons.iter().map(|n| n.steps).min().unwrap_or(0),
@@ -425,7 +438,7 @@ pub fn markdown(run: &NetRun, plots: &[PathBuf]) -> String {
     let _ = writeln!(s, "# bt net up\n");
     let _ = writeln!(
         s,
-        "{} neurons, {} steps each{}, seed {}, transport {}, mechanism {MECHANISM}, ledger height {}.\n",
+        "{} neurons, {} steps each{}, seed {}, transport {}, mechanism {}, ledger height {}.\n",
         run.neurons.len(),
         steps.iter().min().copied().unwrap_or(0),
         if run.stopped_early {
@@ -438,45 +451,43 @@ pub fn markdown(run: &NetRun, plots: &[PathBuf]) -> String {
             Transport::Lockstep => format!("lockstep ({} blocks a step)", cfg.blocks_per_step),
             Transport::Grpc => "grpc".to_string(),
         },
+        cfg.mechanism,
         snap.height
     );
     let Some(last) = run.measurements.last() else {
         let _ = writeln!(s, "No measurement was taken.");
         return s;
     };
-    let rank_place = places(&last.rank);
-    let exact: Vec<f64> = last.cost.iter().map(|c| c.exact).collect();
-    let cost_place = places(&exact);
+    let opt = |x: Option<f64>, digits: usize| {
+        x.map_or_else(|| "-".to_string(), |v| format!("{v:.digits$}"))
+    };
     let _ = writeln!(
         s,
-        "| uid | neuron | role | data | held-out loss alone | held-out loss in network | stake (TAO) | ledger rank | place | removal cost | place | second-order approx. | self-weight |"
+        "| uid | neuron | role | data | held-out loss alone | held-out loss in network | stake (TAO) | share of minted | ledger rank | place | removal cost | place | second-order approx. | self-weight |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for (k, n) in run.neurons.iter().enumerate() {
-        let alone = n.held_out_alone.last().map(|h| h.1).unwrap_or(f32::NAN);
-        let net = n.held_out.last().map(|h| h.1).unwrap_or(f32::NAN);
-        let stake = snap
-            .neurons
-            .get(n.uid)
-            .map(|m| m.stake_tao())
-            .unwrap_or(0.0);
-        let self_w = snap.w.get(n.uid).and_then(|r| r.get(n.uid)).copied();
+    let _ = writeln!(
+        s,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    let rows = json(run).neurons;
+    for n in &rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {:.4} | {:.4} | {:.2} | {:.3} | {} | {:+.4} | {} | {:.4} | {:.3} |",
+            "| {} | {} | {} | {} | {} | {} | {:.2} | {} | {:.3} | {} | {:+.4} | {} | {:.4} | {} |",
             n.uid,
-            n.role.name,
-            n.role.kind.as_str(),
-            n.role.data.trim_start_matches("bundled:"),
-            alone,
-            net,
-            stake,
-            last.rank[k],
-            rank_place[k],
-            last.cost[k].exact,
-            cost_place[k],
-            last.cost[k].second,
-            self_w.unwrap_or(f64::NAN),
+            n.name,
+            n.role,
+            n.data,
+            opt(n.loss_alone, 4),
+            opt(n.loss_network, 4),
+            n.stake_tao,
+            opt(n.minted_share, 3),
+            n.rank,
+            n.rank_place,
+            n.removal_cost,
+            n.cost_place,
+            n.second_order,
+            opt(n.self_weight, 3),
         );
     }
     let _ = writeln!(
@@ -508,19 +519,17 @@ pub fn markdown(run: &NetRun, plots: &[PathBuf]) -> String {
         fmt_corr(a.taylor_pearson)
     );
     for kind in [RoleKind::Noise, RoleKind::Selfish] {
-        for (k, n) in run.neurons.iter().enumerate() {
-            if n.role.kind == kind {
-                let _ = writeln!(
-                    s,
-                    "- **{}** ({}): place {} of {} by ledger rank, place {} of {} by removal cost.",
-                    n.role.name,
-                    kind.as_str(),
-                    rank_place[k],
-                    run.neurons.len(),
-                    cost_place[k],
-                    run.neurons.len()
-                );
-            }
+        for n in rows.iter().filter(|n| n.role == kind.as_str()) {
+            let _ = writeln!(
+                s,
+                "- **{}** ({}): place {} of {} by ledger rank, place {} of {} by removal cost.",
+                n.name,
+                n.role,
+                n.rank_place,
+                rows.len(),
+                n.cost_place,
+                rows.len()
+            );
         }
     }
     if run.measurements.len() > 1 {

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::local::{LedgerParams, funder, hotkey, start_ledger};
+use crate::local::{DEFAULT_TEMPO, LedgerParams, funder, hotkey, start_ledger};
 use bt_chain::Client;
+use bt_ledger::Mechanism;
 use bt_neuron::ledger::Snapshot;
 use bt_neuron::model::ModelConfig;
 use bt_neuron::router::RouterConfig;
@@ -105,6 +106,9 @@ impl Transport {
         }
     }
 }
+
+/// The stake every neuron of a local network starts with, in TAO (from the funder).
+pub const STAKE_TAO: u64 = 100;
 
 /// The most neurons a grpc network runs (every neuron and its twin serve on loopback).
 pub const MAX_GRPC_NEURONS: usize = 16;
@@ -213,6 +217,10 @@ pub struct UpConfig {
     pub router: RouterConfig,
     /// The ledger's block time.
     pub block_time_ms: u64,
+    /// The mechanism the ledger runs.
+    pub mechanism: Mechanism,
+    /// Blocks per Yuma epoch (under `yuma` only).
+    pub tempo: u64,
     /// Show progress bars (they hide themselves when stderr is not a terminal).
     pub progress: bool,
 }
@@ -235,6 +243,8 @@ impl Default for UpConfig {
             model: ModelConfig::default(),
             router: RouterConfig::default(),
             block_time_ms: 100,
+            mechanism: Mechanism::Paper,
+            tempo: DEFAULT_TEMPO,
             progress: true,
         }
     }
@@ -271,6 +281,9 @@ impl UpConfig {
         }
         if self.epoch_steps < 1 || self.batch < 1 || self.eval_batches < 1 {
             return bad("epoch steps, batch and eval batches must be at least 1".into());
+        }
+        if self.tempo < 1 {
+            return bad(format!("--tempo must be at least 1, got {}", self.tempo));
         }
         if self.block_time_ms < 10 {
             return bad(format!(
@@ -401,19 +414,31 @@ pub(crate) fn neuron_config(
     };
     c.data.source = role.data.clone();
     c.network.ledger = ledger.map(str::to_string);
-    c.network.stake_tao = if ledger.is_some() { 100.0 } else { 0.0 };
+    c.network.stake_tao = if ledger.is_some() {
+        STAKE_TAO as f64
+    } else {
+        0.0
+    };
     c.train.seed = cfg.seed.wrapping_add(k as u64);
     c.train.epoch_steps = cfg.epoch_steps;
     c.train.batch = cfg.batch;
     c.train.eval_batches = cfg.eval_batches;
     c.model = cfg.model.clone();
     c.router = cfg.router.clone();
-    c.weights.rule = if role.kind == RoleKind::Selfish {
-        WeightRule::SelfOnly
-    } else {
-        WeightRule::Payoff
-    };
+    c.weights.rule = honest_rule(role.kind, cfg.mechanism);
     c
+}
+
+/// The weight rule of a neuron of this kind under this mechanism. The selfish neuron keeps
+/// its whole row. The others follow the paper's payoff gradient under `paper`, where the
+/// self-weight earns rank; under `paper_no_self` and `yuma` the self-rank term pays nothing,
+/// so they weigh peers by their measured value ([`WeightRule::Value`]).
+pub fn honest_rule(kind: RoleKind, mechanism: Mechanism) -> WeightRule {
+    match (kind, mechanism) {
+        (RoleKind::Selfish, _) => WeightRule::SelfOnly,
+        (_, Mechanism::Paper) => WeightRule::Payoff,
+        (_, Mechanism::PaperNoSelf | Mechanism::Yuma) => WeightRule::Value,
+    }
 }
 
 /// Runs the network until every neuron has trained `cfg.steps` steps, the time limit passes,
@@ -470,6 +495,8 @@ async fn up_grpc(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Result<Ne
     })?;
     let params = LedgerParams {
         block_time_ms: cfg.block_time_ms,
+        mechanism: cfg.mechanism,
+        tempo: cfg.tempo,
         ..LedgerParams::default()
     };
     let node = start_ledger(&chain_dir, &params).await?;

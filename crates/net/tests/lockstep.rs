@@ -5,8 +5,18 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use bt_net::report::ReportJson;
+use bt_net::up::RoleKind;
 use bt_net::up::{Transport, UpConfig, up, up_seeds};
 use bt_neuron::model::ModelConfig;
+use bt_neuron::weights::WeightRule;
+
+fn role_kind(name: &str) -> RoleKind {
+    match name {
+        "noise" => RoleKind::Noise,
+        "selfish" => RoleKind::Selfish,
+        _ => RoleKind::Honest,
+    }
+}
 
 fn small(seed: u64, out: &std::path::Path) -> UpConfig {
     UpConfig {
@@ -166,5 +176,59 @@ fn the_thread_count_does_not_change_the_run() -> anyhow::Result<()> {
         Ok(serde_json::to_string(&bt_net::report::json(&run))?)
     };
     assert_eq!(once(1)?, once(3)?);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_yuma_network_reports_its_mechanism_and_what_each_neuron_was_minted() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let mut cfg = small(5, dir.path());
+    cfg.mechanism = bt_ledger::Mechanism::Yuma;
+    cfg.tempo = 2;
+    let (json, _) = run(&cfg).await?;
+    let report: ReportJson = serde_json::from_str(&json)?;
+    assert_eq!(report.mechanism, "yuma");
+    let shares: Vec<f64> = report
+        .neurons
+        .iter()
+        .map(|n| n.minted_share.expect("something was minted"))
+        .collect();
+    assert!(
+        (shares.iter().sum::<f64>() - 1.0).abs() < 1e-9,
+        "{shares:?}"
+    );
+    assert!(shares.iter().all(|s| *s >= 0.0), "{shares:?}");
+    // Every row starts on itself. The selfish neuron keeps it there; the others follow the
+    // value rule, which moves weight off the self once a peer measures as worth something
+    // (as far as epsilon allows per epoch).
+    for n in &report.neurons {
+        assert_eq!(
+            bt_net::up::honest_rule(role_kind(&n.role), bt_ledger::Mechanism::Yuma),
+            if n.role == "selfish" {
+                WeightRule::SelfOnly
+            } else {
+                WeightRule::Value
+            }
+        );
+    }
+    let selfish = report.neurons.iter().find(|n| n.role == "selfish");
+    assert!(
+        selfish
+            .and_then(|n| n.self_weight)
+            .is_some_and(|w| w > 0.999)
+    );
+    assert!(
+        report
+            .neurons
+            .iter()
+            .any(|n| n.role != "selfish" && n.self_weight.is_some_and(|w| w < 0.9)),
+        "no value-rule neuron moved weight off itself: {:?}",
+        report.neurons
+    );
+
+    let mut bad = small(1, dir.path());
+    bad.tempo = 0;
+    assert!(bad.validate().unwrap_err().to_string().contains("--tempo"));
     Ok(())
 }

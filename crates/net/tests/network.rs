@@ -47,6 +47,7 @@ async fn honest_neurons_route_around_noise_and_survive_a_dead_peer() {
         epsilon: 0.3,
         block_time_ms: 50,
         max_neurons: 8,
+        ..LedgerParams::default()
     };
     let node = start_ledger(dir.path(), &params)
         .await

@@ -13,7 +13,9 @@
 use crate::error::{Error, Result};
 use crate::learner::{Mode, PeerOutput, StepOutcome};
 use crate::ledger::Snapshot;
-use crate::weights::{PayoffInput, WeightConfig, WeightRule, ema_step, payoff_step, self_step};
+use crate::weights::{
+    PayoffInput, WeightConfig, WeightRule, ema_step, payoff_step, self_step, value_step,
+};
 
 /// Milliseconds on the shell's clock: wall time for the grpc shell, `height * block_time`
 /// for the lockstep shell.
@@ -107,6 +109,8 @@ pub struct Core {
     health: Vec<Health>,
     stats: EpochStats,
     step: usize,
+    /// The value rule's moving average of each peer's measured value, by uid.
+    value: Vec<f64>,
 }
 
 impl Core {
@@ -117,6 +121,7 @@ impl Core {
             health: vec![Health::default(); p],
             stats: EpochStats::default(),
             step: 0,
+            value: Vec::new(),
             cfg,
         };
         c.reset_stats();
@@ -311,7 +316,7 @@ impl Core {
 
     /// The next weight row by the configured rule.
     fn next_row(
-        &self,
+        &mut self,
         snapshot: Option<&Snapshot>,
         me: Option<usize>,
         importance: &[f64],
@@ -330,6 +335,11 @@ impl Core {
                     .map(|j| importance.get(j).copied().unwrap_or(0.0))
                     .collect();
                 ema_step(row, i, &imp, cfg, snap.epsilon)
+            }
+            WeightRule::Value => {
+                let step = value_step(row, i, dl_dm, &self.value, cfg, snap.epsilon);
+                self.value = step.value;
+                step.row
             }
             WeightRule::Payoff => payoff_step(
                 &PayoffInput {

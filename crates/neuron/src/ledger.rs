@@ -7,10 +7,9 @@ use std::sync::RwLock;
 
 use bt_chain::Metagraph;
 use bt_keys::PublicKey;
-use bt_ledger::{State, WEIGHT_ONE};
+use bt_ledger::{Mechanism, State, WEIGHT_ONE};
 use bt_mechanism::mask::mask;
-use bt_mechanism::matrix::Matrix;
-use bt_mechanism::rank::rank;
+use bt_mechanism::mechanisms::column_shift;
 use bt_wire::StakeView;
 
 /// One neuron in a snapshot.
@@ -46,8 +45,11 @@ pub struct Snapshot {
     pub stake_frac: Vec<f64>,
     /// The weight matrix, dense `n x n`, rows on the simplex.
     pub w: Vec<Vec<f64>>,
-    /// `mu_j = (1/n) sum_k S_k W_kj` with the stake fractions.
+    /// `mu_j = (1/n) sum_k S_k W_kj` with the stake fractions (`k != j` where the mechanism
+    /// drops the diagonal).
     pub mu: Vec<f64>,
+    /// The mechanism the ledger runs.
+    pub mechanism: Mechanism,
     /// Inflation rate `tau`.
     pub tau: f64,
     /// The ledger's bound on the change of a row.
@@ -70,7 +72,14 @@ impl Snapshot {
             })
             .collect();
         let rows: Vec<Vec<(u32, u32)>> = mg.neurons.iter().map(|nm| nm.row.clone()).collect();
-        Snapshot::build(mg.height, neurons, &rows, mg.tau.to_f64(), mg.epsilon)
+        Snapshot::build(
+            mg.height,
+            neurons,
+            &rows,
+            mg.tau.to_f64(),
+            mg.epsilon,
+            mg.mechanism,
+        )
     }
 
     /// The snapshot of a ledger state (the lockstep network reads the state directly).
@@ -93,6 +102,7 @@ impl Snapshot {
             &rows,
             state.tau.to_f64(),
             state.params.epsilon,
+            state.params.mechanism,
         )
     }
 
@@ -104,6 +114,7 @@ impl Snapshot {
         rows: &[Vec<(u32, u32)>],
         tau: f64,
         epsilon: u64,
+        mechanism: Mechanism,
     ) -> Snapshot {
         let n = neurons.len();
         let one = f64::from(WEIGHT_ONE);
@@ -120,17 +131,15 @@ impl Snapshot {
         } else {
             vec![1.0 / n.max(1) as f64; n]
         };
-        // `mu_j = (1/n) sum_k S_k W_kj` is the rank of the stake fractions (eq. 7).
-        let mu = match Matrix::from_rows(&w) {
-            Ok(m) if n > 0 => rank(&stake_frac, &m),
-            _ => vec![0.0; n],
-        };
+        // `mu_j` is the rank of the stake fractions (eq. 7), under the ledger's mechanism.
+        let mu = column_shift(mechanism, &stake_frac, &w);
         Snapshot {
             height,
             neurons,
             stake_frac,
             w,
             mu,
+            mechanism,
             tau,
             epsilon: epsilon as f64 / one,
             uid_of,

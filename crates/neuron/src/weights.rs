@@ -22,6 +22,9 @@ use crate::error::{Error, Result};
 pub enum WeightRule {
     /// Projected payoff-gradient ascent (the paper's game).
     Payoff,
+    /// Peers weighed by their measured value to this learner, no self-weight
+    /// ([`value_step`]): for the mechanisms whose rank pays nothing for a self-weight.
+    Value,
     /// Exponential moving average of gate importance (plus a fixed self weight).
     Ema,
     /// All weight on itself (a selfish neuron, for experiments).
