@@ -51,8 +51,6 @@ use crate::up::{
     lockstep_max_peers, neuron_config, roles, sum_over_consumers,
 };
 
-/// Stake each neuron's owner puts on it at registration, in TAO (as in the grpc network).
-
 /// One neuron of the lockstep network, with its twin trained alone.
 struct Member {
     uid: usize,
