@@ -45,10 +45,9 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::live::{Live, LiveNeuron};
 use crate::progress::Progress;
-use crate::up::Measurement;
 use crate::up::{
-    EpochCosts, LedgerPoint, NetRun, NeuronRun, Role, STAKE_TAO, UpConfig, interval_measurements,
-    lockstep_max_peers, neuron_config, roles, sum_over_consumers,
+    EpochCosts, LedgerPoint, NetRun, NeuronRun, Role, STAKE_TAO, UpConfig, all_measurements,
+    lockstep_max_peers, neuron_config, roles,
 };
 
 /// One neuron of the lockstep network, with its twin trained alone.
@@ -287,15 +286,7 @@ pub fn run(
             .iter()
             .any(|m| m.run.held_out.last().map(|h| h.0) != Some(step))
     {
-        let net = evaluate_network(&mut members, &ledger)?;
-        let alone: Vec<f32> = members
-            .par_iter()
-            .map(|m| io(evaluate_local(&m.alone, &m.held_out, Mode::Alone)))
-            .collect::<Result<_>>()?;
-        for ((m, n), a) in members.iter_mut().zip(net).zip(alone) {
-            m.run.held_out.push((step, n));
-            m.run.held_out_alone.push((step, a));
-        }
+        record_held_out(&mut members, &ledger, step, true)?;
     }
     let step_ms = busy.as_secs_f64() * 1e3 / step.max(1) as f64;
     for m in &mut members {
@@ -312,16 +303,7 @@ pub fn run(
     let final_costs = removal_costs(&mut members, &ledger)?;
     let uids: Vec<usize> = members.iter().map(|m| m.uid).collect();
     let per: Vec<&[EpochCosts]> = members.iter().map(|m| m.costs.as_slice()).collect();
-    let mut measurements = interval_measurements(&per, &uids);
-    measurements.push(Measurement {
-        epoch: None,
-        height: final_snapshot.height,
-        cost: sum_over_consumers(&final_costs, &uids),
-        rank: uids
-            .iter()
-            .map(|&u| final_snapshot.neurons[u].rank)
-            .collect(),
-    });
+    let measurements = all_measurements(&per, &uids, &final_costs, &final_snapshot);
     {
         let mut l = live.write().unwrap_or_else(|e| e.into_inner());
         l.done = true;
@@ -668,7 +650,18 @@ fn end_epoch(members: &mut [Member], ledger: &mut Ledger) -> Result<()> {
         }
     }
     let step = members.first().map_or(0, |m| m.core.step());
-    let net = if evaluate_network_too {
+    record_held_out(members, ledger, step, evaluate_network_too)
+}
+
+/// Records every neuron's held-out loss at `step`: in the network (NaN when `network` is
+/// false) and its twin's alone.
+fn record_held_out(
+    members: &mut [Member],
+    ledger: &Ledger,
+    step: usize,
+    network: bool,
+) -> Result<()> {
+    let net = if network {
         evaluate_network(members, ledger)?
     } else {
         vec![f32::NAN; members.len()]

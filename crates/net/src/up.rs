@@ -620,16 +620,7 @@ async fn up_grpc(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Result<Ne
         .ok_or_else(|| Error::Ledger("no metagraph".into()))?;
     let uids: Vec<usize> = trainers.iter().map(|t| t.run.uid).collect();
     let per: Vec<&[EpochCosts]> = trainers.iter().map(|t| t.costs.as_slice()).collect();
-    let mut measurements = interval_measurements(&per, &uids);
-    measurements.push(Measurement {
-        epoch: None,
-        height: final_snapshot.height,
-        cost: sum_over_consumers(&final_costs, &uids),
-        rank: uids
-            .iter()
-            .map(|&u| final_snapshot.neurons[u].rank)
-            .collect(),
-    });
+    let measurements = all_measurements(&per, &uids, &final_costs, &final_snapshot);
 
     follow_stop.store(true, Ordering::SeqCst);
     let ledger = follower
@@ -690,6 +681,27 @@ pub async fn up_seeds(
     }
     let md = crate::report::write_summary(&reports, &cfg.out)?;
     Ok((reports, md))
+}
+
+/// The measurements of a run: those taken at intervals, then the final one (`final_costs`
+/// by consumer, ranks from `final_snapshot`).
+pub(crate) fn all_measurements(
+    per: &[&[EpochCosts]],
+    uids: &[usize],
+    final_costs: &[Vec<RemovalCost>],
+    final_snapshot: &Snapshot,
+) -> Vec<Measurement> {
+    let mut measurements = interval_measurements(per, uids);
+    measurements.push(Measurement {
+        epoch: None,
+        height: final_snapshot.height,
+        cost: sum_over_consumers(final_costs, uids),
+        rank: uids
+            .iter()
+            .map(|&u| final_snapshot.neurons[u].rank)
+            .collect(),
+    });
+    measurements
 }
 
 /// Sums each neuron's removal cost over its consumers: `costs[i][uid_j]` is what consumer `i`
