@@ -9,7 +9,7 @@ fn main() -> std::process::ExitCode {
     #[allow(unsafe_code)]
     // SAFETY: the first statement of `main`: no other thread exists yet.
     unsafe {
-        bt_cli::disable_candle_elementwise_pool();
+        bt_cli::configure_candle_threads();
     }
     bt_cli::main()
 }

@@ -9,9 +9,9 @@
 //!   | import`), including wallets written by the Python bittensor.
 //! - [`Error`]: the refusals the command line makes itself (an amount beyond the balance).
 //!
-//! The binary in `bin/bt` only calls [`disable_candle_elementwise_pool`] and [`main`], which parses the arguments, runs the
-//! command, prints any error with its causes ([`error_report`]) and maps it to a non-zero
-//! exit code.
+//! The binary in `bin/bt` only calls [`configure_candle_threads`] and [`main`], which parses
+//! the arguments, runs the command, prints any error with its causes ([`error_report`]) and
+//! maps it to a non-zero exit code.
 //!
 //! # Example
 //! ```
@@ -32,7 +32,7 @@ pub mod progress;
 pub mod sim;
 pub mod wallet;
 
-pub use bt_neuron::ops::disable_candle_elementwise_pool;
+pub use bt_neuron::ops::configure_candle_threads;
 pub use error::Error;
 
 /// BitTensor: learners that rank each other on a ledger of stake and weights.

@@ -40,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     #[allow(unsafe_code)]
     // SAFETY: the first statement of `main`: no other thread exists yet.
     unsafe {
-        bt_neuron::ops::disable_candle_elementwise_pool();
+        bt_neuron::ops::configure_candle_threads();
     }
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

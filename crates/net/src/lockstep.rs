@@ -6,9 +6,10 @@
 //! One global step:
 //! 1. every neuron samples its batch and routes it (with its own seeded noise) over the peers
 //!    its core makes available;
-//! 2. every peer answers the queries addressed to it in caller-uid order, through the same
-//!    serving code as its axon ([`LearnerSynapse`], scaled by the competitive mask of its
-//!    [`LedgerView`]), so all answers come from the parameters as they stood at the start of
+//! 2. every peer answers the queries addressed to it through the same serving code as its
+//!    axon ([`LearnerSynapse`], scaled by the competitive mask of its [`LedgerView`]), in one
+//!    forward over its callers' rows in caller-uid order (an answer to a row does not depend on
+//!    the other rows), so all answers come from the parameters as they stood at the start of
 //!    the step, and a noise peer draws its noise in a fixed order;
 //! 3. every neuron (and its twin alone) trains on its answers;
 //! 4. the Backward updates land: each peer applies its callers' gradients in uid order;
@@ -441,26 +442,59 @@ fn ids_tensor(ids: &[u32], rows: usize, t: usize) -> Option<Tensor> {
     Tensor::from_i64(vec![rows, t], &v).ok()
 }
 
-/// What peer `p` answers `caller`: its served representation scaled by the competitive mask,
-/// as its axon would; `None` where the axon would answer an error.
-fn serve_one(p: &Member, caller: &PublicKey, r: &Request, t: usize) -> Option<Vec<f32>> {
-    let scale = p.view.response_scale(caller);
-    if !(scale.is_finite() && (0.0..=1.0).contains(&scale)) {
-        return None;
+/// What peer `p` answers its callers (in caller-uid order): one forward over all their rows,
+/// since a peer's answer to a row does not depend on the other rows of its batch, then each
+/// caller's share scaled by the competitive mask that caller sees, as the axon would. A caller
+/// the axon would refuse (a mask scale outside `[0, 1]`, a non-finite answer) gets nothing.
+fn serve(p: &Member, members: &[Member], reqs: Vec<Request>, t: usize) -> Vec<(usize, PeerOutput)> {
+    let reqs: Vec<(Request, f32)> = reqs
+        .into_iter()
+        .filter_map(|r| {
+            let scale = p.view.response_scale(&members[r.caller].public);
+            (scale.is_finite() && (0.0..=1.0).contains(&scale)).then_some((r, scale))
+        })
+        .collect();
+    let rows: usize = reqs.iter().map(|(r, _)| r.rows.len()).sum();
+    if rows == 0 {
+        return Vec::new();
     }
-    let x = ids_tensor(&r.ids, r.rows.len(), t)?;
-    let out = p.synapse.forward(&[x]).ok()?;
-    let out = out.first()?;
-    if out.shape() != [r.rows.len(), t, p.learner.model_config().d] {
-        return None;
-    }
-    let mut values = out.to_f32().ok()?;
-    if scale != 1.0 {
-        for v in &mut values {
-            *v *= scale;
-        }
-    }
-    values.iter().all(|v| v.is_finite()).then_some(values)
+    let d = p.learner.model_config().d;
+    let ids: Vec<u32> = reqs
+        .iter()
+        .flat_map(|(r, _)| r.ids.iter().copied())
+        .collect();
+    let Some(values) = ids_tensor(&ids, rows, t)
+        .and_then(|x| p.synapse.forward(&[x]).ok())
+        .and_then(|out| out.into_iter().next())
+        .filter(|out| out.shape() == [rows, t, d])
+        .and_then(|out| out.to_f32().ok())
+    else {
+        return Vec::new();
+    };
+    let mut chunks = values.chunks_exact(t * d);
+    reqs.into_iter()
+        .filter_map(|(r, scale)| {
+            let mut values: Vec<f32> = chunks
+                .by_ref()
+                .take(r.rows.len())
+                .flatten()
+                .copied()
+                .collect();
+            if scale != 1.0 {
+                for v in &mut values {
+                    *v *= scale;
+                }
+            }
+            values.iter().all(|v| v.is_finite()).then_some((
+                r.caller,
+                PeerOutput {
+                    peer: p.uid,
+                    rows: r.rows,
+                    values,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Answers every request: peers in parallel, each serving its callers in uid order. The
@@ -476,21 +510,7 @@ fn exchange(members: &[Member], mut reqs: Vec<Request>, t: usize) -> Vec<Vec<Pee
     let answers: Vec<Vec<(usize, PeerOutput)>> = by_peer
         .into_par_iter()
         .enumerate()
-        .map(|(p, reqs)| {
-            reqs.into_iter()
-                .filter_map(|r| {
-                    let values = serve_one(&members[p], &members[r.caller].public, &r, t)?;
-                    Some((
-                        r.caller,
-                        PeerOutput {
-                            peer: p,
-                            rows: r.rows,
-                            values,
-                        },
-                    ))
-                })
-                .collect()
-        })
+        .map(|(p, reqs)| serve(&members[p], members, reqs, t))
         .collect();
     let mut out: Vec<Vec<PeerOutput>> = (0..members.len()).map(|_| Vec::new()).collect();
     for (caller, o) in answers.into_iter().flatten() {

@@ -95,7 +95,7 @@ fn main() {
     #[allow(unsafe_code)]
     // SAFETY: the first statement of `main`: no other thread exists yet.
     unsafe {
-        bt_neuron::ops::disable_candle_elementwise_pool();
+        bt_neuron::ops::configure_candle_threads();
     }
     let o = parse_args();
     let cfg = ModelConfig {

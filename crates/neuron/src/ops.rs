@@ -21,23 +21,34 @@ use rayon::prelude::*;
 /// The variable that sizes candle's own thread pool for element-wise CPU ops.
 pub const CANDLE_THREADS_VAR: &str = "CANDLE_NUM_THREADS";
 
-/// Turns candle's own element-wise CPU thread pool off (`CANDLE_NUM_THREADS=1`) unless the
-/// user set the variable.
+/// The variable that sizes rayon's pool, which candle also reads for its matrix products.
+pub const RAYON_THREADS_VAR: &str = "RAYON_NUM_THREADS";
+
+/// Sets candle's thread counts once for the process, leaving any variable the user set alone:
 ///
-/// After every element-wise op that pool's worker spins for a while before it sleeps, and all
-/// callers in a process share it behind one lock. On a small machine that spinning takes a core
-/// from the matrix products and from these kernels, which run on rayon; with several learners in
-/// one process (`bt net up`) the lock also serialises them. Measured on 2 cores, a training step
-/// at batch 32 is about 15% faster without it (docs/neuron.md, Speed).
+/// - `CANDLE_NUM_THREADS=1` turns candle's own element-wise CPU thread pool off. After every
+///   element-wise op that pool's worker spins for a while before it sleeps, and all callers in
+///   a process share it behind one lock. On a small machine that spinning takes a core from the
+///   matrix products and from these kernels, which run on rayon; with several learners in one
+///   process (`bt net up`) the lock also serialises them. Measured on 2 cores, a training step
+///   at batch 32 is about 15% faster without it (docs/neuron.md, Speed).
+/// - `RAYON_NUM_THREADS` = the available parallelism (rayon's own default). Without it candle
+///   counts the physical cores again for every matrix product by reading `/proc/cpuinfo`:
+///   thousands of reads a second in `bt net up`, about 4% of its time on 2 cores.
 ///
 /// # Safety
-/// It sets a process environment variable: call it first thing in `main`, before any other
+/// It sets process environment variables: call it first thing in `main`, before any other
 /// thread exists.
 #[allow(unsafe_code)]
-pub unsafe fn disable_candle_elementwise_pool() {
+pub unsafe fn configure_candle_threads() {
     if std::env::var_os(CANDLE_THREADS_VAR).is_none() {
         // SAFETY: the caller guarantees that no other thread runs yet.
         unsafe { std::env::set_var(CANDLE_THREADS_VAR, "1") };
+    }
+    if std::env::var_os(RAYON_THREADS_VAR).is_none() {
+        let n = std::thread::available_parallelism().map_or(1, usize::from);
+        // SAFETY: as above.
+        unsafe { std::env::set_var(RAYON_THREADS_VAR, n.to_string()) };
     }
 }
 
