@@ -1,4 +1,4 @@
-//! `bt net up`: a whole network on one machine: by default in lockstep (peers called in
+//! `bt net up` and `bt net tournament`. `bt net up`: a whole network on one machine: by default in lockstep (peers called in
 //! process, the ledger on a logical clock, the same seed gives the same report), or with
 //! `--transport grpc` an embedded ledger node and N neurons on loopback, in one process (four honest learners on different bundled texts, one that answers
 //! noise, one that puts all its weight on itself), the measured ideal rank, a report with
@@ -12,7 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use bt_net::local::DEFAULT_TEMPO;
-use bt_net::up::{DEFAULT_BLOCKS_PER_STEP, ModelPreset, Transport, UpConfig, up, up_seeds};
+use bt_net::tournament::TournamentConfig;
+use bt_net::up::{
+    DEFAULT_BLOCKS_PER_STEP, ModelPreset, RoleKind, Transport, UpConfig, up, up_seeds,
+};
 use clap::{Args, Subcommand};
 
 /// `bt net ...`.
@@ -20,15 +23,25 @@ use clap::{Args, Subcommand};
 pub enum NetCommand {
     /// Start a ledger node and neurons on loopback, train them together, measure, report.
     Up(UpArgs),
+    /// Each mechanism, with the competitive mask on and off, against each adversary, over
+    /// several seeds (lockstep): who takes more of what is minted than the value it gives.
+    Tournament(TournamentArgs),
 }
 
 /// `bt net up`.
 #[derive(Debug, Args)]
 pub struct UpArgs {
     /// Neurons (3 to 256 in lockstep, 3 to 16 over grpc): the first ones honest, then one
-    /// that answers noise, then one that weighs only itself.
+    /// that answers noise, then the adversary (by default one that weighs only itself).
     #[arg(long, default_value_t = 6)]
     pub neurons: usize,
+    /// The adversary: selfish, cabal (2 identities), copier, sybil (3), noise (the noise
+    /// neuron itself), freerider or lazy; all but selfish and noise in lockstep only.
+    #[arg(long, default_value = "selfish")]
+    pub adversary: String,
+    /// The competitive mask: on (axons serve callers by the weight they give) or off.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    pub mask: String,
     /// How the neurons talk: `lockstep` (in process, one global step at a time, the ledger on
     /// a logical clock; the same seed gives the same report) or `grpc` (axons, dendrites and a
     /// ledger node on loopback sockets, the wall clock).
@@ -99,9 +112,107 @@ impl UpArgs {
                 )
             })?,
             tempo: self.tempo,
+            adversary: RoleKind::adversary(&self.adversary)?,
+            mask: self.mask == "on",
             ..UpConfig::default()
         })
     }
+}
+
+/// `bt net tournament`.
+#[derive(Debug, Args)]
+pub struct TournamentArgs {
+    /// The mechanisms, comma-separated: paper, paper_no_self, yuma.
+    #[arg(
+        long,
+        default_value = "paper,paper_no_self,yuma",
+        value_delimiter = ','
+    )]
+    pub mechanisms: Vec<String>,
+    /// The competitive mask settings, comma-separated: on, off.
+    #[arg(long, default_value = "on,off", value_delimiter = ',', value_parser = ["on", "off"])]
+    pub masks: Vec<String>,
+    /// The adversaries, comma-separated: selfish, cabal, copier, sybil, noise, freerider, lazy.
+    #[arg(
+        long,
+        default_value = "selfish,cabal,copier,sybil,noise,freerider,lazy",
+        value_delimiter = ','
+    )]
+    pub adversaries: Vec<String>,
+    /// Seeds per setting: `seed .. seed + K`.
+    #[arg(long, default_value_t = 3)]
+    pub seeds: usize,
+    /// The first seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Neurons before the adversary's extra identities: `neurons - 2` honest, one noise, the
+    /// adversary.
+    #[arg(long, default_value_t = 6)]
+    pub neurons: usize,
+    /// Training steps per run.
+    #[arg(long, default_value_t = 100)]
+    pub steps: usize,
+    /// Steps per epoch (weights set, held-out loss measured).
+    #[arg(long, default_value_t = 10)]
+    pub epoch_steps: usize,
+    /// The learners' size: tiny, small or base.
+    #[arg(long, default_value = "tiny", value_parser = ["tiny", "small", "base"])]
+    pub model: String,
+    /// Where tournament.json, tournament.md, the plot and every run's report.json go.
+    #[arg(long, default_value = "out/tournament")]
+    pub out: PathBuf,
+}
+
+impl TournamentArgs {
+    /// The tournament's settings.
+    pub fn config(&self) -> Result<TournamentConfig> {
+        let d = TournamentConfig::default();
+        let mechanisms = self
+            .mechanisms
+            .iter()
+            .map(|m| {
+                m.parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "--mechanisms: each must be one of paper, paper_no_self, yuma; got {m:?}"
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let adversaries = self
+            .adversaries
+            .iter()
+            .map(|a| RoleKind::adversary(a).map_err(anyhow::Error::from))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TournamentConfig {
+            network: UpConfig {
+                neurons: self.neurons,
+                steps: self.steps,
+                epoch_steps: self.epoch_steps,
+                seed: self.seed,
+                model: ModelPreset::parse(&self.model)?.config(),
+                ..d.network
+            },
+            mechanisms,
+            masks: self.masks.iter().map(|m| m == "on").collect(),
+            adversaries,
+            seeds: self.seeds,
+            out: self.out.clone(),
+            progress: true,
+        })
+    }
+}
+
+/// Sets `stop` at the first Ctrl-C (saying `what`), and quits at the second.
+fn on_ctrl_c(stop: Arc<AtomicBool>, what: &'static str) {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nstopping: {what} (Ctrl-C again to quit at once)");
+            stop.store(true, Ordering::SeqCst);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
 }
 
 /// Runs `bt net`.
@@ -117,18 +228,10 @@ pub fn run(cmd: NetCommand) -> Result<()> {
             let rt = crate::chain::runtime()?;
             let path = rt.block_on(async move {
                 let stop = Arc::new(AtomicBool::new(false));
-                let flag = stop.clone();
-                tokio::spawn(async move {
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        eprintln!(
-                            "\nstopping: finishing the current steps, measuring and writing the report (Ctrl-C again to quit at once)"
-                        );
-                        flag.store(true, Ordering::SeqCst);
-                        if tokio::signal::ctrl_c().await.is_ok() {
-                            std::process::exit(130);
-                        }
-                    }
-                });
+                on_ctrl_c(
+                    stop.clone(),
+                    "finishing the current steps, measuring and writing the report",
+                );
                 let live = bt_net::live::new_live();
                 if seeds > 1 {
                     let (_, md) = up_seeds(&cfg, seeds, live, stop).await?;
@@ -142,6 +245,32 @@ pub fn run(cmd: NetCommand) -> Result<()> {
                 anyhow::Ok(path)
             })?;
             println!("report written to {}", path.display());
+            Ok(())
+        }
+        NetCommand::Tournament(a) => {
+            let cfg = a.config()?;
+            cfg.validate()?;
+            let rt = crate::chain::runtime()?;
+            let t = rt.block_on(async move {
+                let stop = Arc::new(AtomicBool::new(false));
+                on_ctrl_c(
+                    stop.clone(),
+                    "ending the runs in flight and writing what finished",
+                );
+                let c = cfg.clone();
+                let t = tokio::task::spawn_blocking(move || bt_net::tournament::run(&c, &stop))
+                    .await
+                    .context("the tournament's thread")??;
+                anyhow::Ok((t, cfg))
+            })?;
+            let (t, cfg) = t;
+            let md = bt_net::tournament::write(&t, &cfg.out)
+                .with_context(|| format!("writing the tournament into {}", cfg.out.display()))?;
+            println!("{md}");
+            println!(
+                "tournament written to {}",
+                cfg.out.join("tournament.md").display()
+            );
             Ok(())
         }
     }

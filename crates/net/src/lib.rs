@@ -18,6 +18,7 @@ pub mod lockstep;
 pub mod plots;
 pub mod progress;
 pub mod report;
+pub mod tournament;
 pub mod up;
 
 pub use error::{Error, Result};

@@ -28,10 +28,10 @@ use std::time::{Duration, Instant};
 
 use crate::local::{LedgerParams, funder, hotkey};
 use bt_keys::{Keypair, PublicKey};
-use bt_ledger::{Call, RAO_PER_TAO, State, Transaction, build_block};
+use bt_ledger::{Call, State, Transaction, build_block};
 use bt_neuron::core::{Core, Effect, Millis};
 use bt_neuron::data::{Batch, TextData};
-use bt_neuron::learner::{Learner, Mode, OptimConfig, PeerOutput};
+use bt_neuron::learner::{Learner, Mode, OptimConfig, PeerOutput, StepOutcome};
 use bt_neuron::ledger::{LedgerView, Snapshot};
 use bt_neuron::neuron::core_config;
 use bt_neuron::router::Routing;
@@ -47,13 +47,15 @@ use crate::error::{Error, Result};
 use crate::live::{Live, LiveNeuron};
 use crate::progress::Progress;
 use crate::up::{
-    EpochCosts, LedgerPoint, NetRun, NeuronRun, Role, STAKE_TAO, UpConfig, all_measurements,
-    lockstep_max_peers, neuron_config, roles,
+    EpochCosts, LedgerPoint, NetRun, NeuronRun, Role, UpConfig, all_measurements,
+    lockstep_max_peers, neuron_config, sum_over_consumers,
 };
 
 /// One neuron of the lockstep network, with its twin trained alone.
 struct Member {
     uid: usize,
+    /// The identity whose model this one serves instead of training its own (a sybil's).
+    mirror_of: Option<usize>,
     hotkey: Keypair,
     public: PublicKey,
     learner: Arc<Learner>,
@@ -136,11 +138,11 @@ pub fn run(
     progress: &Progress,
     start: Instant,
 ) -> Result<NetRun> {
-    let roles = roles(cfg.neurons);
+    let roles = cfg.roles();
     let funder = funder()?;
     let genesis = LedgerParams {
-        max_neurons: u32::try_from(cfg.neurons.max(16))
-            .map_err(|_| Error::Config(format!("{} neurons is too many", cfg.neurons)))?,
+        max_neurons: u32::try_from(roles.len().max(16))
+            .map_err(|_| Error::Config(format!("{} neurons is too many", roles.len())))?,
         block_time_ms: cfg.block_time_ms,
         mechanism: cfg.mechanism,
         tempo: cfg.tempo,
@@ -154,7 +156,8 @@ pub fn run(
     };
     let mut members = Vec::with_capacity(roles.len());
     for (k, role) in roles.iter().enumerate() {
-        members.push(member(cfg, k, role)?);
+        let m = member(cfg, k, role, &members)?;
+        members.push(m);
         progress.println(&format!(
             "started {} ({}, {})",
             role.name,
@@ -177,7 +180,7 @@ pub fn run(
         ));
         let stake = Call::AddStake {
             hotkey: m.public,
-            amount: STAKE_TAO * RAO_PER_TAO,
+            amount: m.run.role.stake_rao,
         };
         ledger.pending.push(Transaction::sign(
             &funder,
@@ -266,7 +269,7 @@ pub fn run(
                 }
             }
             if cfg.measure_every > 0 && epoch % cfg.measure_every == 0 {
-                let costs = removal_costs(&mut members, &ledger)?;
+                let costs = removal_costs(&mut members, &ledger, Masks::AsServed)?;
                 let snap = Snapshot::from_state(&ledger.state);
                 let rank: Vec<f64> = snap.neurons.iter().map(|n| n.rank).collect();
                 for (m, cost) in members.iter_mut().zip(costs) {
@@ -301,7 +304,9 @@ pub fn run(
         m.view.update(final_snapshot.clone());
         m.snapshot = Some(final_snapshot.clone());
     }
-    let final_costs = removal_costs(&mut members, &ledger)?;
+    let final_costs = removal_costs(&mut members, &ledger, Masks::AsServed)?;
+    progress.println("measuring removal costs with the masks open ...");
+    let open_costs = removal_costs(&mut members, &ledger, Masks::Open)?;
     let uids: Vec<usize> = members.iter().map(|m| m.uid).collect();
     let per: Vec<&[EpochCosts]> = members.iter().map(|m| m.costs.as_slice()).collect();
     let measurements = all_measurements(&per, &uids, &final_costs, &final_snapshot);
@@ -317,30 +322,32 @@ pub fn run(
         ledger: points,
         final_snapshot,
         measurements,
+        open_cost: Some(sum_over_consumers(&open_costs, &uids)),
     })
 }
 
-/// Builds neuron `k` and its twin alone, as the grpc network configures them.
-fn member(cfg: &UpConfig, k: usize, role: &Role) -> Result<Member> {
+/// Builds neuron `k` and its twin alone, as the grpc network configures them. A mirror (a
+/// second or third sybil identity) shares the learner and the twin of the identity it
+/// mirrors, one of `built`; a free rider serves a learner that never trains.
+fn member(cfg: &UpConfig, k: usize, role: &Role, built: &[Member]) -> Result<Member> {
     let mut ncfg = neuron_config(cfg, k, role, Some("lockstep"));
     ncfg.router.max_peers = lockstep_max_peers(cfg);
     let device = io(DeviceSpec::parse(&ncfg.train.device).and_then(|d| d.open()))?;
     let optim = OptimConfig::default();
     let seed = ncfg.train.seed;
-    let learner = Arc::new(io(Learner::new(
-        &ncfg.model,
-        &ncfg.router,
-        &optim,
-        &device,
-        seed,
-    ))?);
-    let alone = Arc::new(io(Learner::new(
-        &ncfg.model,
-        &ncfg.router,
-        &optim,
-        &device,
-        seed,
-    ))?);
+    let fresh = || -> Result<Arc<Learner>> {
+        Ok(Arc::new(io(Learner::new(
+            &ncfg.model,
+            &ncfg.router,
+            &optim,
+            &device,
+            seed,
+        ))?))
+    };
+    let (learner, alone) = match role.mirror_of.and_then(|p| built.get(p)) {
+        Some(p) => (p.learner.clone(), p.alone.clone()),
+        None => (fresh()?, fresh()?),
+    };
     let data = io(TextData::load_with(
         &ncfg.data.source,
         ncfg.data.limit,
@@ -357,14 +364,20 @@ fn member(cfg: &UpConfig, k: usize, role: &Role) -> Result<Member> {
     }
     let keys = hotkey(&role.name)?;
     let behaviour = ncfg.behaviour.unwrap_or(Behaviour::Honest);
+    let served = if behaviour == Behaviour::Frozen {
+        fresh()?
+    } else {
+        learner.clone()
+    };
     let mut core_cfg = core_config(&ncfg);
     core_cfg.checkpoint = false;
     Ok(Member {
         uid: k,
+        mirror_of: role.mirror_of,
         public: keys.public(),
         view: LedgerView::new(keys.public(), ncfg.weights.temperature, ncfg.network.mask),
         hotkey: keys,
-        synapse: LearnerSynapse::new(learner.clone(), behaviour, seed ^ 0x5eed),
+        synapse: LearnerSynapse::new(served, behaviour, seed ^ 0x5eed),
         learner,
         core: Core::new(core_cfg),
         snapshot: None,
@@ -446,11 +459,20 @@ fn ids_tensor(ids: &[u32], rows: usize, t: usize) -> Option<Tensor> {
 /// since a peer's answer to a row does not depend on the other rows of its batch, then each
 /// caller's share scaled by the competitive mask that caller sees, as the axon would. A caller
 /// the axon would refuse (a mask scale outside `[0, 1]`, a non-finite answer) gets nothing.
-fn serve(p: &Member, members: &[Member], reqs: Vec<Request>, t: usize) -> Vec<(usize, PeerOutput)> {
+fn serve(
+    p: &Member,
+    members: &[Member],
+    reqs: Vec<Request>,
+    t: usize,
+    masks: Masks,
+) -> Vec<(usize, PeerOutput)> {
     let reqs: Vec<(Request, f32)> = reqs
         .into_iter()
         .filter_map(|r| {
-            let scale = p.view.response_scale(&members[r.caller].public);
+            let scale = match masks {
+                Masks::AsServed => p.view.response_scale(&members[r.caller].public),
+                Masks::Open => 1.0,
+            };
             (scale.is_finite() && (0.0..=1.0).contains(&scale)).then_some((r, scale))
         })
         .collect();
@@ -497,9 +519,22 @@ fn serve(p: &Member, members: &[Member], reqs: Vec<Request>, t: usize) -> Vec<(u
         .collect()
 }
 
+/// Whether peers answer through the competitive mask, as their axons do, or unscaled (the
+/// yardstick that the mask must not shape: see [`removal_costs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Masks {
+    AsServed,
+    Open,
+}
+
 /// Answers every request: peers in parallel, each serving its callers in uid order. The
 /// answers come back per caller, in peer order.
-fn exchange(members: &[Member], mut reqs: Vec<Request>, t: usize) -> Vec<Vec<PeerOutput>> {
+fn exchange(
+    members: &[Member],
+    mut reqs: Vec<Request>,
+    t: usize,
+    masks: Masks,
+) -> Vec<Vec<PeerOutput>> {
     reqs.sort_by_key(|r| (r.peer, r.caller));
     let mut by_peer: Vec<Vec<Request>> = (0..members.len()).map(|_| Vec::new()).collect();
     for r in reqs {
@@ -510,7 +545,7 @@ fn exchange(members: &[Member], mut reqs: Vec<Request>, t: usize) -> Vec<Vec<Pee
     let answers: Vec<Vec<(usize, PeerOutput)>> = by_peer
         .into_par_iter()
         .enumerate()
-        .map(|(p, reqs)| serve(&members[p], members, reqs, t))
+        .map(|(p, reqs)| serve(&members[p], members, reqs, t, masks))
         .collect();
     let mut out: Vec<Vec<PeerOutput>> = (0..members.len()).map(|_| Vec::new()).collect();
     for (caller, o) in answers.into_iter().flatten() {
@@ -528,7 +563,11 @@ fn global_step(members: &mut [Member], ledger: &Ledger) -> Result<()> {
         .par_iter_mut()
         .map(|m| {
             let batch = m.data.train_batch(m.batch, m.seq, &mut m.rng);
-            let r = route(m, n, &batch, now, true)?;
+            // A mirror neither queries nor trains: its identity's first neuron does.
+            let r = match m.mirror_of {
+                Some(_) => None,
+                None => route(m, n, &batch, now, true)?,
+            };
             Ok((batch, r))
         })
         .collect::<Result<_>>()?;
@@ -539,7 +578,7 @@ fn global_step(members: &mut [Member], ledger: &Ledger) -> Result<()> {
         .flat_map(|(k, (b, r))| r.as_ref().map(|r| requests(k, b, r)).unwrap_or_default())
         .collect();
     let t = members.first().map_or(0, |m| m.seq);
-    let answers = exchange(members, reqs, t);
+    let answers = exchange(members, reqs, t, Masks::AsServed);
     // 3. Train (and the twins alone).
     let backward: Vec<Vec<(usize, Request, Vec<f32>)>> = members
         .par_iter_mut()
@@ -550,6 +589,12 @@ fn global_step(members: &mut [Member], ledger: &Ledger) -> Result<()> {
                 Some(r) => (Some(r.routing), r.queries),
                 None => (None, Vec::new()),
             };
+            let known = known(n, m.uid, m.core.config().max_peers);
+            if m.mirror_of.is_some() {
+                m.run.loss.push(f32::NAN);
+                m.core.record_step(StepOutcome::default(), &known);
+                return Ok(Vec::new());
+            }
             m.core.note_answers(now, &queries, &outs);
             let mode = m.core.mode(queries.len(), outs.len());
             let outs = if mode == Mode::Network {
@@ -567,7 +612,6 @@ fn global_step(members: &mut [Member], ledger: &Ledger) -> Result<()> {
             let outcome = io(outcome)?;
             io(alone_outcome)?;
             m.run.loss.push(outcome.loss);
-            let known = known(n, m.uid, m.core.config().max_peers);
             let t = batch.t;
             let effects = m.core.record_step(outcome, &known);
             Ok(effects
@@ -594,18 +638,29 @@ fn global_step(members: &mut [Member], ledger: &Ledger) -> Result<()> {
                 .collect())
         })
         .collect::<Result<_>>()?;
-    // 4. Backward updates, each peer taking its callers' gradients in uid order.
-    let mut by_peer: Vec<Vec<(Request, Vec<f32>)>> = (0..n).map(|_| Vec::new()).collect();
+    // A mirror shows its identity's training loss.
+    for k in 0..n {
+        if let Some(p) = members[k].mirror_of {
+            let loss = members[p].run.loss.last().copied();
+            if let (Some(l), Some(x)) = (loss, members[k].run.loss.last_mut()) {
+                *x = l;
+            }
+        }
+    }
+    // 4. Backward updates, each learner taking its callers' gradients in uid order (a
+    // mirror's go to the learner it shares, in caller then identity order).
+    let owner = |peer: usize| members[peer].mirror_of.unwrap_or(peer);
+    let mut by_owner: Vec<Vec<(Request, Vec<f32>)>> = (0..n).map(|_| Vec::new()).collect();
     for (peer, r, g) in backward.into_iter().flatten() {
         if peer < n {
-            by_peer[peer].push((r, g));
+            by_owner[owner(peer)].push((r, g));
         }
     }
     let publics: Vec<PublicKey> = members.iter().map(|m| m.public).collect();
-    members.par_iter().zip(by_peer).for_each(|(p, mut reqs)| {
-        reqs.sort_by_key(|(r, _)| r.caller);
+    by_owner.into_par_iter().for_each(|mut reqs| {
+        reqs.sort_by_key(|(r, _)| (r.caller, r.peer));
         for (r, grad) in reqs {
-            apply_backward(p, &publics[r.caller], &r, grad);
+            apply_backward(&members[r.peer], &publics[r.caller], &r, grad);
         }
     });
     Ok(())
@@ -686,10 +741,21 @@ fn record_held_out(
     } else {
         vec![f32::NAN; members.len()]
     };
-    let alone: Vec<f32> = members
+    let mut alone: Vec<f32> = members
         .par_iter()
-        .map(|m| io(evaluate_local(&m.alone, &m.held_out, Mode::Alone)))
+        .map(|m| match m.mirror_of {
+            Some(_) => Ok(f32::NAN),
+            None => io(evaluate_local(&m.alone, &m.held_out, Mode::Alone)),
+        })
         .collect::<Result<_>>()?;
+    // A mirror's losses are its identity's.
+    let mut net = net;
+    for (k, m) in members.iter().enumerate() {
+        if let Some(p) = m.mirror_of {
+            net[k] = net[p];
+            alone[k] = alone[p];
+        }
+    }
     for ((m, n), a) in members.iter_mut().zip(net).zip(alone) {
         m.run.held_out.push((step, n));
         m.run.held_out_alone.push((step, a));
@@ -714,13 +780,14 @@ fn held_out_round(
     members: &mut [Member],
     ledger: &Ledger,
     h: usize,
+    masks: Masks,
 ) -> Result<Vec<Option<(Batch, Option<(Routing, Vec<PeerOutput>)>)>>> {
     let n = members.len();
     let now = ledger.now();
     let routed: Vec<Option<(Batch, Option<Routed>)>> = members
         .par_iter_mut()
         .map(|m| {
-            let Some(batch) = m.held_out.get(h).cloned() else {
+            let Some(batch) = m.held_out.get(h).cloned().filter(|_| m.mirror_of.is_none()) else {
                 return Ok(None);
             };
             let r = route(m, n, &batch, now, false)?;
@@ -736,7 +803,7 @@ fn held_out_round(
         })
         .collect();
     let t = members.first().map_or(0, |m| m.seq);
-    let answers = exchange(members, reqs, t);
+    let answers = exchange(members, reqs, t, masks);
     Ok(members
         .iter_mut()
         .zip(routed)
@@ -759,7 +826,7 @@ fn evaluate_network(members: &mut [Member], ledger: &Ledger) -> Result<Vec<f32>>
     let rounds = members.iter().map(|m| m.held_out.len()).max().unwrap_or(0);
     let mut total = vec![0.0f32; members.len()];
     for h in 0..rounds {
-        let round = held_out_round(members, ledger, h)?;
+        let round = held_out_round(members, ledger, h, Masks::AsServed)?;
         let losses: Vec<Option<f32>> = members
             .par_iter()
             .zip(round)
@@ -787,14 +854,22 @@ fn evaluate_network(members: &mut [Member], ledger: &Ledger) -> Result<Vec<f32>>
 }
 
 /// What removing each peer costs every neuron on its held-out data (by consumer, then by
-/// uid), as [`bt_neuron::Neuron::removal_costs`] measures it.
-fn removal_costs(members: &mut [Member], ledger: &Ledger) -> Result<Vec<Vec<RemovalCost>>> {
+/// uid), as [`bt_neuron::Neuron::removal_costs`] measures it: with the peers' answers scaled
+/// by their masks as served, or with the masks open (every answer unscaled, the routers run
+/// again on it). The mask serves a peer only to whoever weighs it and routers learn to use
+/// whoever is served, so the masked figure rises for whoever got weight; the open one is the
+/// yardstick that the mechanism does not shape.
+fn removal_costs(
+    members: &mut [Member],
+    ledger: &Ledger,
+    masks: Masks,
+) -> Result<Vec<Vec<RemovalCost>>> {
     let n = members.len();
     let max = members.first().map_or(0, |m| m.core.config().max_peers);
     let rounds = members.iter().map(|m| m.held_out.len()).max().unwrap_or(0);
     let mut costs = vec![vec![RemovalCost::default(); max]; n];
     for h in 0..rounds {
-        let round = held_out_round(members, ledger, h)?;
+        let round = held_out_round(members, ledger, h, masks)?;
         let probes: Vec<Vec<bt_neuron::learner::RemovalProbe>> = members
             .par_iter()
             .zip(round)

@@ -12,12 +12,12 @@ use plotters::prelude::*;
 use crate::error::Result;
 use crate::up::NetRun;
 
-fn colour(k: usize) -> RGBColor {
+pub(crate) fn colour(k: usize) -> RGBColor {
     let c = Palette99::pick(k).to_rgba();
     RGBColor(c.0, c.1, c.2)
 }
 
-fn span(xs: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
+pub(crate) fn span(xs: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     let (lo, hi) = xs
         .filter(|v| v.is_finite())
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
@@ -34,10 +34,10 @@ fn span(xs: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
 type Pick = fn(&crate::up::LedgerPoint) -> &Vec<f64>;
 
 /// A chart over two `f64` axes.
-type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+pub(crate) type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 /// A captioned chart on `area` with named axes over the given ranges.
-fn panel<'a, DB: DrawingBackend>(
+pub(crate) fn panel<'a, DB: DrawingBackend>(
     area: &'a DrawingArea<DB, Shift>,
     caption: &str,
     (x_name, x): (&str, std::ops::Range<f64>),

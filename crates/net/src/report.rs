@@ -12,7 +12,8 @@ use bt_mechanism::stats::{pearson, spearman};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::up::{Measurement, NetRun, RoleKind, STAKE_TAO, Transport};
+use crate::up::{Measurement, NetRun, RoleKind, Transport};
+use bt_ledger::RAO_PER_TAO;
 
 /// One neuron in `report.json`. Values that are undefined (no measurement) are `null`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -32,15 +33,22 @@ pub struct NeuronJson {
     /// Final stake in TAO.
     pub stake_tao: f64,
     /// Its share of everything minted over the run (its stake's growth over the
-    /// [`STAKE_TAO`] it started with, over the sum of every neuron's growth); `null` when
+    /// stake it started with, over the sum of every neuron's growth); `null` when
     /// nothing was minted.
     pub minted_share: Option<f64>,
+    /// Whether it is (one identity of) the run's adversary.
+    #[serde(default)]
+    pub adversary: bool,
     /// Final ledger rank.
     pub rank: f64,
     /// Place by ledger rank (1 = highest).
     pub rank_place: usize,
     /// The measured removal cost, summed over consumers.
     pub removal_cost: f64,
+    /// Its final removal cost with the masks open (every answer unscaled, the routers run
+    /// again): the yardstick the mechanism does not shape; `null` over grpc.
+    #[serde(default)]
+    pub removal_cost_open: Option<f64>,
     /// Place by removal cost (1 = highest).
     pub cost_place: usize,
     /// The paper's second-order approximation of the removal cost.
@@ -89,11 +97,11 @@ pub fn json(run: &NetRun) -> ReportJson {
             let rank_place = places(&last.rank);
             let exact: Vec<f64> = last.cost.iter().map(|c| c.exact).collect();
             let cost_place = places(&exact);
-            let start = STAKE_TAO as f64;
             let grown: Vec<f64> = run
                 .neurons
                 .iter()
                 .map(|n| {
+                    let start = n.role.stake_rao as f64 / RAO_PER_TAO as f64;
                     snap.neurons
                         .get(n.uid)
                         .map_or(0.0, |m| (m.stake_tao() - start).max(0.0))
@@ -113,9 +121,15 @@ pub fn json(run: &NetRun) -> ReportJson {
                     loss_network: n.held_out.last().and_then(|h| finite(f64::from(h.1))),
                     stake_tao: snap.neurons.get(n.uid).map_or(0.0, |m| m.stake_tao()),
                     minted_share: (minted > 0.0).then(|| grown[k] / minted),
+                    adversary: n.role.adversary,
                     rank: last.rank[k],
                     rank_place: rank_place[k],
                     removal_cost: last.cost[k].exact,
+                    removal_cost_open: run
+                        .open_cost
+                        .as_ref()
+                        .and_then(|c| c.get(k))
+                        .map(|c| c.exact),
                     cost_place: cost_place[k],
                     second_order: last.cost[k].second,
                     self_weight: snap.w.get(n.uid).and_then(|r| r.get(n.uid)).copied(),
@@ -518,19 +532,17 @@ pub fn markdown(run: &NetRun, plots: &[PathBuf]) -> String {
         "| first + second order vs removal cost | | {} |\n",
         fmt_corr(a.taylor_pearson)
     );
-    for kind in [RoleKind::Noise, RoleKind::Selfish] {
-        for n in rows.iter().filter(|n| n.role == kind.as_str()) {
-            let _ = writeln!(
-                s,
-                "- **{}** ({}): place {} of {} by ledger rank, place {} of {} by removal cost.",
-                n.name,
-                n.role,
-                n.rank_place,
-                rows.len(),
-                n.cost_place,
-                rows.len()
-            );
-        }
+    for n in rows.iter().filter(|n| n.role != RoleKind::Honest.as_str()) {
+        let _ = writeln!(
+            s,
+            "- **{}** ({}): place {} of {} by ledger rank, place {} of {} by removal cost.",
+            n.name,
+            n.role,
+            n.rank_place,
+            rows.len(),
+            n.cost_place,
+            rows.len()
+        );
     }
     if run.measurements.len() > 1 {
         let _ = writeln!(s, "\n## Over the run\n");

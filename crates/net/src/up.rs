@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::local::{DEFAULT_TEMPO, LedgerParams, funder, hotkey, start_ledger};
 use bt_chain::Client;
-use bt_ledger::Mechanism;
+use bt_ledger::{Mechanism, RAO_PER_TAO};
 use bt_neuron::ledger::Snapshot;
 use bt_neuron::model::ModelConfig;
 use bt_neuron::router::RouterConfig;
@@ -33,24 +33,78 @@ pub const TEXTS: [&str; 6] = [
     "sotu_1790s",
 ];
 
-/// What a neuron in the local network is.
+/// What a neuron in the local network is: honest, or one of the adversaries that the
+/// tournament (`bt net tournament`) sets against a mechanism.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RoleKind {
-    /// Learns, answers with its model, sets weights by the payoff gradient.
+    /// Learns, answers with its model, sets weights by the honest rule ([`honest_rule`]).
     Honest,
     /// Learns, but answers every query with noise.
     Noise,
     /// Learns and answers honestly, but puts all its weight on itself.
     Selfish,
+    /// One of a group (two by default) that serve honestly and weigh only each other.
+    Cabal,
+    /// Learns and serves honestly, measures nothing, and copies the stake-weighted mean of the
+    /// other rows each epoch (the weight copier).
+    Copier,
+    /// One of three identities of one operator, its stake split between them, serving one
+    /// model (trained by the first) and weighing each other and the operator's favourite.
+    Sybil,
+    /// Queries, learns and weighs like an honest neuron, but serves its initial, untrained
+    /// model and ignores Backward.
+    Freerider,
+    /// Learns and serves honestly, but its row only goes to uniform over every neuron and
+    /// never follows anything measured (an idle validator).
+    Lazy,
 }
 
 impl RoleKind {
-    /// Its name in reports.
+    /// Every adversary, in the tournament's order.
+    pub const ADVERSARIES: [RoleKind; 7] = [
+        RoleKind::Selfish,
+        RoleKind::Cabal,
+        RoleKind::Copier,
+        RoleKind::Sybil,
+        RoleKind::Noise,
+        RoleKind::Freerider,
+        RoleKind::Lazy,
+    ];
+
+    /// Its name in reports and flags.
     pub fn as_str(self) -> &'static str {
         match self {
             RoleKind::Honest => "honest",
             RoleKind::Noise => "noise",
             RoleKind::Selfish => "selfish",
+            RoleKind::Cabal => "cabal",
+            RoleKind::Copier => "copier",
+            RoleKind::Sybil => "sybil",
+            RoleKind::Freerider => "freerider",
+            RoleKind::Lazy => "lazy",
+        }
+    }
+
+    /// The adversary named `name` (as [`RoleKind::as_str`] writes it).
+    pub fn adversary(name: &str) -> Result<RoleKind> {
+        RoleKind::ADVERSARIES
+            .into_iter()
+            .find(|k| k.as_str() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = RoleKind::ADVERSARIES.iter().map(|k| k.as_str()).collect();
+                Error::Config(format!(
+                    "unknown adversary {name:?}; one of {}",
+                    names.join(", ")
+                ))
+            })
+    }
+
+    /// How many identities the adversary has.
+    fn identities(self) -> usize {
+        match self {
+            RoleKind::Cabal => 2,
+            RoleKind::Sybil => 3,
+            _ => 1,
         }
     }
 }
@@ -64,26 +118,92 @@ pub struct Role {
     pub kind: RoleKind,
     /// Its training text (`bundled:...`).
     pub data: String,
+    /// Whether it is the adversary of the run (the noise neuron only when noise is).
+    pub adversary: bool,
+    /// The stake the funder puts on it at the start, in rao.
+    pub stake_rao: u64,
+    /// The names of the neurons it weighs (`cabal` and `sybil`; empty otherwise).
+    pub group: Vec<String>,
+    /// The index of the identity whose model it serves instead of training one (the second
+    /// and third sybil identities).
+    pub mirror_of: Option<usize>,
 }
 
-/// The parts of `n` neurons: `n - 2` honest, then one noise, then one selfish.
-pub fn roles(n: usize) -> Vec<Role> {
-    (0..n)
-        .map(|k| {
-            let (name, kind) = if k + 2 < n {
-                (format!("honest{k}"), RoleKind::Honest)
-            } else if k + 2 == n {
-                ("noise".to_string(), RoleKind::Noise)
-            } else {
-                ("selfish".to_string(), RoleKind::Selfish)
-            };
-            Role {
-                name,
-                kind,
-                data: format!("bundled:{}", TEXTS[k % TEXTS.len()]),
-            }
+/// The parts of the network of `n` neurons against `adversary`: `n - 2` honest, one noise,
+/// then the adversary's identities (one; two for `cabal`; three for `sybil`, sharing one
+/// neuron's stake). With `selfish` that is the default network; with `noise` the noise neuron
+/// is the adversary and there are `n - 1` neurons.
+pub fn roles(n: usize, adversary: RoleKind) -> Vec<Role> {
+    let honest = n.saturating_sub(2);
+    let mut out: Vec<Role> = (0..honest)
+        .map(|k| Role {
+            name: format!("honest{k}"),
+            kind: RoleKind::Honest,
+            data: String::new(),
+            adversary: false,
+            stake_rao: STAKE_TAO * RAO_PER_TAO,
+            group: Vec::new(),
+            mirror_of: None,
         })
-        .collect()
+        .collect();
+    let noise = |adversary| Role {
+        name: "noise".into(),
+        kind: RoleKind::Noise,
+        data: String::new(),
+        adversary,
+        stake_rao: STAKE_TAO * RAO_PER_TAO,
+        group: Vec::new(),
+        mirror_of: None,
+    };
+    out.push(noise(adversary == RoleKind::Noise));
+    if adversary != RoleKind::Noise {
+        let k = adversary.identities();
+        let first = out.len();
+        let names: Vec<String> = if k == 1 {
+            vec![adversary.as_str().to_string()]
+        } else {
+            (0..k)
+                .map(|j| format!("{}{j}", adversary.as_str()))
+                .collect()
+        };
+        let group: Vec<String> = match adversary {
+            RoleKind::Cabal => names.clone(),
+            // The operator's favourite: the first honest neuron.
+            RoleKind::Sybil => names
+                .iter()
+                .cloned()
+                .chain(["honest0".to_string()])
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (j, name) in names.into_iter().enumerate() {
+            let sybil = adversary == RoleKind::Sybil;
+            out.push(Role {
+                name,
+                kind: adversary,
+                data: String::new(),
+                adversary: true,
+                // One neuron's stake split over the identities (the remainder on the first).
+                stake_rao: if sybil {
+                    STAKE_TAO * RAO_PER_TAO / 3
+                        + if j == 0 {
+                            STAKE_TAO * RAO_PER_TAO % 3
+                        } else {
+                            0
+                        }
+                } else {
+                    STAKE_TAO * RAO_PER_TAO
+                },
+                group: group.clone(),
+                mirror_of: (sybil && j > 0).then_some(first),
+            });
+        }
+    }
+    for (k, r) in out.iter_mut().enumerate() {
+        let text = r.mirror_of.unwrap_or(k);
+        r.data = format!("bundled:{}", TEXTS[text % TEXTS.len()]);
+    }
+    out
 }
 
 /// How the neurons of a local network talk.
@@ -223,6 +343,10 @@ pub struct UpConfig {
     pub tempo: u64,
     /// Show progress bars (they hide themselves when stderr is not a terminal).
     pub progress: bool,
+    /// The adversary in the network ([`roles`]); `selfish` is the default network.
+    pub adversary: RoleKind,
+    /// Whether the axons apply the competitive mask.
+    pub mask: bool,
 }
 
 impl Default for UpConfig {
@@ -246,11 +370,18 @@ impl Default for UpConfig {
             mechanism: Mechanism::Paper,
             tempo: DEFAULT_TEMPO,
             progress: true,
+            adversary: RoleKind::Selfish,
+            mask: true,
         }
     }
 }
 
 impl UpConfig {
+    /// The neurons' parts, in uid order ([`roles`]).
+    pub fn roles(&self) -> Vec<Role> {
+        roles(self.neurons, self.adversary)
+    }
+
     /// Checks every setting, naming the one that is wrong.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
@@ -304,6 +435,22 @@ impl UpConfig {
             return bad(format!(
                 "{} neurons need router.max_peers >= {0}, got {}",
                 self.neurons, self.router.max_peers
+            ));
+        }
+        if self.transport == Transport::Grpc
+            && !matches!(self.adversary, RoleKind::Selfish | RoleKind::Noise)
+        {
+            return bad(format!(
+                "--adversary {} runs in lockstep only (over grpc: selfish or noise)",
+                self.adversary.as_str()
+            ));
+        }
+        if self.roles().len() > max {
+            return bad(format!(
+                "{} neurons with --adversary {} make {}, more than {max}",
+                self.neurons,
+                self.adversary.as_str(),
+                self.roles().len()
             ));
         }
         self.router.validate()?;
@@ -371,6 +518,9 @@ pub struct NetRun {
     pub final_snapshot: Snapshot,
     /// Removal costs at intervals, then the final one last.
     pub measurements: Vec<Measurement>,
+    /// The final removal costs with the masks open (every answer unscaled), by neuron in role
+    /// order, summed over consumers; measured in lockstep only.
+    pub open_cost: Option<Vec<RemovalCost>>,
 }
 
 struct Trainer {
@@ -394,7 +544,7 @@ pub(crate) struct EpochCosts {
 /// Peer slots of a lockstep network's routers: the configured ones, or every neuron when
 /// there are more.
 pub(crate) fn lockstep_max_peers(cfg: &UpConfig) -> usize {
-    cfg.router.max_peers.max(cfg.neurons)
+    cfg.router.max_peers.max(cfg.roles().len())
 }
 
 pub(crate) fn neuron_config(
@@ -405,39 +555,55 @@ pub(crate) fn neuron_config(
 ) -> NeuronConfig {
     let mut c = NeuronConfig {
         name: role.name.clone(),
-        behaviour: Some(if role.kind == RoleKind::Noise {
-            Behaviour::Noise
-        } else {
-            Behaviour::Honest
+        behaviour: Some(match role.kind {
+            RoleKind::Noise => Behaviour::Noise,
+            RoleKind::Freerider => Behaviour::Frozen,
+            _ => Behaviour::Honest,
         }),
         ..NeuronConfig::default()
     };
     c.data.source = role.data.clone();
     c.network.ledger = ledger.map(str::to_string);
     c.network.stake_tao = if ledger.is_some() {
-        STAKE_TAO as f64
+        role.stake_rao as f64 / RAO_PER_TAO as f64
     } else {
         0.0
     };
+    c.network.mask = cfg.mask;
     c.train.seed = cfg.seed.wrapping_add(k as u64);
     c.train.epoch_steps = cfg.epoch_steps;
     c.train.batch = cfg.batch;
     c.train.eval_batches = cfg.eval_batches;
     c.model = cfg.model.clone();
     c.router = cfg.router.clone();
-    c.weights.rule = honest_rule(role.kind, cfg.mechanism);
+    c.weights.rule = rule(role.kind, cfg.mechanism);
+    c.weights.group = role
+        .group
+        .iter()
+        .filter_map(|name| hotkey(name).ok().map(|k| k.public()))
+        .collect();
     c
 }
 
-/// The weight rule of a neuron of this kind under this mechanism. The selfish neuron keeps
-/// its whole row. The others follow the paper's payoff gradient under `paper`, where the
-/// self-weight earns rank; under `paper_no_self` and `yuma` the self-rank term pays nothing,
-/// so they weigh peers by their measured value ([`WeightRule::Value`]).
-pub fn honest_rule(kind: RoleKind, mechanism: Mechanism) -> WeightRule {
-    match (kind, mechanism) {
-        (RoleKind::Selfish, _) => WeightRule::SelfOnly,
-        (_, Mechanism::Paper) => WeightRule::Payoff,
-        (_, Mechanism::PaperNoSelf | Mechanism::Yuma) => WeightRule::Value,
+/// The weight rule of a neuron of this kind under this mechanism: the honest rule
+/// ([`honest_rule`]) but for the adversaries that choose their rows otherwise.
+pub fn rule(kind: RoleKind, mechanism: Mechanism) -> WeightRule {
+    match kind {
+        RoleKind::Selfish => WeightRule::SelfOnly,
+        RoleKind::Cabal | RoleKind::Sybil => WeightRule::Group,
+        RoleKind::Copier => WeightRule::Copy,
+        RoleKind::Lazy => WeightRule::Lazy,
+        RoleKind::Honest | RoleKind::Noise | RoleKind::Freerider => honest_rule(mechanism),
+    }
+}
+
+/// The honest weight rule under this mechanism: the paper's payoff gradient under `paper`,
+/// where the self-weight earns rank; under `paper_no_self` and `yuma` the self-rank term pays
+/// nothing, so peers are weighed by their measured value ([`WeightRule::Value`]).
+pub fn honest_rule(mechanism: Mechanism) -> WeightRule {
+    match mechanism {
+        Mechanism::Paper => WeightRule::Payoff,
+        Mechanism::PaperNoSelf | Mechanism::Yuma => WeightRule::Value,
     }
 }
 
@@ -459,7 +625,7 @@ async fn up_lockstep(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Resul
         path: cfg.out.clone(),
         source: e,
     })?;
-    let progress = Progress::new(&roles(cfg.neurons), cfg.steps, cfg.progress);
+    let progress = Progress::new(&cfg.roles(), cfg.steps, cfg.progress);
     let dashboard = match cfg.dashboard {
         Some(addr) => {
             let d = crate::dashboard::serve(addr, live.clone()).await?;
@@ -501,7 +667,7 @@ async fn up_grpc(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Result<Ne
     };
     let node = start_ledger(&chain_dir, &params).await?;
     let url = format!("http://{}", node.addr);
-    let roles = roles(cfg.neurons);
+    let roles = cfg.roles();
     let progress = Progress::new(&roles, cfg.steps, cfg.progress);
 
     let dashboard = match cfg.dashboard {
@@ -651,6 +817,7 @@ async fn up_grpc(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Result<Ne
         ledger,
         final_snapshot,
         measurements,
+        open_cost: None,
     })
 }
 

@@ -163,8 +163,7 @@ fn the_thread_count_does_not_change_the_run() -> anyhow::Result<()> {
             .num_threads(threads)
             .build()?;
         let run = pool.install(|| {
-            let progress =
-                bt_net::progress::Progress::new(&bt_net::up::roles(cfg.neurons), cfg.steps, false);
+            let progress = bt_net::progress::Progress::new(&cfg.roles(), cfg.steps, false);
             bt_net::lockstep::run(
                 &cfg,
                 &bt_net::live::new_live(),
@@ -204,7 +203,7 @@ async fn a_yuma_network_reports_its_mechanism_and_what_each_neuron_was_minted() 
     // (as far as epsilon allows per epoch).
     for n in &report.neurons {
         assert_eq!(
-            bt_net::up::honest_rule(role_kind(&n.role), bt_ledger::Mechanism::Yuma),
+            bt_net::up::rule(role_kind(&n.role), bt_ledger::Mechanism::Yuma),
             if n.role == "selfish" {
                 WeightRule::SelfOnly
             } else {

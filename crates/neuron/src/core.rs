@@ -14,7 +14,8 @@ use crate::error::{Error, Result};
 use crate::learner::{Mode, PeerOutput, StepOutcome};
 use crate::ledger::Snapshot;
 use crate::weights::{
-    PayoffInput, WeightConfig, WeightRule, ema_step, payoff_step, self_step, value_step,
+    PayoffInput, WeightConfig, WeightRule, copy_step, ema_step, group_step, payoff_step, self_step,
+    uniform_step, value_step,
 };
 
 /// Milliseconds on the shell's clock: wall time for the grpc shell, `height * block_time`
@@ -330,6 +331,12 @@ impl Core {
         let cfg = &self.cfg.weights;
         Ok(match cfg.rule {
             WeightRule::SelfOnly => self_step(row, i, snap.epsilon),
+            WeightRule::Copy => copy_step(&snap.w, &snap.stake_frac, i, snap.epsilon),
+            WeightRule::Lazy => uniform_step(row, snap.epsilon),
+            WeightRule::Group => {
+                let members: Vec<usize> = cfg.group.iter().filter_map(|k| snap.uid_of(k)).collect();
+                group_step(row, i, &members, snap.epsilon)
+            }
             WeightRule::Ema => {
                 let imp: Vec<f64> = (0..n)
                     .map(|j| importance.get(j).copied().unwrap_or(0.0))

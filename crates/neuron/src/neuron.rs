@@ -153,8 +153,20 @@ impl Neuron {
             cfg.network.mask,
         ));
         let behaviour = cfg.behaviour.unwrap_or(Behaviour::Honest);
+        // A free rider serves its initial model, never the one it trains.
+        let served = if behaviour == Behaviour::Frozen {
+            Arc::new(Learner::new(
+                &cfg.model,
+                &cfg.router,
+                &cfg.optim,
+                &device,
+                cfg.train.seed,
+            )?)
+        } else {
+            learner.clone()
+        };
         let synapse = Arc::new(LearnerSynapse::new(
-            learner.clone(),
+            served,
             behaviour,
             cfg.train.seed ^ 0x5eed,
         ));

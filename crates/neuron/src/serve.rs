@@ -20,10 +20,15 @@ pub enum Behaviour {
     Honest,
     /// Standard normal noise of the right shape (a useless peer, for experiments).
     Noise,
+    /// The representation of a model that never trains, and Backward ignored: a free rider,
+    /// which queries and weighs like an honest neuron but serves its initial model. The shell
+    /// gives the synapse that untrained learner, not the one it trains.
+    Frozen,
 }
 
 /// A [`Synapse`] over a shared [`Learner`]: input token ids `[batch, t]` (`t` up to the
-/// model's sequence length), output `[batch, t, d]`.
+/// model's sequence length), output `[batch, t, d]`. Backward updates the learner only when
+/// it is [`Behaviour::Honest`].
 pub struct LearnerSynapse {
     learner: Arc<Learner>,
     behaviour: Behaviour,
@@ -72,7 +77,7 @@ impl Synapse for LearnerSynapse {
         let (ids, b, t) = ids_of(&inputs[0])?;
         let d = self.learner.model_config().d;
         let values = match self.behaviour {
-            Behaviour::Honest => self.learner.serve(&ids, b, t)?,
+            Behaviour::Honest | Behaviour::Frozen => self.learner.serve(&ids, b, t)?,
             Behaviour::Noise => {
                 // Validate like the honest path, then answer noise.
                 self.learner.check_ids(&ids, b, t)?;

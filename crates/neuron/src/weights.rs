@@ -9,6 +9,7 @@
 //! projects onto the simplex, and shortens the step so that `||W_new - W_old||_2` stays below
 //! the ledger's epsilon (a longer one would be refused).
 
+use bt_keys::PublicKey;
 use bt_ledger::WEIGHT_ONE;
 use bt_mechanism::payoff::{mask_chain, rank_gradient};
 use bt_mechanism::simplex::projected;
@@ -29,6 +30,15 @@ pub enum WeightRule {
     Ema,
     /// All weight on itself (a selfish neuron, for experiments).
     SelfOnly,
+    /// The stake-weighted mean of the other neurons' rows as the metagraph last showed them,
+    /// measuring nothing ([`copy_step`]: the weight copier).
+    Copy,
+    /// A row uniform over every neuron, never revised by anything measured
+    /// ([`uniform_step`]: an idle validator).
+    Lazy,
+    /// A row uniform over the hotkeys in `weights.group` but itself ([`group_step`]: a cabal,
+    /// or one operator's identities and favourites).
+    Group,
 }
 
 /// Settings of the weight rules.
@@ -49,6 +59,8 @@ pub struct WeightConfig {
     pub ema_self: f64,
     /// Mask temperature `T` (the same value the network's axons use).
     pub temperature: f64,
+    /// The hotkeys the `group` rule weighs (SS58 addresses in a config file).
+    pub group: Vec<PublicKey>,
 }
 
 impl Default for WeightConfig {
@@ -60,6 +72,7 @@ impl Default for WeightConfig {
             ema_rate: 0.3,
             ema_self: 0.2,
             temperature: 0.05,
+            group: Vec::new(),
         }
     }
 }
@@ -84,6 +97,11 @@ impl WeightConfig {
                 "weights.temperature must be > 0, got {}",
                 self.temperature
             )));
+        }
+        if self.rule == WeightRule::Group && self.group.is_empty() {
+            return Err(Error::Config(
+                "weights.rule = \"group\" needs the hotkeys it weighs in weights.group".into(),
+            ));
         }
         Ok(())
     }
@@ -181,6 +199,56 @@ pub fn self_step(row: &[f64], i: usize, epsilon: f64) -> Vec<f64> {
     let target: Vec<f64> = (0..row.len())
         .map(|j| if j == i { 1.0 } else { 0.0 })
         .collect();
+    clip_step(row, &target, epsilon)
+}
+
+/// One step of the copier toward the stake-weighted mean of the other rows,
+/// `t_j = sum_{k != i} S_k W_kj / sum_{k != i} S_k`, within the ledger's bound: what a weight
+/// copier submits without measuring anything. `w` is the metagraph's dense matrix and `stake`
+/// the stake fractions; with no stake outside `i` the row stays.
+pub fn copy_step(w: &[Vec<f64>], stake: &[f64], i: usize, epsilon: f64) -> Vec<f64> {
+    let row = &w[i];
+    let total: f64 = (0..w.len()).filter(|&k| k != i).map(|k| stake[k]).sum();
+    if total <= 0.0 {
+        return row.clone();
+    }
+    let target: Vec<f64> = (0..row.len())
+        .map(|j| {
+            (0..w.len())
+                .filter(|&k| k != i)
+                .map(|k| stake[k] * w[k].get(j).copied().unwrap_or(0.0))
+                .sum::<f64>()
+                / total
+        })
+        .collect();
+    clip_step(row, &target, epsilon)
+}
+
+/// One step toward the uniform row over all `row.len()` neurons (itself included).
+pub fn uniform_step(row: &[f64], epsilon: f64) -> Vec<f64> {
+    let n = row.len().max(1) as f64;
+    clip_step(row, &vec![1.0 / n; row.len()], epsilon)
+}
+
+/// One step toward the row uniform over `members` (uids; `i` and uids outside the row are left
+/// out); with none left the row stays.
+pub fn group_step(row: &[f64], i: usize, members: &[usize], epsilon: f64) -> Vec<f64> {
+    let mut target = vec![0.0; row.len()];
+    let chosen: Vec<usize> = members
+        .iter()
+        .copied()
+        .filter(|&j| j != i && j < row.len())
+        .collect();
+    if chosen.is_empty() {
+        return row.to_vec();
+    }
+    for &j in &chosen {
+        target[j] = 1.0;
+    }
+    let k = target.iter().sum::<f64>();
+    for t in &mut target {
+        *t /= k;
+    }
     clip_step(row, &target, epsilon)
 }
 
@@ -411,5 +479,59 @@ mod tests {
         c = cfg();
         c.ema_rate = 2.0;
         assert!(c.validate().unwrap_err().to_string().contains("ema_rate"));
+    }
+
+    #[test]
+    fn the_copier_moves_to_the_stake_weighted_mean_of_the_other_rows() {
+        // Neuron 2 copies: 0 (stake 0.6) weighs 1, 1 (stake 0.2) weighs 0; its own row and
+        // stake count for nothing.
+        let w = vec![
+            vec![0.0, 1.0, 0.0],
+            vec![1.0, 0.0, 0.0],
+            vec![0.0, 0.0, 1.0],
+        ];
+        let stake = [0.6, 0.2, 0.2];
+        let next = copy_step(&w, &stake, 2, 10.0);
+        let want = [0.25, 0.75, 0.0];
+        for (a, b) in next.iter().zip(want) {
+            assert!((a - b).abs() < 1e-12, "{next:?}");
+        }
+        // Within the bound it only moves part of the way, and stays on the simplex.
+        let short = copy_step(&w, &stake, 2, 0.2);
+        assert!(on_simplex(&short, 1e-9));
+        assert!(short[2] > 0.5 && short[1] > 0.0);
+        // No stake outside itself: nothing to copy.
+        assert_eq!(copy_step(&w, &[0.0, 0.0, 1.0], 2, 10.0), w[2]);
+    }
+
+    #[test]
+    fn the_lazy_row_goes_uniform_and_stays() {
+        let mut row = vec![0.0, 0.0, 1.0, 0.0];
+        for _ in 0..20 {
+            row = uniform_step(&row, 0.3);
+        }
+        assert!(row.iter().all(|v| (v - 0.25).abs() < 1e-12), "{row:?}");
+        assert_eq!(uniform_step(&row, 0.3), row);
+    }
+
+    #[test]
+    fn a_group_row_weighs_only_the_other_members() {
+        let row = vec![0.0, 1.0, 0.0, 0.0];
+        // Member 1 of the group {1, 3} (and a uid beyond the row) weighs 3 only.
+        let next = group_step(&row, 1, &[1, 3, 9], 10.0);
+        assert_eq!(next, vec![0.0, 0.0, 0.0, 1.0]);
+        let next = group_step(&row, 1, &[0, 1, 3], 10.0);
+        assert_eq!(next, vec![0.5, 0.0, 0.0, 0.5]);
+        // No other member registered: the row stays.
+        assert_eq!(group_step(&row, 1, &[1], 10.0), row);
+    }
+
+    #[test]
+    fn the_group_rule_needs_its_hotkeys() {
+        let c = WeightConfig {
+            rule: WeightRule::Group,
+            ..WeightConfig::default()
+        };
+        assert!(matches!(c.validate(), Err(Error::Config(m)) if m.contains("weights.group")));
     }
 }

@@ -375,3 +375,31 @@ fn removal_probes_match_the_evaluated_loss_and_its_slope() {
         }
     }
 }
+
+#[test]
+fn a_frozen_synapse_serves_its_model_and_ignores_backward() {
+    use bt_neuron::serve::{Behaviour, LearnerSynapse};
+    use bt_wire::{Synapse, Tensor};
+    use std::sync::Arc;
+    let ids: Vec<i64> = (0..2 * 8).map(|v| v % 256).collect();
+    let x = Tensor::from_i64(vec![2, 8], &ids).unwrap();
+    let g = Tensor::from_f32(vec![2, 8, 16], &[1.0; 2 * 8 * 16]).unwrap();
+    let answer = |s: &LearnerSynapse| {
+        s.forward(std::slice::from_ref(&x)).unwrap()[0]
+            .to_f32()
+            .unwrap()
+    };
+    for (behaviour, moves) in [(Behaviour::Honest, true), (Behaviour::Frozen, false)] {
+        let s = LearnerSynapse::new(Arc::new(learner(5)), behaviour, 0);
+        let before = answer(&s);
+        assert_eq!(
+            before,
+            learner(5)
+                .serve(&ids.iter().map(|&v| v as u32).collect::<Vec<_>>(), 2, 8)
+                .unwrap()
+        );
+        s.backward(std::slice::from_ref(&x), std::slice::from_ref(&g))
+            .unwrap();
+        assert_eq!(answer(&s) != before, moves, "{behaviour:?}");
+    }
+}
