@@ -21,7 +21,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bt_ledger::Mechanism;
@@ -30,7 +30,6 @@ use bt_sim::plot::{DrawResult, Figure, err, render};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -244,8 +243,8 @@ pub struct Tournament {
     pub neurons: usize,
 }
 
-/// Runs every setting (two runs at a time where the cores allow; each run is itself parallel
-/// over its neurons). Each run's report goes into `out/runs/...`. Ctrl-C (`stop`) ends the
+/// Runs every setting (two runs at a time where there are two cores or more; each run is
+/// itself parallel over its neurons). Each run's report goes into `out/runs/...`. Ctrl-C (`stop`) ends the
 /// runs in flight early; they are left out, and what finished is given back.
 pub fn run(cfg: &TournamentConfig, stop: &AtomicBool) -> Result<Tournament> {
     cfg.validate()?;
@@ -263,44 +262,54 @@ pub fn run(cfg: &TournamentConfig, stop: &AtomicBool) -> Result<Tournament> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
-    let parallel = rayon::current_num_threads().clamp(1, 2);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(parallel)
-        .build()
-        .map_err(|e| Error::Config(format!("starting the tournament's threads: {e}")))?;
-    let rows: Vec<Option<Row>> = pool.install(|| {
-        runs.par_iter()
-            .with_max_len(1)
-            .map(|c| {
-                if stop.load(Ordering::SeqCst) || lock(&first_error).is_some() {
-                    return None;
-                }
-                match one(c, stop) {
-                    Ok(Some(row)) => {
-                        bar.inc(1);
-                        bar.set_message(format!(
-                            "last: {} mask {} {} seed {}",
-                            row.mechanism,
-                            on_off(row.mask),
-                            row.adversary,
-                            row.seed
-                        ));
-                        Some(row)
+    let rows: Mutex<Vec<Option<Row>>> = Mutex::new(vec![None; runs.len()]);
+    let next = AtomicUsize::new(0);
+    // Two runs at a time, each on its own thread and parallel over its neurons in rayon's
+    // pool: the second keeps the cores busy while the first waits on its slowest neuron. (Not
+    // a rayon loop over runs: a thread waiting inside one run would steal and start others.)
+    let workers = rayon::current_num_threads().clamp(1, 2);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, Ordering::SeqCst);
+                    if k >= runs.len()
+                        || stop.load(Ordering::SeqCst)
+                        || lock(&first_error).is_some()
+                    {
+                        return;
                     }
-                    Ok(None) => None,
-                    Err(e) => {
-                        lock(&first_error).get_or_insert(e);
-                        None
+                    match one(&runs[k], stop) {
+                        Ok(Some(row)) => {
+                            bar.inc(1);
+                            bar.set_message(format!(
+                                "last: {} mask {} {} seed {}",
+                                row.mechanism,
+                                on_off(row.mask),
+                                row.adversary,
+                                row.seed
+                            ));
+                            lock(&rows)[k] = Some(row);
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            lock(&first_error).get_or_insert(e);
+                        }
                     }
                 }
-            })
-            .collect()
+            });
+        }
     });
     bar.finish_and_clear();
     if let Some(e) = lock(&first_error).take() {
         return Err(e);
     }
-    let rows: Vec<Row> = rows.into_iter().flatten().collect();
+    let rows: Vec<Row> = rows
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .flatten()
+        .collect();
     Ok(Tournament {
         interrupted: rows.len() < runs.len(),
         planned: runs.len(),
