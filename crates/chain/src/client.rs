@@ -12,8 +12,22 @@ use tonic::transport::Channel;
 use crate::error::{Error, Result};
 use crate::proto;
 use crate::proto::chain_client::ChainClient;
-use crate::service::MAX_REPLY_BYTES;
-use crate::store::TxStatus;
+
+/// Largest reply (a block or a metagraph with every weight row), for both ends.
+pub const MAX_REPLY_BYTES: usize = 512 << 20;
+
+/// Where a transaction is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxStatus {
+    /// Never seen.
+    Unknown,
+    /// In the pending pool.
+    Pending,
+    /// In the block at this height.
+    Included(u64),
+    /// Left out of a block, with the ledger's reason.
+    Refused(String),
+}
 
 /// What a node says about itself.
 #[derive(Debug, Clone)]

@@ -11,6 +11,7 @@ pub enum Error {
     Ledger(#[from] bt_ledger::Error),
     /// The database failed. (redb's message is complete and it has no source, so it is
     /// shown here and not repeated as a cause.)
+    #[cfg(feature = "server")]
     #[error("database: {0}")]
     Db(redb::Error),
     /// A file could not be read or written.
@@ -103,6 +104,7 @@ pub enum Error {
 /// The result type of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
 
+#[cfg(feature = "server")]
 impl From<redb::Error> for Error {
     fn from(e: redb::Error) -> Error {
         Error::Db(e)
@@ -110,6 +112,7 @@ impl From<redb::Error> for Error {
 }
 
 /// Converts any redb error into [`Error::Db`].
+#[cfg(feature = "server")]
 pub(crate) fn db<E: Into<redb::Error>>(e: E) -> Error {
     Error::Db(e.into())
 }

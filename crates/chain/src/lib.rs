@@ -13,6 +13,10 @@
 //!   then check every acknowledged one is in a block.
 //! - [`proto`]: the generated gRPC types (`proto/chain.proto`).
 //!
+//! The node (`store`, `node`, `service`, `verify`, and with them redb) is the `server`
+//! feature, on by default. Without it (`default-features = false`, as `bt-neuron` takes it)
+//! the crate is the client, [`load`], the error type and the generated client stubs.
+//!
 //! A submission is acknowledged only after it is committed to the pending pool on disk;
 //! from there it is included in a block or refused with a recorded reason.
 //!
@@ -48,9 +52,13 @@
 pub mod client;
 pub mod error;
 pub mod load;
+#[cfg(feature = "server")]
 pub mod node;
+#[cfg(feature = "server")]
 pub mod service;
+#[cfg(feature = "server")]
 pub mod store;
+#[cfg(feature = "server")]
 pub mod verify;
 
 /// The gRPC messages and service stubs generated from `proto/chain.proto`.
@@ -59,9 +67,13 @@ pub mod proto {
     tonic::include_proto!("bt.chain.v1");
 }
 
-pub use client::{AccountInfo, Client, Metagraph, MetagraphNeuron};
+pub use client::{AccountInfo, Client, Metagraph, MetagraphNeuron, TxStatus};
 pub use error::{Error, Result};
+#[cfg(feature = "server")]
 pub use node::NodeConfig;
+#[cfg(feature = "server")]
 pub use service::{NodeHandle, serve};
-pub use store::{Store, TxStatus};
+#[cfg(feature = "server")]
+pub use store::Store;
+#[cfg(feature = "server")]
 pub use verify::{VerifyReport, verify};

@@ -15,9 +15,8 @@ use std::time::Duration;
 use bt_keys::{Keypair, PublicKey};
 use bt_ledger::{Call, Hash, Transaction};
 
-use crate::client::Client;
+use crate::client::{Client, TxStatus};
 use crate::error::{Error, Result};
-use crate::store::TxStatus;
 
 /// What a load run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

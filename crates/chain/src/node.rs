@@ -15,8 +15,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bt_ledger::{Hash, Header, State, Transaction, build_block};
 use tokio::sync::{broadcast, oneshot};
 
+use crate::client::TxStatus;
 use crate::error::{Error, Result};
-use crate::store::{BlockCommit, Store, TxStatus};
+use crate::store::{BlockCommit, Store};
 
 /// How a node runs.
 #[derive(Debug, Clone)]

@@ -13,14 +13,13 @@ use tokio_stream::wrappers::{BroadcastStream, TcpListenerStream};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
+use crate::client::TxStatus;
 use crate::error::{Error, Result};
 use crate::node::{Engine, NodeConfig, Shared, start_engine};
 use crate::proto;
 use crate::proto::chain_server::{Chain, ChainServer};
-use crate::store::TxStatus;
 
-/// Largest reply (a block or a metagraph with every weight row).
-pub const MAX_REPLY_BYTES: usize = 512 << 20;
+pub use crate::client::MAX_REPLY_BYTES;
 
 /// A token bucket per client IP.
 #[derive(Debug)]

@@ -19,6 +19,7 @@ use std::path::Path;
 use bt_ledger::{Block, Hash, State};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
+pub use crate::client::TxStatus;
 use crate::error::{Error, Result, db};
 
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
@@ -30,19 +31,7 @@ const TXS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("txs");
 /// The database file inside a data directory.
 pub const DB_FILE: &str = "chain.redb";
 
-/// Where a transaction is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TxStatus {
-    /// Never seen.
-    Unknown,
-    /// In the pending pool.
-    Pending,
-    /// In the block at this height.
-    Included(u64),
-    /// Left out of a block, with the ledger's reason.
-    Refused(String),
-}
-
+/// How the transaction index stores a status.
 impl TxStatus {
     fn encode(&self) -> Vec<u8> {
         match self {

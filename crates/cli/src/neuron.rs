@@ -25,7 +25,8 @@ pub struct RunArgs {
     /// The neuron's TOML configuration (see `docs/neuron.md`).
     #[arg(long)]
     pub config: PathBuf,
-    /// Override `train.steps`.
+    /// Override `train.steps`: the total, counting the steps before a checkpoint it resumes
+    /// from.
     #[arg(long)]
     pub steps: Option<usize>,
     /// Print a one-line summary every this many steps (besides each epoch's).
@@ -109,7 +110,25 @@ fn run_neuron(a: RunArgs) -> Result<()> {
             n.uid().map(|u| u.to_string()).unwrap_or_else(|| "-".into()),
             n.learner().num_params()
         );
+        let first = n.steps_done();
+        if let Some(r) = n.resumed() {
+            if r.step_recorded {
+                let of = if r.step < steps { format!(" of {steps}") } else { String::new() };
+                eprintln!("{name}: resumed from {} at step {}{of}", r.path.display(), r.step);
+            } else {
+                eprintln!(
+                    "{name}: resumed from {} (parameters only, no step recorded: counting from 0)",
+                    r.path.display()
+                );
+            }
+        }
+        if first >= steps {
+            eprintln!("{name}: already at step {first}, train.steps is {steps}: nothing to train");
+            n.shutdown().await?;
+            return Ok(());
+        }
         let pb = crate::progress::bar(steps as u64, &name);
+        pb.set_position(first as u64);
         let start = Instant::now();
         let mut net = Duration::ZERO;
         let mut loss_sum = 0.0f64;
@@ -117,11 +136,12 @@ fn run_neuron(a: RunArgs) -> Result<()> {
         let mut window = Instant::now();
         let stop = tokio::signal::ctrl_c();
         tokio::pin!(stop);
-        for step in 1..=steps {
+        while n.steps_done() < steps {
             let r = tokio::select! {
                 r = n.train_step() => r?,
                 _ = &mut stop => { say(&pb, "interrupted; shutting down"); break; }
             };
+            let step = r.step;
             pb.inc(1);
             net += r.network_time;
             loss_sum += f64::from(r.loss);
@@ -160,7 +180,12 @@ fn run_neuron(a: RunArgs) -> Result<()> {
             }
         }
         pb.finish_and_clear();
-        eprintln!("{name}: {} steps in {:.1} s", n.steps_done(), start.elapsed().as_secs_f64());
+        eprintln!(
+            "{name}: {} steps in {:.1} s (at step {} of {steps})",
+            n.steps_done() - first,
+            start.elapsed().as_secs_f64(),
+            n.steps_done()
+        );
         n.shutdown().await?;
         Ok(())
     })

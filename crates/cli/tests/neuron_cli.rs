@@ -65,18 +65,21 @@ fn a_neuron_without_a_ledger_trains_alone_and_checkpoints() {
         ),
     )
     .expect("write");
-    bt(&["neuron", "run", "--config", cfg.to_str().expect("utf-8")]).expect("trains");
-    assert!(ckpt.join("neuron.safetensors").exists());
-    // And resumes from it.
-    bt(&[
-        "neuron",
-        "run",
-        "--config",
-        cfg.to_str().expect("utf-8"),
-        "--steps",
-        "2",
-    ])
-    .expect("resumes");
+    let cfg = cfg.to_str().expect("utf-8");
+    bt(&["neuron", "run", "--config", cfg]).expect("trains");
+    let file = ckpt.join("neuron.safetensors");
+    assert!(file.exists());
+    // And resumes from it: `--steps` counts every step, so 6 trains 2 more and 4 none.
+    bt(&["neuron", "run", "--config", cfg, "--steps", "6"]).expect("resumes");
+    bt(&["neuron", "run", "--config", cfg, "--steps", "4"]).expect("nothing to train");
+    // A damaged checkpoint is refused, named, and left in place.
+    std::fs::write(&file, b"garbage").expect("write");
+    let e = error_of(&["neuron", "run", "--config", cfg]);
+    assert!(
+        e.contains("neuron.safetensors is damaged") && e.contains("delete it"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&file).expect("read"), b"garbage");
 }
 
 #[test]

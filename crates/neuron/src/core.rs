@@ -10,6 +10,8 @@
 //! process and the clock is logical. The compute (routing, training, evaluation) stays in
 //! [`Learner`](crate::learner::Learner); the core only decides.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
 use crate::learner::{Mode, PeerOutput, StepOutcome};
 use crate::ledger::Snapshot;
@@ -103,6 +105,39 @@ pub struct EpochPlan {
     pub weights_error: Option<Error>,
 }
 
+/// What the core carries across a restart, saved with each checkpoint: the steps taken (and
+/// with them the place in the epoch, so weights, evaluation and checkpoints keep their
+/// schedule) and the value rule's moving averages. The epoch's statistics are not kept: a
+/// checkpoint is written at an epoch's end, when they have just been reset.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoreState {
+    /// Steps taken.
+    pub step: usize,
+    /// The value rule's moving average of each peer's measured value, by uid.
+    #[serde(default)]
+    pub value: Vec<f64>,
+}
+
+impl CoreState {
+    /// The key of a checkpoint's metadata that holds the state.
+    pub const KEY: &'static str = "bt.neuron.core";
+
+    /// The state as text, for a checkpoint's metadata.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Reads a state written by [`CoreState::encode`]; the reason when it is not one.
+    pub fn decode(text: &str) -> std::result::Result<CoreState, String> {
+        let state: CoreState = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if let Some(v) = state.value.iter().find(|v| !v.is_finite()) {
+            return Err(format!("a value average is {v}"));
+        }
+        Ok(state)
+    }
+}
+
 /// The neuron's decisions.
 #[derive(Clone, Debug)]
 pub struct Core {
@@ -127,6 +162,23 @@ impl Core {
         };
         c.reset_stats();
         c
+    }
+
+    /// A core that continues from a checkpoint's state: `state.step` steps taken, so the
+    /// next epoch ends at the next multiple of `epoch_steps`.
+    pub fn resume(cfg: CoreConfig, state: CoreState) -> Core {
+        let mut c = Core::new(cfg);
+        c.step = state.step;
+        c.value = state.value;
+        c
+    }
+
+    /// What a checkpoint saves of the core.
+    pub fn state(&self) -> CoreState {
+        CoreState {
+            step: self.step,
+            value: self.value.clone(),
+        }
     }
 
     fn reset_stats(&mut self) {
@@ -379,6 +431,39 @@ mod tests {
             ledger,
             checkpoint: false,
         })
+    }
+
+    #[test]
+    fn a_resumed_core_continues_at_its_step_and_epoch() {
+        let mut c = core(true);
+        for _ in 0..3 {
+            c.record_step(StepOutcome::default(), &[true; 4]);
+        }
+        let saved = CoreState::decode(&c.state().encode()).expect("decodes");
+        assert_eq!(saved.step, 3);
+        let mut r = Core::resume(c.config().clone(), saved);
+        assert_eq!(r.step(), 3);
+        assert!(!r.epoch_due(), "step 3 of 2-step epochs is mid-epoch");
+        r.record_step(StepOutcome::default(), &[true; 4]);
+        assert_eq!(r.step(), 4);
+        assert!(
+            r.epoch_due(),
+            "the epoch ends at step 4, as without the restart"
+        );
+    }
+
+    #[test]
+    fn a_damaged_core_state_is_refused() {
+        assert!(CoreState::decode("{\"step\": 7}").is_ok());
+        for bad in [
+            "",
+            "{\"step\": -1}",
+            "{\"step\": 7, \"extra\": 1}",
+            "{\"step\": 7, \"value\": [null]}",
+            "not json",
+        ] {
+            assert!(CoreState::decode(bad).is_err(), "{bad:?} decodes");
+        }
     }
 
     #[test]

@@ -33,12 +33,33 @@ pub enum Error {
     /// Training text that cannot be used.
     #[error("data: {0}")]
     Data(String),
-    /// A checkpoint that cannot be loaded.
-    #[error("checkpoint {path}: {reason}")]
-    Checkpoint {
+    /// A checkpoint file that is not one: truncated, overwritten, not safetensors, a value
+    /// that is not finite, or a training state that cannot be read. Nothing is loaded from it.
+    #[error(
+        "checkpoint {path} is damaged: {reason}; restore a good copy, or delete it to start \
+         from step 0"
+    )]
+    CheckpointDamaged {
         /// The file.
         path: String,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// A sound checkpoint of another model (a tensor missing or of another shape): the
+    /// `[model]` or `[router]` settings changed since it was written. Nothing is loaded from it.
+    #[error("checkpoint {path} does not fit this model: {reason}")]
+    CheckpointMismatch {
+        /// The file.
+        path: String,
+        /// The first difference.
+        reason: String,
+    },
+    /// A checkpoint could not be written.
+    #[error("cannot write checkpoint {path}: {reason}")]
+    CheckpointWrite {
+        /// The file.
+        path: String,
+        /// The cause.
         reason: String,
     },
     /// The ledger refused or failed a request.

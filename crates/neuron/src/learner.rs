@@ -583,18 +583,35 @@ impl Learner {
         Ok(probes)
     }
 
-    /// Saves every parameter to a safetensors file.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        self.vars.save(path).map_err(|e| Error::Checkpoint {
-            path: path.display().to_string(),
-            reason: e.to_string(),
+    /// Saves every parameter to a safetensors file, with `metadata` (the caller's state, such
+    /// as the step count) in its header.
+    pub fn save(&self, path: &Path, metadata: HashMap<String, String>) -> Result<()> {
+        let tensors: Vec<(String, Tensor)> = self
+            .named_vars()
+            .into_iter()
+            .map(|(name, var)| (name, var.as_tensor().clone()))
+            .collect();
+        let metadata = (!metadata.is_empty()).then_some(metadata);
+        safetensors::serialize_to_file(tensors, metadata, path).map_err(|e| {
+            Error::CheckpointWrite {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            }
         })
     }
 
-    /// Loads parameters saved by [`Learner::save`] from a learner of the same shape; every
-    /// parameter must be present with its shape.
-    pub fn load(&self, path: &Path) -> Result<()> {
-        let bad = |reason: String| Error::Checkpoint {
+    /// Loads parameters saved by [`Learner::save`] from a learner of the same shape and gives
+    /// back the header's metadata (empty when it has none). Every parameter must be present,
+    /// with its shape and finite values; all are checked before any is set, so a refused file
+    /// leaves the learner as it was. A file that is not a safetensors file, or holds a value
+    /// that is not finite, is [`Error::CheckpointDamaged`]; one of another model is
+    /// [`Error::CheckpointMismatch`].
+    pub fn load(&self, path: &Path) -> Result<HashMap<String, String>> {
+        let damaged = |reason: String| Error::CheckpointDamaged {
+            path: path.display().to_string(),
+            reason,
+        };
+        let mismatch = |reason: String| Error::CheckpointMismatch {
             path: path.display().to_string(),
             reason,
         };
@@ -602,14 +619,17 @@ impl Learner {
             path: path.display().to_string(),
             source: e,
         })?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| damaged(format!("not a safetensors file ({e})")))?;
         let tensors = candle_core::safetensors::load_buffer(&bytes, &self.device)
-            .map_err(|e| bad(e.to_string()))?;
+            .map_err(|e| damaged(format!("not a safetensors file ({e})")))?;
+        let mut staged = Vec::new();
         for (name, var) in self.named_vars() {
             let t = tensors
                 .get(&name)
-                .ok_or_else(|| bad(format!("missing tensor {name}")))?;
+                .ok_or_else(|| mismatch(format!("tensor {name} is missing")))?;
             if t.dims() != var.as_tensor().dims() {
-                return Err(bad(format!(
+                return Err(mismatch(format!(
                     "tensor {name} has shape {:?}, the model expects {:?}",
                     t.dims(),
                     var.as_tensor().dims()
@@ -618,10 +638,13 @@ impl Learner {
             let t = t.to_dtype(candle_core::DType::F32)?;
             let host: Vec<f32> = t.flatten_all()?.to_vec1()?;
             if let Some(v) = host.iter().find(|v| !v.is_finite()) {
-                return Err(bad(format!("tensor {name} holds non-finite value {v}")));
+                return Err(damaged(format!("tensor {name} holds non-finite value {v}")));
             }
+            staged.push((var, t));
+        }
+        for (var, t) in staged {
             var.set(&t)?;
         }
-        Ok(())
+        Ok(header.metadata().clone().unwrap_or_default())
     }
 }

@@ -47,6 +47,6 @@ pub mod serve;
 pub mod weights;
 
 pub use config::{DeviceSpec, NeuronConfig};
-pub use neuron::{EpochReport, Neuron, RemovalCost, StepReport};
+pub use neuron::{EpochReport, Neuron, RemovalCost, Resumed, StepReport};
 
 pub use error::{Error, Result};

@@ -6,7 +6,9 @@
 //! `k_min` answer), and sends each peer the gradient of its loss through Backward without
 //! waiting. Each epoch it refreshes the metagraph, sets weights, evaluates and checkpoints.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use tokio::task::JoinSet;
 
 use crate::config::{DeviceSpec, NeuronConfig};
-use crate::core::{Core, CoreConfig, Effect, Millis};
+use crate::core::{Core, CoreConfig, CoreState, Effect, Millis};
 use crate::data::{Batch, TextData};
 use crate::error::{Error, Result};
 use crate::learner::{Learner, Mode, PeerOutput, StepOutcome};
@@ -82,6 +84,18 @@ pub struct RemovalCost {
     pub batches: usize,
 }
 
+/// Where a neuron started from, when it found its checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resumed {
+    /// The checkpoint file.
+    pub path: PathBuf,
+    /// The step it resumes from: the steps taken before the checkpoint was written.
+    pub step: usize,
+    /// Whether the checkpoint recorded its step (one written before steps were recorded
+    /// holds only the parameters, and the count starts at 0).
+    pub step_recorded: bool,
+}
+
 /// A neuron.
 pub struct Neuron {
     cfg: NeuronConfig,
@@ -103,6 +117,7 @@ pub struct Neuron {
     my_uid: Option<usize>,
     backward: JoinSet<()>,
     rng: ChaCha8Rng,
+    resumed: Option<Resumed>,
 }
 
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
@@ -110,8 +125,11 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 }
 
 impl Neuron {
-    /// Builds the learner (resuming from the checkpoint when there is one), starts the axon,
-    /// and, with a ledger, registers (and stakes) if needed and reads the metagraph.
+    /// Builds the learner (resuming from the checkpoint when there is one: its parameters, and
+    /// the core's step count and value averages), starts the axon, and, with a ledger,
+    /// registers (and stakes) if needed and reads the metagraph. A checkpoint that cannot be
+    /// used is refused ([`Error::CheckpointDamaged`], [`Error::CheckpointMismatch`]), never
+    /// replaced by a fresh start.
     pub async fn start(
         cfg: NeuronConfig,
         hotkey: Keypair,
@@ -126,11 +144,30 @@ impl Neuron {
             &device,
             cfg.train.seed,
         )?);
+        let mut resumed = None;
+        let mut state = CoreState::default();
         if let Some(path) = checkpoint_path(&cfg)
             && path.exists()
         {
-            learner.load(&path)?;
-            tracing::info!(path = %path.display(), "resumed from checkpoint");
+            let meta = learner.load(&path)?;
+            let step_recorded = meta.contains_key(CoreState::KEY);
+            if let Some(text) = meta.get(CoreState::KEY) {
+                state = CoreState::decode(text).map_err(|reason| Error::CheckpointDamaged {
+                    path: path.display().to_string(),
+                    reason: format!("its training state does not read: {reason}"),
+                })?;
+            }
+            tracing::info!(
+                path = %path.display(),
+                step = state.step,
+                step_recorded,
+                "resumed from checkpoint"
+            );
+            resumed = Some(Resumed {
+                path,
+                step: state.step,
+                step_recorded,
+            });
         }
         let data = TextData::load_with(
             &cfg.data.source,
@@ -193,9 +230,10 @@ impl Neuron {
             },
         )?;
         let peers = cfg.router.max_peers;
-        let core = Core::new(core_config(&cfg));
+        let rng = ChaCha8Rng::seed_from_u64(batch_seed(cfg.train.seed, state.step));
+        let core = Core::resume(core_config(&cfg), state);
         let mut n = Neuron {
-            rng: ChaCha8Rng::seed_from_u64(cfg.train.seed.wrapping_add(1)),
+            rng,
             cfg,
             learner,
             data,
@@ -212,6 +250,7 @@ impl Neuron {
             snapshot: None,
             my_uid: None,
             backward: JoinSet::new(),
+            resumed,
         };
         if let Some(url) = n.cfg.network.ledger.clone() {
             let client = Client::connect(&url).await?;
@@ -254,9 +293,14 @@ impl Neuron {
         self.snapshot.as_ref()
     }
 
-    /// Steps done.
+    /// Steps done, counting those before the checkpoint it resumed from.
     pub fn steps_done(&self) -> usize {
         self.core.step()
+    }
+
+    /// The checkpoint it resumed from, if it found one at start.
+    pub fn resumed(&self) -> Option<&Resumed> {
+        self.resumed.as_ref()
     }
 
     /// Uses these peers (by uid) instead of the ledger's (no masks: every multiplier is 1).
@@ -621,8 +665,8 @@ impl Neuron {
         Ok(report)
     }
 
-    /// Saves the learner to its checkpoint (through a temporary name, so a crash never leaves
-    /// half a checkpoint).
+    /// Saves the learner, with the core's state (its step count) in the header, to its
+    /// checkpoint (through a temporary name, so a crash never leaves half a checkpoint).
     fn checkpoint(&self) -> Result<()> {
         let Some(path) = checkpoint_path(&self.cfg) else {
             return Ok(());
@@ -634,7 +678,8 @@ impl Neuron {
             })?;
         }
         let tmp = path.with_extension("safetensors.tmp");
-        self.learner.save(&tmp)?;
+        let meta = HashMap::from([(CoreState::KEY.to_string(), self.core.state().encode())]);
+        self.learner.save(&tmp, meta)?;
         std::fs::rename(&tmp, &path).map_err(|e| Error::Io {
             path: path.display().to_string(),
             source: e,
@@ -731,6 +776,18 @@ pub fn core_config(cfg: &NeuronConfig) -> CoreConfig {
         mask: cfg.network.mask,
         ledger: cfg.network.ledger.is_some(),
         checkpoint: cfg.train.checkpoint_dir.is_some(),
+    }
+}
+
+/// The seed of a neuron's batches and routing noise: `seed + 1` from step 0, and another
+/// stream for each step it resumes from, so a restarted neuron does not retrain on the batches
+/// it began with.
+fn batch_seed(seed: u64, step: usize) -> u64 {
+    let start = seed.wrapping_add(1);
+    if step == 0 {
+        start
+    } else {
+        start ^ (step as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
 }
 

@@ -263,16 +263,21 @@ fn bad_inputs_are_refused() {
 
 #[test]
 fn checkpoints_round_trip_and_bad_ones_are_named() {
+    use bt_neuron::Error;
+    use std::collections::HashMap;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ckpt.safetensors");
     let a = learner(9);
     let ids: Vec<u32> = (0..16).collect();
-    a.save(&path).unwrap();
+    let meta = HashMap::from([("k".to_string(), "v".to_string())]);
+    a.save(&path, meta.clone()).unwrap();
     let b = learner(10);
     assert_ne!(a.serve(&ids, 1, 16).unwrap(), b.serve(&ids, 1, 16).unwrap());
-    b.load(&path).unwrap();
+    assert_eq!(b.load(&path).unwrap(), meta, "the metadata comes back");
     assert_eq!(a.serve(&ids, 1, 16).unwrap(), b.serve(&ids, 1, 16).unwrap());
-    // A checkpoint of another shape, garbage bytes, a missing file.
+    a.save(&path, HashMap::new()).unwrap();
+    assert!(b.load(&path).unwrap().is_empty());
+    // A checkpoint of another shape is a mismatch, and loads nothing.
     let other = Learner::new(
         &ModelConfig {
             d: 8,
@@ -285,16 +290,27 @@ fn checkpoints_round_trip_and_bad_ones_are_named() {
         1,
     )
     .unwrap();
+    let before = other.serve(&ids, 1, 16).unwrap();
     let e = other.load(&path).unwrap_err();
-    assert!(e.to_string().contains("has shape"), "{e}");
-    std::fs::write(&path, b"not a checkpoint").unwrap();
     assert!(
-        b.load(&path)
-            .unwrap_err()
-            .to_string()
-            .contains("checkpoint")
+        matches!(&e, Error::CheckpointMismatch { reason, .. } if reason.contains("has shape")),
+        "{e}"
     );
+    assert_eq!(other.serve(&ids, 1, 16).unwrap(), before);
+    // Damaged files: garbage bytes, a truncated checkpoint.
+    let good = std::fs::read(&path).unwrap();
+    for bytes in [&b"not a checkpoint"[..], &good[..good.len() / 2], &[][..]] {
+        std::fs::write(&path, bytes).unwrap();
+        let e = b.load(&path).unwrap_err();
+        assert!(
+            matches!(&e, Error::CheckpointDamaged { path: p, .. } if p.ends_with("ckpt.safetensors")),
+            "{e}"
+        );
+        assert!(e.to_string().contains("is damaged"), "{e}");
+    }
+    // A missing file is an I/O error naming it.
     let e = b.load(&dir.path().join("none.safetensors")).unwrap_err();
+    assert!(matches!(&e, Error::Io { .. }), "{e}");
     assert!(e.to_string().contains("none.safetensors"), "{e}");
 }
 
