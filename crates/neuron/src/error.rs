@@ -65,8 +65,9 @@ pub enum Error {
     /// The ledger refused or failed a request.
     #[error("ledger: {0}")]
     Ledger(String),
-    /// The ledger node could not be reached or refused a request.
-    #[error("ledger: {0}")]
+    /// The ledger node could not be reached or refused a request (its message says which
+    /// node and why; `transparent`, so a report's causes do not repeat it).
+    #[error(transparent)]
     Chain(#[from] bt_chain::Error),
     /// No metagraph has been read yet, so no weight row can be chosen.
     #[error("no metagraph yet")]
