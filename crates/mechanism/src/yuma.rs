@@ -265,7 +265,7 @@ fn columns<T: Scalar + Send + Sync>(
                     );
                     let (mut rank, mut sum) = (zero, zero);
                     for (&k, &v) in scratch.ks[a..b].iter().zip(&scratch.scores[a..b]) {
-                        let si = stake[cand.rows[k as usize]];
+                        let si = cand.own[k as usize];
                         let vc = v.min_of(median);
                         rank = rank + si * vc;
                         sum = sum + si * (v - beta * (v - vc));
@@ -286,6 +286,8 @@ struct Candidates<T> {
     rows: Vec<usize>,
     /// Renormalised stake of each candidate.
     stake: Vec<T>,
+    /// Each candidate's own stake, as given.
+    own: Vec<T>,
     /// The sum of `stake` (one, up to rounding; zero without candidates).
     total: T,
 }
@@ -293,25 +295,26 @@ struct Candidates<T> {
 impl<T: Scalar> Candidates<T> {
     fn new(stake: &[T]) -> Self {
         let rows: Vec<usize> = (0..stake.len()).filter(|&i| stake[i] > T::zero()).collect();
-        let mut use_stake: Vec<T> = rows.iter().map(|&i| stake[i]).collect();
+        let own: Vec<T> = rows.iter().map(|&i| stake[i]).collect();
+        let mut use_stake = own.clone();
         normalize(&mut use_stake);
         let total = use_stake.iter().fold(T::zero(), |a, &x| a + x);
         Candidates {
             rows,
             stake: use_stake,
+            own,
             total,
         }
     }
 }
 
 /// A non-zero entry of a column during the quickselect: its candidate number, its position
-/// in the column's list, its score and its stake.
+/// in the column's list and its score.
 #[derive(Clone, Copy)]
 struct Entry<T> {
     k: u32,
     pos: u32,
     score: T,
-    stake: T,
 }
 
 /// Buffers one worker reuses across columns.
@@ -361,10 +364,12 @@ impl<T> Default for Select<T> {
 /// The zeros are equal, so a partition keeps them together: while they are candidates they
 /// are represented by their count and stake, and the middle candidate (in row order) is found
 /// by binary search (non-zero entry `p` sits at merged position `p + zeros before it`). Only
-/// the non-zeros are partitioned, stably, in two reused buffers. Stake sums add the non-zeros
-/// in row order, as the dense quickselect does; when the zeros join a side whose stake is
-/// summed, exact scalars ([`Scalar::EXACT`]) add their total at once, while the others fall
-/// back to the dense quickselect so that their rounding stays the same.
+/// the non-zeros are partitioned, stably, in two reused buffers; the first partition, over the
+/// whole column, sums both sides before copying only the side that goes on (most columns of
+/// a sparse `W` stop there, at 0). Stake sums add the non-zeros in row order, as the dense
+/// quickselect does; when the zeros join a side whose stake is summed, exact scalars
+/// ([`Scalar::EXACT`]) add their total at once, while the others fall back to the dense
+/// quickselect so that their rounding stays the same.
 fn column_median<T: Scalar>(
     minority: T,
     ks: &[u32],
@@ -374,24 +379,71 @@ fn column_median<T: Scalar>(
 ) -> T {
     let m = cand.stake.len();
     let zero = T::zero();
-    let Select { cur, other } = scratch;
-    cur.clear();
-    let mut col_stake = zero;
-    for (p, (&k, &score)) in ks.iter().zip(scores).enumerate() {
-        let stake = cand.stake[k as usize];
-        col_stake = col_stake + stake;
-        cur.push(Entry {
-            k,
-            pos: p as u32,
-            score,
-            stake,
-        });
+    let stake_of = |k: u32| cand.stake[k as usize];
+    match m {
+        0 => return zero,
+        1 => return scores.first().copied().unwrap_or(zero),
+        _ => {}
     }
     let zcount = m - ks.len();
-    let mut zeros_in = zcount > 0;
     // Only read by exact scalars, for which this subtraction is exact.
-    let zstake = cand.total - col_stake;
+    let zstake = cand.total - ks.iter().fold(zero, |a, &k| a + stake_of(k));
+    // First partition, over the whole column: candidate m / 2 is the pivot.
+    let pivot = match ks.binary_search(&((m / 2) as u32)) {
+        Ok(p) => scores[p],
+        Err(_) => zero,
+    };
+    let zeros_lower = zcount > 0 && zero < pivot;
+    let zeros_upper = zcount > 0 && zero > pivot;
+    if (zeros_lower || zeros_upper) && !T::EXACT {
+        let all: Vec<Entry<T>> = (0..ks.len())
+            .map(|p| Entry {
+                k: ks[p],
+                pos: p as u32,
+                score: scores[p],
+            })
+            .collect();
+        return dense_fallback(minority, ks, &all, cand, zero, T::one());
+    }
+    let (mut lo_stake, mut hi_stake) = (zero, zero);
+    let (mut n_lo, mut n_hi) = (0usize, 0usize);
+    for (&k, &score) in ks.iter().zip(scores) {
+        if score < pivot {
+            lo_stake = lo_stake + stake_of(k);
+            n_lo += 1;
+        } else if score > pivot {
+            hi_stake = hi_stake + stake_of(k);
+            n_hi += 1;
+        }
+    }
+    if zeros_lower {
+        lo_stake = lo_stake + zstake;
+    }
+    if zeros_upper {
+        hi_stake = hi_stake + zstake;
+    }
     let (mut lo, mut hi) = (zero, T::one());
+    let go_lower = if minority < lo + lo_stake && (n_lo > 0 || zeros_lower) {
+        hi = lo + lo_stake;
+        true
+    } else if hi - hi_stake <= minority && (n_hi > 0 || zeros_upper) {
+        lo = hi - hi_stake;
+        false
+    } else {
+        return pivot;
+    };
+    let mut zeros_in = if go_lower { zeros_lower } else { zeros_upper };
+    let Select { cur, other } = scratch;
+    cur.clear();
+    for (p, (&k, &score)) in ks.iter().zip(scores).enumerate() {
+        if (go_lower && score < pivot) || (!go_lower && score > pivot) {
+            cur.push(Entry {
+                k,
+                pos: p as u32,
+                score,
+            });
+        }
+    }
     loop {
         let len = cur.len() + if zeros_in { zcount } else { 0 };
         match len {
@@ -422,7 +474,7 @@ fn column_median<T: Scalar>(
         let zeros_lower = zeros_in && zero < pivot;
         let zeros_upper = zeros_in && zero > pivot;
         if (zeros_lower || zeros_upper) && !T::EXACT {
-            return dense_fallback(minority, ks, cur, cand, zcount, lo, hi);
+            return dense_fallback(minority, ks, cur, cand, lo, hi);
         }
         other.clear();
         let (mut lo_stake, mut hi_stake) = (zero, zero);
@@ -431,11 +483,11 @@ fn column_median<T: Scalar>(
             let e = cur[x];
             if e.score < pivot {
                 other.push(e);
-                lo_stake = lo_stake + e.stake;
+                lo_stake = lo_stake + stake_of(e.k);
             } else if e.score > pivot {
                 cur[up] = e;
                 up += 1;
-                hi_stake = hi_stake + e.stake;
+                hi_stake = hi_stake + stake_of(e.k);
             }
         }
         cur.truncate(up);
@@ -458,18 +510,18 @@ fn column_median<T: Scalar>(
     }
 }
 
-/// The rest of [`column_median`] on the dense candidates (the zeros listed in row order),
-/// for scalars whose sums depend on their order.
+/// The rest of [`column_median`] on the dense candidates: the entries `cur` still in play
+/// (ordered by column position) and every zero, listed in row order, for scalars whose sums
+/// depend on their order. Reached only while the zeros are candidates.
 fn dense_fallback<T: Scalar>(
     minority: T,
     ks: &[u32],
     cur: &[Entry<T>],
     cand: &Candidates<T>,
-    zcount: usize,
     lo: T,
     hi: T,
 ) -> T {
-    let mut dense = Vec::with_capacity(cur.len() + zcount);
+    let mut dense = Vec::with_capacity(cand.stake.len());
     let (mut q, mut c) = (0, 0);
     for (k, &stake) in cand.stake.iter().enumerate() {
         if ks.get(q) == Some(&(k as u32)) {
