@@ -189,8 +189,9 @@ where
         start.push(start[start.len() - 1] + b);
     }
     let total = start[n];
-    let mut cols = vec![0u32; total];
-    let mut vals = vec![T::zero(); total];
+    // Zeroed on every core: the first touch of fresh memory is most of the cost.
+    let mut cols: Vec<u32> = (0..total).into_par_iter().map(|_| 0).collect();
+    let mut vals: Vec<T> = (0..total).into_par_iter().map(|_| T::zero()).collect();
     let mut lens = vec![0usize; n];
     // One region of the output per chunk of rows.
     let mut regions = Vec::with_capacity(n.div_ceil(BUILD_CHUNK_ROWS));

@@ -210,14 +210,23 @@ fn columns<T: Scalar + Send + Sync>(
                 *x = p;
             }
         });
+    // Two groups of consecutive blocks per thread, each with one set of buffers (every column
+    // is computed alone, so the grouping does not change any result).
+    let per_group = blocks.div_ceil(2 * rayon::current_num_threads().max(1)) * COLUMN_BLOCK;
     out.consensus
-        .par_chunks_mut(COLUMN_BLOCK)
-        .zip(out.rank.par_chunks_mut(COLUMN_BLOCK))
-        .zip(out.bond_sums.par_chunks_mut(COLUMN_BLOCK))
+        .par_chunks_mut(per_group)
+        .zip(out.rank.par_chunks_mut(per_group))
+        .zip(out.bond_sums.par_chunks_mut(per_group))
         .enumerate()
-        .for_each_init(
-            Scratch::default,
-            |scratch, (blk, ((c_out, r_out), d_out))| {
+        .for_each(|(group, ((cg, rg), dg))| {
+            let mut scratch = Scratch::default();
+            let scratch = &mut scratch;
+            let parts = cg
+                .chunks_mut(COLUMN_BLOCK)
+                .zip(rg.chunks_mut(COLUMN_BLOCK))
+                .zip(dg.chunks_mut(COLUMN_BLOCK));
+            for (b, ((c_out, r_out), d_out)) in parts.enumerate() {
+                let blk = group * (per_group / COLUMN_BLOCK) + b;
                 let lo = blk * COLUMN_BLOCK;
                 let hi = lo + c_out.len();
                 // Each voter's slice of this block, then a counting sort into the buffers.
@@ -274,8 +283,8 @@ fn columns<T: Scalar + Send + Sync>(
                     *r = rank;
                     *d = sum;
                 }
-            },
-        );
+            }
+        });
     out
 }
 
