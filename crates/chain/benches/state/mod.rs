@@ -23,6 +23,7 @@ fn noise(i: usize, k: usize) -> u64 {
 
 /// Row `i` of the benchmark's weights at `n` neurons, as raw `(uid, weight)` pairs.
 ///
+/// - One weight per row: on itself (the start of the `set_weights` measure).
 /// - Dense (`per_row >= n`): every neuron weighs every neuron, `1 + (31 i + 17 j) mod 97`.
 /// - Sparse (`per_row` weights per row): a stake majority agrees. The
 ///   "good" neurons are the uids divisible by 16 (256 of 4096), each of quality `q_g = 1 + (g / 16) mod 64`. Four rows in five are honest: they weigh
@@ -33,6 +34,9 @@ fn noise(i: usize, k: usize) -> u64 {
 ///   70% of stake) behind a positive consensus, the random weights are clipped to 0, and
 ///   consensus, clipping, bonds and dividends all do real work.
 fn raw_row(n: usize, per_row: usize, i: usize) -> Vec<(u32, u32)> {
+    if per_row == 1 {
+        return vec![(i as u32, 1)];
+    }
     if per_row >= n {
         return (0..n)
             .map(|j| (j as u32, 1 + ((i * 31 + j * 17) % 97) as u32))
