@@ -7,8 +7,9 @@
 use bt_keys::PublicKey;
 use bt_mechanism::adaptive::update_tau_scalar;
 use bt_mechanism::rank::{Diagonal, inflation_step, rank_sparse_par_diag};
-use bt_mechanism::yuma::{self, YumaOutput, YumaParams, sparse_from_sorted_rows};
+use bt_mechanism::yuma::{self, YumaOutput, YumaParams};
 use bt_mechanism::{Mechanism, Scalar};
+use rayon::prelude::*;
 
 use crate::block::{Block, Header, tx_root};
 use crate::error::{Error, Result};
@@ -322,30 +323,32 @@ fn rank_of(state: &State, stake: &[Fixed], diagonal: Diagonal) -> Vec<Fixed> {
     )
 }
 
-/// One Yuma epoch (`bt_mechanism::yuma::epoch`) over the current stakes, rows and bonds, in
-/// fixed point.
+/// One Yuma epoch (`bt_mechanism::yuma::epoch_rows`) over the current stakes, rows and bonds,
+/// in fixed point, reading the neurons' rows and bonds where they are.
 pub fn yuma_epoch(state: &State) -> YumaOutput<Fixed> {
-    let n = state.neurons.len();
     let stake: Vec<Fixed> = state
         .neurons
         .iter()
         .map(|x| Fixed::from_rao(x.stake))
         .collect();
-    let w = sparse_from_sorted_rows(
-        n,
-        state
-            .neurons
-            .iter()
-            .map(|x| x.row.iter().map(|&(j, w)| (j, Fixed::from_weight(w)))),
-    );
-    let b = sparse_from_sorted_rows(n, state.neurons.iter().map(|x| x.bonds.iter().copied()));
+    let neurons = &state.neurons;
     let p = &state.params;
     let params = YumaParams {
         kappa: p.kappa,
         bonds_moving_average: p.bonds_moving_average,
         bonds_penalty: p.bonds_penalty,
     };
-    yuma::epoch(&stake, &w, &b, &params)
+    yuma::epoch_rows(
+        &stake,
+        |i| {
+            neurons[i]
+                .row
+                .iter()
+                .map(|&(j, w)| (j, Fixed::from_weight(w)))
+        },
+        |i| neurons[i].bonds.iter().copied(),
+        &params,
+    )
 }
 
 /// Credits `adds[i]` rao to neuron `i`'s owner's stake position on it (so it compounds, as
@@ -422,15 +425,23 @@ pub fn end_block(state: &mut State, height: u64) -> Vec<Event> {
                     .iter()
                     .map(|&e| (e * amount).to_rao_floor())
                     .collect();
-                for (i, neuron) in state.neurons.iter_mut().enumerate() {
-                    neuron.rank = out.rank[i];
-                    neuron.consensus = out.consensus[i];
-                    neuron.trust = out.trust[i];
-                    neuron.incentive = out.incentive[i];
-                    neuron.dividends = out.dividends[i];
-                    neuron.emission = out.emission[i];
-                    neuron.bonds = out.bonds.row_iter(i).map(|(j, b)| (j as u32, b)).collect();
-                }
+                state
+                    .neurons
+                    .par_iter_mut()
+                    .enumerate()
+                    .with_min_len(64)
+                    .for_each(|(i, neuron)| {
+                        neuron.rank = out.rank[i];
+                        neuron.consensus = out.consensus[i];
+                        neuron.trust = out.trust[i];
+                        neuron.incentive = out.incentive[i];
+                        neuron.dividends = out.dividends[i];
+                        neuron.emission = out.emission[i];
+                        neuron.bonds.clear();
+                        neuron
+                            .bonds
+                            .extend(out.bonds.row_iter(i).map(|(j, b)| (j as u32, b)));
+                    });
                 let total = credit(state, &adds);
                 state.minted += total;
                 events.push(Event::Minted { height, total, tau });

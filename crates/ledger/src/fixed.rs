@@ -180,6 +180,9 @@ impl Div for Fixed {
 }
 
 impl Scalar for Fixed {
+    /// Integer addition: exact below saturation, which sums of shares never reach.
+    const EXACT: bool = true;
+
     fn zero() -> Self {
         Fixed::ZERO
     }

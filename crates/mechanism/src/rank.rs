@@ -20,6 +20,11 @@ pub trait Scalar:
     + Mul<Output = Self>
     + Div<Output = Self>
 {
+    /// Whether adding the mechanisms' non-negative values is exact, so that sums in any
+    /// grouping are bit-identical (integer-backed fixed point: yes; `f64`: no). Exact types
+    /// may sum in parallel partials and count repeated values at once; the others keep the
+    /// sequential order, so their rounding never changes either.
+    const EXACT: bool = false;
     /// Zero.
     fn zero() -> Self;
     /// The number `n` (a count of neurons).

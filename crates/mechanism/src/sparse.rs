@@ -4,8 +4,14 @@
 //! consensus works on rows of `(column, value)` pairs. Columns within a row are strictly
 //! increasing, and only non-zero values are stored.
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::rank::Scalar;
+
+/// Rows per parallel task of [`build_par`]. Fixed, so the work split never depends on the
+/// core count (the result never does either way: each row is computed alone).
+pub(crate) const BUILD_CHUNK_ROWS: usize = 128;
 
 /// An `n x n` matrix in compressed-row (CSR) form: row `i` is
 /// `cols[ptr[i]..ptr[i + 1]]` with the values `vals[ptr[i]..ptr[i + 1]]`.
@@ -163,6 +169,140 @@ impl<T: Scalar> Sparse<T> {
         debug_assert_eq!(ptr.len(), n + 1);
         debug_assert_eq!(cols.len(), vals.len());
         Sparse { n, ptr, cols, vals }
+    }
+}
+
+/// Builds an `n x n` [`Sparse`] on every core, writing each row in place: row `i` has at most
+/// `bounds[i]` entries, and `write(i, cols, vals)` writes its entries (columns increasing,
+/// values non-zero) at the start of the slices it is given (each `bounds[i]` long) and returns
+/// how many it wrote. When every row fills its bound nothing is moved; rows that write fewer
+/// are closed up afterwards.
+pub(crate) fn build_par<T, F>(n: usize, bounds: &[usize], write: F) -> Sparse<T>
+where
+    T: Scalar + Send + Sync,
+    F: Fn(usize, &mut [u32], &mut [T]) -> usize + Sync,
+{
+    assert_eq!(bounds.len(), n, "one bound per row");
+    let mut start = Vec::with_capacity(n + 1);
+    start.push(0usize);
+    for &b in bounds {
+        start.push(start[start.len() - 1] + b);
+    }
+    let total = start[n];
+    // Zeroed on every core: the first touch of fresh memory is most of the cost.
+    let mut cols: Vec<u32> = (0..total).into_par_iter().map(|_| 0).collect();
+    let mut vals: Vec<T> = (0..total).into_par_iter().map(|_| T::zero()).collect();
+    let mut lens = vec![0usize; n];
+    // One region of the output per chunk of rows.
+    let mut regions = Vec::with_capacity(n.div_ceil(BUILD_CHUNK_ROWS));
+    {
+        let (mut c_rest, mut v_rest) = (cols.as_mut_slice(), vals.as_mut_slice());
+        for (chunk, l) in lens.chunks_mut(BUILD_CHUNK_ROWS).enumerate() {
+            let first = chunk * BUILD_CHUNK_ROWS;
+            let size = start[first + l.len()] - start[first];
+            let (c, cr) = c_rest.split_at_mut(size);
+            let (v, vr) = v_rest.split_at_mut(size);
+            c_rest = cr;
+            v_rest = vr;
+            regions.push((first, c, v, l));
+        }
+    }
+    let used: Vec<usize> = regions
+        .into_par_iter()
+        .map(|(first, c, v, l)| {
+            let mut pos = 0;
+            for (k, len) in l.iter_mut().enumerate() {
+                let i = first + k;
+                let b = bounds[i];
+                let got = write(i, &mut c[pos..pos + b], &mut v[pos..pos + b]);
+                debug_assert!(got <= b, "row {i} wrote {got} entries over its bound {b}");
+                *len = got;
+                pos += got;
+            }
+            pos
+        })
+        .collect();
+    let starts: Vec<usize> = (0..used.len())
+        .map(|c| start[c * BUILD_CHUNK_ROWS])
+        .collect();
+    close_up(n, &mut cols, &mut vals, &starts, &used, lens)
+}
+
+/// Moves each chunk's `used[c]` entries from its region start `starts[c]` down to follow the
+/// previous chunk's, and assembles the matrix from the row lengths.
+fn close_up<T: Scalar>(
+    n: usize,
+    cols: &mut Vec<u32>,
+    vals: &mut Vec<T>,
+    starts: &[usize],
+    used: &[usize],
+    lens: Vec<usize>,
+) -> Sparse<T> {
+    let mut dest = 0;
+    for (&from, &u) in starts.iter().zip(used) {
+        if from != dest {
+            cols.copy_within(from..from + u, dest);
+            vals.copy_within(from..from + u, dest);
+        }
+        dest += u;
+    }
+    cols.truncate(dest);
+    vals.truncate(dest);
+    let mut ptr = Vec::with_capacity(n + 1);
+    ptr.push(0);
+    for l in lens {
+        ptr.push(ptr[ptr.len() - 1] + l);
+    }
+    Sparse::from_parts(n, ptr, std::mem::take(cols), std::mem::take(vals))
+}
+
+impl<T: Scalar + Send + Sync> Sparse<T> {
+    /// Multiplies every entry by `factor[j]` of its column, dropping the products that are
+    /// zero, in place and on every core.
+    pub(crate) fn scale_columns(self, factor: &[T]) -> Sparse<T> {
+        let Sparse {
+            n,
+            ptr,
+            mut cols,
+            mut vals,
+        } = self;
+        let mut lens = vec![0usize; n];
+        let mut regions = Vec::with_capacity(n.div_ceil(BUILD_CHUNK_ROWS));
+        {
+            let (mut c_rest, mut v_rest) = (cols.as_mut_slice(), vals.as_mut_slice());
+            for (chunk, l) in lens.chunks_mut(BUILD_CHUNK_ROWS).enumerate() {
+                let first = chunk * BUILD_CHUNK_ROWS;
+                let size = ptr[first + l.len()] - ptr[first];
+                let (c, cr) = c_rest.split_at_mut(size);
+                let (v, vr) = v_rest.split_at_mut(size);
+                c_rest = cr;
+                v_rest = vr;
+                regions.push((first, c, v, l));
+            }
+        }
+        let used: Vec<usize> = regions
+            .into_par_iter()
+            .map(|(first, c, v, l)| {
+                let base = ptr[first];
+                let mut pos = 0;
+                for (k, len) in l.iter_mut().enumerate() {
+                    let i = first + k;
+                    let begin = pos;
+                    for q in ptr[i] - base..ptr[i + 1] - base {
+                        let x = v[q] * factor[c[q] as usize];
+                        if x != T::zero() {
+                            c[pos] = c[q];
+                            v[pos] = x;
+                            pos += 1;
+                        }
+                    }
+                    *len = pos - begin;
+                }
+                pos
+            })
+            .collect();
+        let starts: Vec<usize> = (0..used.len()).map(|c| ptr[c * BUILD_CHUNK_ROWS]).collect();
+        close_up(n, &mut cols, &mut vals, &starts, &used, lens)
     }
 }
 

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::rank::Scalar;
-use crate::sparse::{Builder, Sparse};
+use crate::sparse::{Builder, Sparse, build_par};
 
 /// Rows per parallel task. Fixed, so the grouping never depends on the core count.
 const CHUNK_ROWS: usize = 128;
@@ -150,160 +150,577 @@ fn quickselect<T: Scalar>(minority: T, mut cand: Vec<(T, T)>, mut lo: T, mut hi:
 /// Consensus of every column: the [`weighted_median`] at `kappa` of each column's entries over
 /// the rows with positive stake (stakes renormalised among them; an empty row votes 0).
 ///
-/// Works from the sparse columns: when the middle candidate's score is 0 (the common case
-/// for sparse weights) the first partition of the quickselect is known without visiting
-/// the zeros (nothing is below 0, the non-zeros are above); otherwise the whole column is
-/// materialised. Either way the result equals the quickselect over the dense column.
+/// Works from the sparse columns, each column's quickselect visiting only its non-zeros: the
+/// zeros are all equal, so they stay together and are counted, not listed (see
+/// [`column_median`]). The result equals the quickselect over the dense column.
 pub fn consensus<T: Scalar + Send + Sync>(stake: &[T], w: &Sparse<T>, kappa: T) -> Vec<T> {
+    columns(stake, w, kappa, T::zero()).consensus
+}
+
+/// What the column pass computes, per column `j`.
+struct ColumnSums<T> {
+    /// `C_j`.
+    consensus: Vec<T>,
+    /// `sum_i S_i min(W_ij, C_j)`: the rank before normalisation.
+    rank: Vec<T>,
+    /// `sum_i S_i Wb_ij`, `Wb = W + beta (Wc - W)`: the column sums of `diag(S) Wb`.
+    bond_sums: Vec<T>,
+}
+
+/// Columns per task of [`columns`].
+const COLUMN_BLOCK: usize = 512;
+
+/// Consensus, rank and the bond-weight sums of every column, on every core. Each block of
+/// [`COLUMN_BLOCK`] columns gathers its slice of every positive-stake row (rows are sorted by
+/// column, so a binary search finds it) into buffers the worker reuses, in row order, and
+/// runs each column's quickselect and sums there. The sums add in row order, as a row-by-row
+/// accumulation would (rows without stake add nothing to them).
+fn columns<T: Scalar + Send + Sync>(
+    stake: &[T],
+    w: &Sparse<T>,
+    kappa: T,
+    beta: T,
+) -> ColumnSums<T> {
     let n = w.n();
     assert_eq!(stake.len(), n, "stake and weights differ in size");
-    // Candidates: rows with positive stake, in row order, with renormalised stakes.
-    let rows: Vec<usize> = (0..n).filter(|&i| stake[i] > T::zero()).collect();
-    let mut use_stake: Vec<T> = rows.iter().map(|&i| stake[i]).collect();
-    normalize(&mut use_stake);
-    let m = rows.len();
-    // Column lists of (candidate index, score), in candidate order.
+    let cand = Candidates::new(stake);
     let (ptr, cols, vals) = w.parts();
-    let mut count = vec![0usize; n + 1];
-    for &i in &rows {
-        for &j in &cols[ptr[i]..ptr[i + 1]] {
-            count[j as usize + 1] += 1;
-        }
-    }
-    for j in 0..n {
-        count[j + 1] += count[j];
-    }
-    let mut fill = count.clone();
-    let mut entries: Vec<(u32, T)> = vec![(0, T::zero()); count[n]];
-    for (k, &i) in rows.iter().enumerate() {
-        for p in ptr[i]..ptr[i + 1] {
-            let j = cols[p] as usize;
-            entries[fill[j]] = (k as u32, vals[p]);
-            fill[j] += 1;
-        }
-    }
     let minority = T::one() - kappa;
-    (0..n)
-        .into_par_iter()
-        .with_min_len(16)
-        .map(|j| {
-            let col = &entries[count[j]..count[j + 1]];
-            column_median(minority, col, &use_stake, m)
-        })
-        .collect()
-}
-
-fn column_median<T: Scalar>(minority: T, col: &[(u32, T)], stake: &[T], m: usize) -> T {
-    if m == 0 {
-        return T::zero();
-    }
-    let mid = (m / 2) as u32;
-    let pivot_is_zero = col.binary_search_by_key(&mid, |&(k, _)| k).is_err();
-    if m > 1 && pivot_is_zero {
-        // First partition: nothing is below the pivot 0, every stored entry is above.
-        if col.is_empty() {
-            return T::zero();
-        }
-        let hi_stake = col
-            .iter()
-            .fold(T::zero(), |a, &(k, _)| a + stake[k as usize]);
-        let hi = T::one();
-        if hi - hi_stake <= minority {
-            let upper: Vec<(T, T)> = col.iter().map(|&(k, s)| (s, stake[k as usize])).collect();
-            return quickselect(minority, upper, hi - hi_stake, hi);
-        }
-        return T::zero();
-    }
-    let mut dense = vec![T::zero(); m];
-    for &(k, s) in col {
-        dense[k as usize] = s;
-    }
-    let cand: Vec<(T, T)> = dense.into_iter().zip(stake.iter().copied()).collect();
-    quickselect(minority, cand, T::zero(), T::one())
-}
-
-/// Maps every row of `a` through `f(i, cols, vals, out)` on every core, in chunks of
-/// [`CHUNK_ROWS`] rows, and assembles the rows `f` pushed (columns increasing, zeros dropped).
-fn map_rows<T, F>(a: &Sparse<T>, f: F) -> Sparse<T>
-where
-    T: Scalar + Send + Sync,
-    F: Fn(usize, &[u32], &[T], &mut Vec<(u32, T)>) + Sync,
-{
-    let n = a.n();
-    let chunks: Vec<(Vec<usize>, Vec<u32>, Vec<T>)> = (0..n.div_ceil(CHUNK_ROWS))
-        .into_par_iter()
-        .map(|c| {
-            let start = c * CHUNK_ROWS;
-            let end = (start + CHUNK_ROWS).min(n);
-            let mut lens = Vec::with_capacity(end - start);
-            let (mut cols, mut vals) = (Vec::new(), Vec::new());
-            let mut row = Vec::new();
-            for i in start..end {
-                row.clear();
-                let (c, v) = a.row(i);
-                f(i, c, v, &mut row);
-                let before = cols.len();
-                for &(j, x) in &row {
-                    if x != T::zero() {
-                        cols.push(j);
-                        vals.push(x);
+    let zero = T::zero();
+    let mut out = ColumnSums {
+        consensus: vec![zero; n],
+        rank: vec![zero; n],
+        bond_sums: vec![zero; n],
+    };
+    // Where each voter's row crosses into each block: `splits[k * (blocks + 1) + b]` is the
+    // offset in `W`'s arrays of voter k's first entry at column `b * COLUMN_BLOCK` or above.
+    let blocks = n.div_ceil(COLUMN_BLOCK);
+    let mut splits = vec![0usize; cand.rows.len() * (blocks + 1)];
+    splits
+        .par_chunks_mut(blocks + 1)
+        .zip(cand.rows.par_iter())
+        .with_min_len(CHUNK_ROWS)
+        .for_each(|(sp, &i)| {
+            let (start, end) = (ptr[i], ptr[i + 1]);
+            let mut p = start;
+            for (b, x) in sp.iter_mut().enumerate() {
+                while p < end && (cols[p] as usize) < b * COLUMN_BLOCK {
+                    p += 1;
+                }
+                *x = p;
+            }
+        });
+    // Two groups of consecutive blocks per thread, each with one set of buffers (every column
+    // is computed alone, so the grouping does not change any result).
+    let per_group = blocks.div_ceil(2 * rayon::current_num_threads().max(1)) * COLUMN_BLOCK;
+    out.consensus
+        .par_chunks_mut(per_group)
+        .zip(out.rank.par_chunks_mut(per_group))
+        .zip(out.bond_sums.par_chunks_mut(per_group))
+        .enumerate()
+        .for_each(|(group, ((cg, rg), dg))| {
+            let mut scratch = Scratch::default();
+            let scratch = &mut scratch;
+            let parts = cg
+                .chunks_mut(COLUMN_BLOCK)
+                .zip(rg.chunks_mut(COLUMN_BLOCK))
+                .zip(dg.chunks_mut(COLUMN_BLOCK));
+            for (b, ((c_out, r_out), d_out)) in parts.enumerate() {
+                let blk = group * (per_group / COLUMN_BLOCK) + b;
+                let lo = blk * COLUMN_BLOCK;
+                let hi = lo + c_out.len();
+                // Each voter's slice of this block, then a counting sort into the buffers.
+                scratch.slices.clear();
+                scratch.count.clear();
+                scratch.count.resize(hi - lo + 1, 0);
+                for k in 0..cand.rows.len() {
+                    let (a, b) = (
+                        splits[k * (blocks + 1) + blk],
+                        splits[k * (blocks + 1) + blk + 1],
+                    );
+                    if a < b {
+                        scratch.slices.push((k as u32, a, b));
+                        for &j in &cols[a..b] {
+                            scratch.count[j as usize - lo + 1] += 1;
+                        }
                     }
                 }
-                lens.push(cols.len() - before);
+                for x in 1..scratch.count.len() {
+                    scratch.count[x] += scratch.count[x - 1];
+                }
+                let total = scratch.count[hi - lo];
+                scratch.ks.clear();
+                scratch.ks.resize(total, 0);
+                scratch.scores.clear();
+                scratch.scores.resize(total, zero);
+                scratch.fill.clear();
+                scratch.fill.extend_from_slice(&scratch.count[..hi - lo]);
+                for &(k, a, b) in &scratch.slices {
+                    for p in a..b {
+                        let f = &mut scratch.fill[cols[p] as usize - lo];
+                        scratch.ks[*f] = k;
+                        scratch.scores[*f] = vals[p];
+                        *f += 1;
+                    }
+                }
+                for (x, ((c, r), d)) in c_out.iter_mut().zip(r_out).zip(d_out).enumerate() {
+                    let (a, b) = (scratch.count[x], scratch.count[x + 1]);
+                    let median = column_median(
+                        minority,
+                        &scratch.ks[a..b],
+                        &scratch.scores[a..b],
+                        &cand,
+                        &mut scratch.select,
+                    );
+                    let (mut rank, mut sum) = (zero, zero);
+                    for (&k, &v) in scratch.ks[a..b].iter().zip(&scratch.scores[a..b]) {
+                        let si = cand.own[k as usize];
+                        let vc = v.min_of(median);
+                        rank = rank + si * vc;
+                        sum = sum + si * (v - beta * (v - vc));
+                    }
+                    *c = median;
+                    *r = rank;
+                    *d = sum;
+                }
             }
-            (lens, cols, vals)
-        })
-        .collect();
-    let nnz = chunks.iter().map(|c| c.1.len()).sum();
-    let mut ptr = Vec::with_capacity(n + 1);
-    ptr.push(0);
-    let (mut cols, mut vals) = (Vec::with_capacity(nnz), Vec::with_capacity(nnz));
-    for (lens, c, v) in chunks {
-        for l in lens {
-            ptr.push(ptr.last().copied().unwrap_or(0) + l);
+        });
+    out
+}
+
+/// The rows that vote in consensus: those with positive stake, in row order, with their
+/// stakes renormalised to sum one.
+struct Candidates<T> {
+    /// The row of each candidate.
+    rows: Vec<usize>,
+    /// Renormalised stake of each candidate.
+    stake: Vec<T>,
+    /// Each candidate's own stake, as given.
+    own: Vec<T>,
+    /// The sum of `stake` (one, up to rounding; zero without candidates).
+    total: T,
+}
+
+impl<T: Scalar> Candidates<T> {
+    fn new(stake: &[T]) -> Self {
+        let rows: Vec<usize> = (0..stake.len()).filter(|&i| stake[i] > T::zero()).collect();
+        let own: Vec<T> = rows.iter().map(|&i| stake[i]).collect();
+        let mut use_stake = own.clone();
+        normalize(&mut use_stake);
+        let total = use_stake.iter().fold(T::zero(), |a, &x| a + x);
+        Candidates {
+            rows,
+            stake: use_stake,
+            own,
+            total,
         }
-        cols.extend(c);
-        vals.extend(v);
     }
-    Sparse::from_parts(n, ptr, cols, vals)
 }
 
-/// Multiplies every entry by the reciprocal of its column's sum (a zero column stays zero).
-fn col_normalize<T: Scalar + Send + Sync>(a: &Sparse<T>) -> Sparse<T> {
-    let inv: Vec<T> = a
-        .col_sums()
-        .into_iter()
-        .map(|s| {
-            if s > T::zero() {
-                T::one() / s
-            } else {
-                T::zero()
+/// A non-zero entry of a column during the quickselect: its candidate number, its position
+/// in the column's list and its score.
+#[derive(Clone, Copy)]
+struct Entry<T> {
+    k: u32,
+    pos: u32,
+    score: T,
+}
+
+/// Buffers one worker reuses across columns.
+struct Scratch<T> {
+    /// The block's voters' slices: (candidate, start, end) in `W`'s arrays.
+    slices: Vec<(u32, usize, usize)>,
+    /// Column starts within the block (counting sort), and the fill cursors.
+    count: Vec<usize>,
+    fill: Vec<usize>,
+    /// The block's columns: candidate numbers and scores, each column in candidate order.
+    ks: Vec<u32>,
+    scores: Vec<T>,
+    select: Select<T>,
+}
+
+impl<T> Default for Scratch<T> {
+    fn default() -> Self {
+        Scratch {
+            slices: Vec::new(),
+            count: Vec::new(),
+            fill: Vec::new(),
+            ks: Vec::new(),
+            scores: Vec::new(),
+            select: Select::default(),
+        }
+    }
+}
+
+/// The two buffers of [`column_median`]'s partitions.
+struct Select<T> {
+    cur: Vec<Entry<T>>,
+    other: Vec<Entry<T>>,
+}
+
+impl<T> Default for Select<T> {
+    fn default() -> Self {
+        Select {
+            cur: Vec::new(),
+            other: Vec::new(),
+        }
+    }
+}
+
+/// The quickselect of [`weighted_median`] over a column of `m = cand.stake.len()`
+/// candidates, of which `ks` (increasing) hold the non-zero `scores`, all others 0.
+///
+/// The zeros are equal, so a partition keeps them together: while they are candidates they
+/// are represented by their count and stake, and the middle candidate (in row order) is found
+/// by binary search (non-zero entry `p` sits at merged position `p + zeros before it`). Only
+/// the non-zeros are partitioned, stably, in two reused buffers; the first partition, over the
+/// whole column, sums both sides before copying only the side that goes on (most columns of
+/// a sparse `W` stop there, at 0). Stake sums add the non-zeros in row order, as the dense
+/// quickselect does; when the zeros join a side whose stake is summed, exact scalars
+/// ([`Scalar::EXACT`]) add their total at once, while the others fall back to the dense
+/// quickselect so that their rounding stays the same.
+fn column_median<T: Scalar>(
+    minority: T,
+    ks: &[u32],
+    scores: &[T],
+    cand: &Candidates<T>,
+    scratch: &mut Select<T>,
+) -> T {
+    let m = cand.stake.len();
+    let zero = T::zero();
+    let stake_of = |k: u32| cand.stake[k as usize];
+    match m {
+        0 => return zero,
+        1 => return scores.first().copied().unwrap_or(zero),
+        _ => {}
+    }
+    let zcount = m - ks.len();
+    // Only read by exact scalars, for which this subtraction is exact.
+    let zstake = cand.total - ks.iter().fold(zero, |a, &k| a + stake_of(k));
+    // First partition, over the whole column: candidate m / 2 is the pivot.
+    let pivot = match ks.binary_search(&((m / 2) as u32)) {
+        Ok(p) => scores[p],
+        Err(_) => zero,
+    };
+    let zeros_lower = zcount > 0 && zero < pivot;
+    let zeros_upper = zcount > 0 && zero > pivot;
+    if (zeros_lower || zeros_upper) && !T::EXACT {
+        let all: Vec<Entry<T>> = (0..ks.len())
+            .map(|p| Entry {
+                k: ks[p],
+                pos: p as u32,
+                score: scores[p],
+            })
+            .collect();
+        return dense_fallback(minority, ks, &all, cand, zero, T::one());
+    }
+    let (mut lo_stake, mut hi_stake) = (zero, zero);
+    let (mut n_lo, mut n_hi) = (0usize, 0usize);
+    for (&k, &score) in ks.iter().zip(scores) {
+        if score < pivot {
+            lo_stake = lo_stake + stake_of(k);
+            n_lo += 1;
+        } else if score > pivot {
+            hi_stake = hi_stake + stake_of(k);
+            n_hi += 1;
+        }
+    }
+    if zeros_lower {
+        lo_stake = lo_stake + zstake;
+    }
+    if zeros_upper {
+        hi_stake = hi_stake + zstake;
+    }
+    let (mut lo, mut hi) = (zero, T::one());
+    let go_lower = if minority < lo + lo_stake && (n_lo > 0 || zeros_lower) {
+        hi = lo + lo_stake;
+        true
+    } else if hi - hi_stake <= minority && (n_hi > 0 || zeros_upper) {
+        lo = hi - hi_stake;
+        false
+    } else {
+        return pivot;
+    };
+    let mut zeros_in = if go_lower { zeros_lower } else { zeros_upper };
+    let Select { cur, other } = scratch;
+    cur.clear();
+    for (p, (&k, &score)) in ks.iter().zip(scores).enumerate() {
+        if (go_lower && score < pivot) || (!go_lower && score > pivot) {
+            cur.push(Entry {
+                k,
+                pos: p as u32,
+                score,
+            });
+        }
+    }
+    loop {
+        let len = cur.len() + if zeros_in { zcount } else { 0 };
+        match len {
+            0 => return zero,
+            1 => return cur.first().map_or(zero, |e| e.score),
+            _ => {}
+        }
+        let t = len / 2;
+        let pivot = if zeros_in {
+            // Merged position of entry p: p + (its candidate number - its column position).
+            let (mut p, mut end) = (0, cur.len());
+            while p < end {
+                let mid = (p + end) / 2;
+                let e = &cur[mid];
+                if mid + ((e.k - e.pos) as usize) < t {
+                    p = mid + 1;
+                } else {
+                    end = mid;
+                }
             }
+            match cur.get(p) {
+                Some(e) if p + (e.k - e.pos) as usize == t => e.score,
+                _ => zero,
+            }
+        } else {
+            cur[t].score
+        };
+        let zeros_lower = zeros_in && zero < pivot;
+        let zeros_upper = zeros_in && zero > pivot;
+        if (zeros_lower || zeros_upper) && !T::EXACT {
+            return dense_fallback(minority, ks, cur, cand, lo, hi);
+        }
+        other.clear();
+        let (mut lo_stake, mut hi_stake) = (zero, zero);
+        let mut up = 0;
+        for x in 0..cur.len() {
+            let e = cur[x];
+            if e.score < pivot {
+                other.push(e);
+                lo_stake = lo_stake + stake_of(e.k);
+            } else if e.score > pivot {
+                cur[up] = e;
+                up += 1;
+                hi_stake = hi_stake + stake_of(e.k);
+            }
+        }
+        cur.truncate(up);
+        if zeros_lower {
+            lo_stake = lo_stake + zstake;
+        }
+        if zeros_upper {
+            hi_stake = hi_stake + zstake;
+        }
+        if minority < lo + lo_stake && (!other.is_empty() || zeros_lower) {
+            hi = lo + lo_stake;
+            std::mem::swap(cur, other);
+            zeros_in = zeros_lower;
+        } else if hi - hi_stake <= minority && (!cur.is_empty() || zeros_upper) {
+            lo = hi - hi_stake;
+            zeros_in = zeros_upper;
+        } else {
+            return pivot;
+        }
+    }
+}
+
+/// The rest of [`column_median`] on the dense candidates: the entries `cur` still in play
+/// (ordered by column position) and every zero, listed in row order, for scalars whose sums
+/// depend on their order. Reached only while the zeros are candidates.
+fn dense_fallback<T: Scalar>(
+    minority: T,
+    ks: &[u32],
+    cur: &[Entry<T>],
+    cand: &Candidates<T>,
+    lo: T,
+    hi: T,
+) -> T {
+    let mut dense = Vec::with_capacity(cand.stake.len());
+    let (mut q, mut c) = (0, 0);
+    for (k, &stake) in cand.stake.iter().enumerate() {
+        if ks.get(q) == Some(&(k as u32)) {
+            if cur.get(c).is_some_and(|e| e.pos as usize == q) {
+                dense.push((cur[c].score, stake));
+                c += 1;
+            }
+            q += 1;
+        } else {
+            dense.push((T::zero(), stake));
+        }
+    }
+    quickselect(minority, dense, lo, hi)
+}
+
+/// Rows per task of [`row_sums`]. Fixed, so the grouping never depends on the core count.
+const SUM_CHUNK_ROWS: usize = 512;
+
+/// Runs `f(i, acc)` for every row `i`, where `f` adds row `i`'s contributions into `acc`
+/// (`width` accumulators, e.g. column sums) and returns a value of its own; returns the
+/// accumulators and the values. Every accumulator adds its contributions in row order: for
+/// exact scalars in chunks of [`SUM_CHUNK_ROWS`] rows on every core, the chunks' partial sums
+/// added in order (the same result); otherwise on one core.
+fn row_sums<T, R, F>(rows: usize, width: usize, f: F) -> (Vec<T>, Vec<R>)
+where
+    T: Scalar + Send + Sync,
+    R: Send,
+    F: Fn(usize, &mut [T]) -> R + Sync,
+{
+    let mut acc = vec![T::zero(); width];
+    if !T::EXACT {
+        let values = (0..rows).map(|i| f(i, &mut acc)).collect();
+        return (acc, values);
+    }
+    let parts: Vec<(Vec<T>, Vec<R>)> = (0..rows.div_ceil(SUM_CHUNK_ROWS))
+        .into_par_iter()
+        .map(|c| {
+            let mut part = vec![T::zero(); width];
+            let end = ((c + 1) * SUM_CHUNK_ROWS).min(rows);
+            let values = (c * SUM_CHUNK_ROWS..end).map(|i| f(i, &mut part)).collect();
+            (part, values)
         })
         .collect();
-    map_rows(a, |_, c, v, out| {
-        out.extend(c.iter().zip(v).map(|(&j, &x)| (j, x * inv[j as usize])));
+    let mut values = Vec::with_capacity(rows);
+    for (part, v) in parts {
+        for (a, x) in acc.iter_mut().zip(part) {
+            *a = *a + x;
+        }
+        values.extend(v);
+    }
+    (acc, values)
+}
+
+/// `1 / x`, or zero for a zero (or negative) sum: the factor of a column normalisation.
+fn reciprocal<T: Scalar>(x: T) -> T {
+    if x > T::zero() {
+        T::one() / x
+    } else {
+        T::zero()
+    }
+}
+
+/// Row `i` of `W` with the diagonal removed, normalised to sum one (empty stays empty), from
+/// a row source (`rows(i)`: row `i`'s entries, columns increasing, any outside `[0, n)` or
+/// zero ignored).
+fn normalize_rows_without_diagonal<T, F, I>(n: usize, rows: &F) -> Sparse<T>
+where
+    T: Scalar + Send + Sync,
+    F: Fn(usize) -> I + Sync,
+    I: Iterator<Item = (u32, T)>,
+{
+    let zero = T::zero();
+    let entries =
+        |i: usize| rows(i).filter(move |&(j, v)| (j as usize) < n && j as usize != i && v != zero);
+    let bounds: Vec<usize> = (0..n)
+        .into_par_iter()
+        .with_min_len(CHUNK_ROWS)
+        .map(|i| entries(i).count())
+        .collect();
+    build_par(n, &bounds, |i, oc, ov| {
+        let sum = entries(i).fold(zero, |a, (_, x)| a + x);
+        if sum <= zero {
+            return 0;
+        }
+        let inv = T::one() / sum;
+        let mut k = 0;
+        for (j, x) in entries(i) {
+            let y = x * inv;
+            if y != zero {
+                oc[k] = j;
+                ov[k] = y;
+                k += 1;
+            }
+        }
+        k
     })
 }
 
-/// Row `i` of `W` with the diagonal removed, normalised to sum one (empty stays empty).
-fn normalize_rows_without_diagonal<T: Scalar + Send + Sync>(w: &Sparse<T>) -> Sparse<T> {
-    map_rows(w, |i, c, v, out| {
-        let sum = c
-            .iter()
-            .zip(v)
-            .filter(|(j, _)| **j as usize != i)
-            .fold(T::zero(), |a, (_, &x)| a + x);
-        if sum > T::zero() {
-            let inv = T::one() / sum;
-            out.extend(
-                c.iter()
-                    .zip(v)
-                    .filter(|(j, _)| **j as usize != i)
-                    .map(|(&j, &x)| (j, x * inv)),
-            );
+/// What the mixed bonds `a dB + (1 - a) colnormalize(B_prev)` (before their column
+/// normalisation) are computed from, row by row: `dB_ij = S_i Wb_ij / dsum_j` and
+/// `P_ij = B_prev_ij / psum_j` (the sums given as reciprocals).
+struct Mix<'a, T, F> {
+    w: &'a Sparse<T>,
+    prev: &'a F,
+    s: &'a [T],
+    c: &'a [T],
+    beta: T,
+    dinv: &'a [T],
+    pinv: &'a [T],
+    a: T,
+    keep: T,
+}
+
+impl<T, F, I> Mix<'_, T, F>
+where
+    T: Scalar,
+    F: Fn(usize) -> I,
+    I: Iterator<Item = (u32, T)>,
+{
+    /// How many entries [`Mix::row`] may give for row `i`: the union of `B_prev`'s entries
+    /// and `W`'s whose `S_i Wb_ij` is not zero (those clipped away entirely are not).
+    fn support(&self, i: usize) -> usize {
+        let (n, zero) = (self.pinv.len(), T::zero());
+        let (dc, dv) = self.w.row(i);
+        let si = self.s[i];
+        let live = |x: usize| {
+            let v = dv[x];
+            si != zero && v - self.beta * (v - v.min_of(self.c[dc[x] as usize])) != zero
+        };
+        let mut prev = (self.prev)(i).filter(|&(j, v)| (j as usize) < n && v != zero);
+        let (mut x, mut count) = (0, 0);
+        let mut p = prev.next();
+        while x < dc.len() || p.is_some() {
+            let dj = dc.get(x).copied().unwrap_or(u32::MAX);
+            let pj = p.map_or(u32::MAX, |e| e.0);
+            if dj < pj {
+                count += usize::from(live(x));
+                x += 1;
+            } else {
+                if dj == pj {
+                    x += 1;
+                }
+                p = prev.next();
+                count += 1;
+            }
         }
-    })
+        count
+    }
+
+    /// Calls `f(j, value)` for each non-zero entry of row `i`, in column order. A `dB` or `P`
+    /// entry that is zero counts as absent, as when it is stored sparsely.
+    #[inline]
+    fn row(&self, i: usize, mut f: impl FnMut(u32, T)) {
+        let zero = T::zero();
+        let n = self.pinv.len();
+        let (dc, dv) = self.w.row(i);
+        let mut prev = (self.prev)(i).filter(|&(j, v)| (j as usize) < n && v != zero);
+        let si = self.s[i];
+        let delta = |x: usize| -> T {
+            let v = dv[x];
+            let j = dc[x] as usize;
+            let d = si * (v - self.beta * (v - v.min_of(self.c[j])));
+            if d == zero { zero } else { d * self.dinv[j] }
+        };
+        let (mut x, mut p) = (0, prev.next());
+        while x < dc.len() || p.is_some() {
+            let dj = dc.get(x).copied().unwrap_or(u32::MAX);
+            let (pj, pv) = p.unwrap_or((u32::MAX, zero));
+            let (j, d, q) = if dj == pj {
+                x += 1;
+                p = prev.next();
+                (dj, delta(x - 1), pv * self.pinv[pj as usize])
+            } else if dj < pj {
+                x += 1;
+                (dj, delta(x - 1), zero)
+            } else {
+                p = prev.next();
+                (pj, zero, pv * self.pinv[pj as usize])
+            };
+            let out = match (d != zero, q != zero) {
+                (true, true) => self.a * d + self.keep * q,
+                (true, false) => self.a * d,
+                (false, true) => self.keep * q,
+                (false, false) => continue,
+            };
+            if out != zero {
+                f(j, out);
+            }
+        }
+    }
 }
 
 /// One epoch of Yuma consensus (module docs, steps 1-9). `stake` must be non-negative and
@@ -318,70 +735,102 @@ pub fn epoch<T: Scalar + Send + Sync>(
     let n = weights.n();
     assert_eq!(stake.len(), n, "stake and weights differ in size");
     assert_eq!(bonds_prev.n(), n, "bonds and weights differ in size");
+    epoch_rows(
+        stake,
+        |i| weights.row_iter(i).map(|(j, v)| (j as u32, v)),
+        |i| bonds_prev.row_iter(i).map(|(j, v)| (j as u32, v)),
+        params,
+    )
+}
+
+/// [`epoch`] over row sources, for callers that hold their rows in their own form (such as
+/// the ledger's neurons), so that nothing is copied into a [`Sparse`] first: `weights(i)` and
+/// `bonds_prev(i)` give row `i`'s `(column, value)` entries with columns increasing; entries
+/// outside `[0, n)` (`n = stake.len()`) and zeros are ignored.
+///
+/// Sparse throughout: `W` is normalised once (step 2), its candidates' columns are built
+/// once for consensus, clipping and `Wb` are computed where they are used, and the bonds are
+/// built row by row on the union of `W`'s and `B_prev`'s supports. Column sums add in row
+/// order ([`row_sums`]); row-wise steps run on every core.
+pub fn epoch_rows<T, FW, IW, FB, IB>(
+    stake: &[T],
+    weights: FW,
+    bonds_prev: FB,
+    params: &YumaParams<T>,
+) -> YumaOutput<T>
+where
+    T: Scalar + Send + Sync,
+    FW: Fn(usize) -> IW + Sync,
+    IW: Iterator<Item = (u32, T)>,
+    FB: Fn(usize) -> IB + Sync,
+    IB: Iterator<Item = (u32, T)>,
+{
+    let n = stake.len();
+    let zero = T::zero();
     // 1.
     let mut s = stake.to_vec();
     normalize(&mut s);
     // 2.
-    let w = normalize_rows_without_diagonal(weights);
-    // 3.
-    let c = consensus(&s, &w, params.kappa);
-    // 4.
-    let wc = map_rows(&w, |_, cols, v, out| {
-        out.extend(
-            cols.iter()
-                .zip(v)
-                .map(|(&j, &x)| (j, x.min_of(c[j as usize]))),
-        );
-    });
-    let trust: Vec<T> = (0..n)
-        .into_par_iter()
-        .with_min_len(CHUNK_ROWS)
-        .map(|i| wc.row(i).1.iter().fold(T::zero(), |a, &x| a + x))
-        .collect();
-    // 5. Column sums of diag(S) Wc, adding in row order.
-    let mut rank = vec![T::zero(); n];
-    for (i, &si) in s.iter().enumerate() {
-        if si == T::zero() {
-            continue;
-        }
-        for (j, x) in wc.row_iter(i) {
-            rank[j] = rank[j] + si * x;
-        }
-    }
+    let w = normalize_rows_without_diagonal(n, &weights);
+    // 3-6. Consensus; rank R = Wc^T S; the column sums of diag(S) Wb, for dB.
+    let beta = params.bonds_penalty;
+    let ColumnSums {
+        consensus: c,
+        rank,
+        bond_sums,
+    } = columns(&s, &w, params.kappa, beta);
     let mut incentive = rank.clone();
     normalize(&mut incentive);
-    // 6-7. Wb and dB have W's sparsity (Wc may have fewer entries: the clipped-to-zero).
-    let beta = params.bonds_penalty;
-    let delta = map_rows(&w, |i, cols, v, out| {
-        out.extend(cols.iter().zip(v).map(|(&j, &x)| {
-            let xc = x.min_of(c[j as usize]);
-            (j, s[i] * (x - beta * (x - xc)))
-        }));
-    });
-    let delta = col_normalize(&delta);
-    let prev = col_normalize(bonds_prev);
-    let a = T::one() - params.bonds_moving_average;
-    let keep = params.bonds_moving_average;
-    let mixed = map_rows(&delta, |i, dc, dv, out| {
-        let (pc, pv) = prev.row(i);
-        let (mut x, mut y) = (0, 0);
-        while x < dc.len() || y < pc.len() {
-            let dj = dc.get(x).copied().unwrap_or(u32::MAX);
-            let pj = pc.get(y).copied().unwrap_or(u32::MAX);
-            if dj == pj {
-                out.push((dj, a * dv[x] + keep * pv[y]));
-                x += 1;
-                y += 1;
-            } else if dj < pj {
-                out.push((dj, a * dv[x]));
-                x += 1;
-            } else {
-                out.push((pj, keep * pv[y]));
-                y += 1;
+    // 7. B = colnormalize(a dB + (1 - a) colnormalize(B_prev)).
+    let dinv: Vec<T> = bond_sums.iter().map(|&x| reciprocal(x)).collect();
+    let (psum, _) = row_sums::<T, (), _>(n, n, |i, acc| {
+        for (j, b) in bonds_prev(i) {
+            if (j as usize) < n {
+                acc[j as usize] = acc[j as usize] + b;
             }
         }
     });
-    let bonds = col_normalize(&mixed);
+    let pinv: Vec<T> = psum.into_iter().map(reciprocal).collect();
+    let mix = Mix {
+        w: &w,
+        prev: &bonds_prev,
+        s: &s,
+        c: &c,
+        beta,
+        dinv: &dinv,
+        pinv: &pinv,
+        a: T::one() - params.bonds_moving_average,
+        keep: params.bonds_moving_average,
+    };
+    // Trust T_i = sum_j Wc_ij, beside each row's bound for the mixed bonds.
+    let (trust, bounds): (Vec<T>, Vec<usize>) = (0..n)
+        .into_par_iter()
+        .with_min_len(CHUNK_ROWS)
+        .map(|i| {
+            let (cols, vals) = w.row(i);
+            let t = cols
+                .iter()
+                .zip(vals)
+                .fold(zero, |t, (&j, &x)| t + x.min_of(c[j as usize]));
+            (t, mix.support(i))
+        })
+        .unzip();
+    let mixed = build_par(n, &bounds, |i, oc, ov| {
+        let mut k = 0;
+        mix.row(i, |j, x| {
+            oc[k] = j;
+            ov[k] = x;
+            k += 1;
+        });
+        k
+    });
+    let (msum, _) = row_sums::<T, (), _>(n, n, |i, acc| {
+        for (j, x) in mixed.row_iter(i) {
+            acc[j] = acc[j] + x;
+        }
+    });
+    let minv: Vec<T> = msum.into_iter().map(reciprocal).collect();
+    let bonds = mixed.scale_columns(&minv);
     // 8.
     let mut dividends: Vec<T> = (0..n)
         .into_par_iter()
@@ -389,7 +838,7 @@ pub fn epoch<T: Scalar + Send + Sync>(
         .map(|i| {
             bonds
                 .row_iter(i)
-                .fold(T::zero(), |acc, (j, b)| acc + b * incentive[j])
+                .fold(zero, |acc, (j, b)| acc + b * incentive[j])
         })
         .collect();
     normalize(&mut dividends);
@@ -399,8 +848,8 @@ pub fn epoch<T: Scalar + Send + Sync>(
         .zip(&dividends)
         .map(|(&x, &d)| x + d)
         .collect();
-    let total = emission.iter().fold(T::zero(), |acc, &x| acc + x);
-    if total > T::zero() {
+    let total = emission.iter().fold(zero, |acc, &x| acc + x);
+    if total > zero {
         for e in emission.iter_mut() {
             *e = *e / total;
         }
