@@ -10,8 +10,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 what="${1:-transports}"
 shift || true
-cargo build -q --release -p bt
-bt=target/release/bt
+# BT=path runs that binary instead of building this checkout's release one.
+if [ -z "${BT:-}" ]; then
+  cargo build -q --release -p bt
+fi
+bt="${BT:-target/release/bt}"
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 
