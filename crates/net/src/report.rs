@@ -383,7 +383,7 @@ pub fn write_summary(reports: &[ReportJson], dir: &Path) -> Result<String> {
     Ok(md)
 }
 
-fn to_json<T: Serialize>(v: &T) -> Result<String> {
+pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<String> {
     serde_json::to_string_pretty(v)
         .map(|mut s| {
             s.push('\n');
@@ -392,7 +392,7 @@ fn to_json<T: Serialize>(v: &T) -> Result<String> {
         .map_err(|e| Error::Config(format!("encoding JSON: {e}")))
 }
 
-fn write_file(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_file(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|e| Error::Io {
         path: path.to_path_buf(),
         source: e,

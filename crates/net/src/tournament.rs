@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::plots::{colour, panel};
-use crate::report::{ReportJson, Stat};
+use crate::report::{ReportJson, Stat, to_json, write_file};
 use crate::up::{RoleKind, UpConfig};
 
 /// How to run a tournament.
@@ -345,19 +345,6 @@ fn one(c: &UpConfig, stop: &AtomicBool) -> Result<Option<Row>> {
         c.adversary,
         t0.elapsed().as_secs_f64(),
     )))
-}
-
-fn to_json<T: Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string_pretty(v)
-        .map(|s| s + "\n")
-        .map_err(|e| Error::Config(format!("encoding JSON: {e}")))
-}
-
-fn write_file(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|e| Error::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })
 }
 
 /// The rows of one setting (mechanism and mask) against one adversary.
