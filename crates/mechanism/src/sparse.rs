@@ -193,21 +193,7 @@ where
     let mut cols: Vec<u32> = (0..total).into_par_iter().map(|_| 0).collect();
     let mut vals: Vec<T> = (0..total).into_par_iter().map(|_| T::zero()).collect();
     let mut lens = vec![0usize; n];
-    // One region of the output per chunk of rows.
-    let mut regions = Vec::with_capacity(n.div_ceil(BUILD_CHUNK_ROWS));
-    {
-        let (mut c_rest, mut v_rest) = (cols.as_mut_slice(), vals.as_mut_slice());
-        for (chunk, l) in lens.chunks_mut(BUILD_CHUNK_ROWS).enumerate() {
-            let first = chunk * BUILD_CHUNK_ROWS;
-            let size = start[first + l.len()] - start[first];
-            let (c, cr) = c_rest.split_at_mut(size);
-            let (v, vr) = v_rest.split_at_mut(size);
-            c_rest = cr;
-            v_rest = vr;
-            regions.push((first, c, v, l));
-        }
-    }
-    let used: Vec<usize> = regions
+    let used: Vec<usize> = regions(&start, &mut lens, &mut cols, &mut vals)
         .into_par_iter()
         .map(|(first, c, v, l)| {
             let mut pos = 0;
@@ -226,6 +212,29 @@ where
         .map(|c| start[c * BUILD_CHUNK_ROWS])
         .collect();
     close_up(n, &mut cols, &mut vals, &starts, &used, lens)
+}
+
+/// One region per chunk of `BUILD_CHUNK_ROWS` rows: its first row, its slices of `cols` and
+/// `vals` (from `start[first]` to the next chunk's start) and its rows' lengths in `lens`.
+#[allow(clippy::type_complexity)]
+fn regions<'a, T>(
+    start: &[usize],
+    lens: &'a mut [usize],
+    cols: &'a mut [u32],
+    vals: &'a mut [T],
+) -> Vec<(usize, &'a mut [u32], &'a mut [T], &'a mut [usize])> {
+    let mut out = Vec::with_capacity(lens.len().div_ceil(BUILD_CHUNK_ROWS));
+    let (mut c_rest, mut v_rest) = (cols, vals);
+    for (chunk, l) in lens.chunks_mut(BUILD_CHUNK_ROWS).enumerate() {
+        let first = chunk * BUILD_CHUNK_ROWS;
+        let size = start[first + l.len()] - start[first];
+        let (c, cr) = c_rest.split_at_mut(size);
+        let (v, vr) = v_rest.split_at_mut(size);
+        c_rest = cr;
+        v_rest = vr;
+        out.push((first, c, v, l));
+    }
+    out
 }
 
 /// Moves each chunk's `used[c]` entries from its region start `starts[c]` down to follow the
@@ -267,20 +276,7 @@ impl<T: Scalar + Send + Sync> Sparse<T> {
             mut vals,
         } = self;
         let mut lens = vec![0usize; n];
-        let mut regions = Vec::with_capacity(n.div_ceil(BUILD_CHUNK_ROWS));
-        {
-            let (mut c_rest, mut v_rest) = (cols.as_mut_slice(), vals.as_mut_slice());
-            for (chunk, l) in lens.chunks_mut(BUILD_CHUNK_ROWS).enumerate() {
-                let first = chunk * BUILD_CHUNK_ROWS;
-                let size = ptr[first + l.len()] - ptr[first];
-                let (c, cr) = c_rest.split_at_mut(size);
-                let (v, vr) = v_rest.split_at_mut(size);
-                c_rest = cr;
-                v_rest = vr;
-                regions.push((first, c, v, l));
-            }
-        }
-        let used: Vec<usize> = regions
+        let used: Vec<usize> = regions(&ptr, &mut lens, &mut cols, &mut vals)
             .into_par_iter()
             .map(|(first, c, v, l)| {
                 let base = ptr[first];
