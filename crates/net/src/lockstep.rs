@@ -22,8 +22,9 @@
 //! submitted to the next block), and the network evaluates; every `measure_every` epochs and
 //! at the end every neuron measures what removing each peer costs it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::local::{LedgerParams, funder, hotkey};
@@ -64,14 +65,60 @@ struct Member {
     core: Core,
     snapshot: Option<Snapshot>,
     rng: ChaCha8Rng,
-    alone: Arc<Learner>,
-    alone_rng: ChaCha8Rng,
+    alone: Twin,
+    /// What determines the twin's losses, when a [`Twins`] store keeps them.
+    twin_key: Option<String>,
     data: TextData,
     held_out: Vec<Batch>,
     batch: usize,
     seq: usize,
     run: NeuronRun,
     costs: Vec<EpochCosts>,
+}
+
+/// A neuron's twin alone: trained in this run, or its held-out losses by step known from an
+/// earlier run with the same twin ([`Twins`]).
+enum Twin {
+    Train {
+        learner: Arc<Learner>,
+        rng: ChaCha8Rng,
+    },
+    Known(Vec<(usize, f32)>),
+}
+
+/// The held-out losses of twins trained alone, by everything that determines them, kept across
+/// runs: a twin never sees the network, so its training does not depend on the mechanism, the
+/// mask or the adversary, and a tournament trains each seed's twins once. Only complete runs
+/// add to it.
+#[derive(Clone, Default)]
+pub struct Twins(Arc<Mutex<HashMap<String, Vec<(usize, f32)>>>>);
+
+impl Twins {
+    fn get(&self, key: &str) -> Option<Vec<(usize, f32)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    fn insert(&self, key: String, losses: Vec<(usize, f32)>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_insert(losses);
+    }
+
+    /// How many twins it knows.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether it knows none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A query: `caller` asks `peer` for these rows of its batch.
@@ -130,13 +177,16 @@ fn io<T>(r: bt_neuron::Result<T>) -> Result<T> {
 }
 
 /// Runs the network in lockstep until `cfg.steps` global steps, the time limit, or `stop`;
-/// then measures and gives back the run. Blocking: call it off the async runtime.
+/// then measures and gives back the run. Blocking: call it off the async runtime. With
+/// `twins`, a twin whose losses it already knows is not trained again, and a complete run
+/// adds the twins it trained.
 pub fn run(
     cfg: &UpConfig,
     live: &Live,
     stop: &AtomicBool,
     progress: &Progress,
     start: Instant,
+    twins: Option<&Twins>,
 ) -> Result<NetRun> {
     let roles = cfg.roles();
     let funder = funder()?;
@@ -156,7 +206,7 @@ pub fn run(
     };
     let mut members = Vec::with_capacity(roles.len());
     for (k, role) in roles.iter().enumerate() {
-        let m = member(cfg, k, role, &members)?;
+        let m = member(cfg, k, role, &members, twins)?;
         members.push(m);
         progress.println(&format!(
             "started {} ({}, {})",
@@ -254,7 +304,7 @@ pub fn run(
         observe(&ledger, live, progress, start, &mut points);
         if members.iter().all(|m| m.core.epoch_due()) {
             epoch += 1;
-            end_epoch(&mut members, &mut ledger)?;
+            end_epoch(&mut members, &mut ledger, cfg.held_out_each_epoch)?;
             {
                 let mut l = live.write().unwrap_or_else(|e| e.into_inner());
                 for (n, m) in l.neurons.iter_mut().zip(&members) {
@@ -284,6 +334,13 @@ pub fn run(
         }
     }
     let stopped_early = step < cfg.steps;
+    if let Some(store) = twins.filter(|_| !stopped_early) {
+        for m in &members {
+            if let (Twin::Train { .. }, Some(key)) = (&m.alone, &m.twin_key) {
+                store.insert(key.clone(), m.run.held_out_alone.clone());
+            }
+        }
+    }
     // A run cut short between epochs still gets a final held-out loss for both.
     if step > 0
         && members
@@ -328,8 +385,15 @@ pub fn run(
 
 /// Builds neuron `k` and its twin alone, as the grpc network configures them. A mirror (a
 /// second or third sybil identity) shares the learner and the twin of the identity it
-/// mirrors, one of `built`; a free rider serves a learner that never trains.
-fn member(cfg: &UpConfig, k: usize, role: &Role, built: &[Member]) -> Result<Member> {
+/// mirrors, one of `built`; a free rider serves a learner that never trains. A twin that
+/// `twins` knows is not built.
+fn member(
+    cfg: &UpConfig,
+    k: usize,
+    role: &Role,
+    built: &[Member],
+    twins: Option<&Twins>,
+) -> Result<Member> {
     let mut ncfg = neuron_config(cfg, k, role, Some("lockstep"));
     ncfg.router.max_peers = lockstep_max_peers(cfg);
     let device = io(DeviceSpec::parse(&ncfg.train.device).and_then(|d| d.open()))?;
@@ -344,9 +408,38 @@ fn member(cfg: &UpConfig, k: usize, role: &Role, built: &[Member]) -> Result<Mem
             seed,
         ))?))
     };
+    // Everything a twin's held-out losses follow from (it never sees the network).
+    let twin_key = twins.map(|_| {
+        format!(
+            "{:?}",
+            (
+                &ncfg.model,
+                &ncfg.router,
+                &ncfg.data,
+                seed,
+                ncfg.train.batch,
+                ncfg.train.eval_batches,
+                &ncfg.train.device,
+                cfg.steps,
+                cfg.epoch_steps,
+                cfg.held_out_each_epoch,
+            )
+        )
+    });
+    let known = twins.zip(twin_key.as_deref()).and_then(|(t, k)| t.get(k));
     let (learner, alone) = match role.mirror_of.and_then(|p| built.get(p)) {
-        Some(p) => (p.learner.clone(), p.alone.clone()),
-        None => (fresh()?, fresh()?),
+        // A mirror neither trains nor evaluates: its identity's figures are copied.
+        Some(p) => (p.learner.clone(), Twin::Known(Vec::new())),
+        None => (
+            fresh()?,
+            match known {
+                Some(losses) => Twin::Known(losses),
+                None => Twin::Train {
+                    learner: fresh()?,
+                    rng: ChaCha8Rng::seed_from_u64(seed.wrapping_add(1)),
+                },
+            },
+        ),
     };
     let data = io(TextData::load_with(
         &ncfg.data.source,
@@ -383,7 +476,7 @@ fn member(cfg: &UpConfig, k: usize, role: &Role, built: &[Member]) -> Result<Mem
         snapshot: None,
         rng: ChaCha8Rng::seed_from_u64(seed.wrapping_add(1)),
         alone,
-        alone_rng: ChaCha8Rng::seed_from_u64(seed.wrapping_add(1)),
+        twin_key,
         data,
         held_out,
         batch: ncfg.train.batch,
@@ -603,14 +696,23 @@ fn global_step(members: &mut [Member], ledger: &Ledger) -> Result<()> {
                 Vec::new()
             };
             let routing = routing.filter(|_| mode == Mode::Network);
-            let alone_batch = m.data.train_batch(m.batch, m.seq, &mut m.alone_rng);
-            let (learner, alone) = (m.learner.clone(), m.alone.clone());
-            let (outcome, alone_outcome) = rayon::join(
-                || learner.train_step(&batch, mode, routing.as_ref(), &outs),
-                || alone.train_step(&alone_batch, Mode::Alone, None, &[]),
-            );
+            let learner = m.learner.clone();
+            let outcome = match &mut m.alone {
+                Twin::Train {
+                    learner: alone,
+                    rng,
+                } => {
+                    let alone_batch = m.data.train_batch(m.batch, m.seq, rng);
+                    let (outcome, alone_outcome) = rayon::join(
+                        || learner.train_step(&batch, mode, routing.as_ref(), &outs),
+                        || alone.train_step(&alone_batch, Mode::Alone, None, &[]),
+                    );
+                    io(alone_outcome)?;
+                    outcome
+                }
+                Twin::Known(_) => learner.train_step(&batch, mode, routing.as_ref(), &outs),
+            };
             let outcome = io(outcome)?;
-            io(alone_outcome)?;
             m.run.loss.push(outcome.loss);
             let t = batch.t;
             let effects = m.core.record_step(outcome, &known);
@@ -690,9 +792,9 @@ fn apply_backward(p: &Member, caller: &PublicKey, r: &Request, grad: Vec<f32>) {
 }
 
 /// Ends an epoch for every neuron: reads the metagraph, submits the weight rows its core
-/// chose (to the next block, in uid order), evaluates in the network, with the student and
-/// alone.
-fn end_epoch(members: &mut [Member], ledger: &mut Ledger) -> Result<()> {
+/// chose (to the next block, in uid order), and (with `held_out`) evaluates in the network
+/// and alone.
+fn end_epoch(members: &mut [Member], ledger: &mut Ledger, held_out: bool) -> Result<()> {
     let snap = Snapshot::from_state(&ledger.state);
     let mut evaluate_network_too = false;
     for m in members.iter_mut() {
@@ -724,6 +826,9 @@ fn end_epoch(members: &mut [Member], ledger: &mut Ledger) -> Result<()> {
             }
         }
     }
+    if !held_out {
+        return Ok(());
+    }
     let step = members.first().map_or(0, |m| m.core.step());
     record_held_out(members, ledger, step, evaluate_network_too)
 }
@@ -743,9 +848,16 @@ fn record_held_out(
     };
     let mut alone: Vec<f32> = members
         .par_iter()
-        .map(|m| match m.mirror_of {
-            Some(_) => Ok(f32::NAN),
-            None => io(evaluate_local(&m.alone, &m.held_out, Mode::Alone)),
+        .map(|m| match (&m.alone, m.mirror_of) {
+            (_, Some(_)) => Ok(f32::NAN),
+            (Twin::Train { learner, .. }, None) => {
+                io(evaluate_local(learner, &m.held_out, Mode::Alone))
+            }
+            // A run cut short can ask for a step the earlier run did not reach.
+            (Twin::Known(losses), None) => Ok(losses
+                .iter()
+                .find(|(s, _)| *s == step)
+                .map_or(f32::NAN, |l| l.1)),
         })
         .collect::<Result<_>>()?;
     // A mirror's losses are its identity's.

@@ -33,6 +33,7 @@ use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::lockstep::Twins;
 use crate::plots::{colour, panel};
 use crate::report::{ReportJson, Stat, to_json, write_file};
 use crate::up::{RoleKind, UpConfig};
@@ -55,6 +56,11 @@ pub struct TournamentConfig {
     pub out: PathBuf,
     /// Show a progress bar over the runs.
     pub progress: bool,
+    /// Runs at a time (each is itself parallel over its neurons).
+    pub jobs: usize,
+    /// Keep the runs that an earlier tournament with the same settings finished in `out`
+    /// (their `report.json` and `run.json`), and run only the others.
+    pub resume: bool,
 }
 
 impl Default for TournamentConfig {
@@ -68,6 +74,7 @@ impl Default for TournamentConfig {
                 epoch_steps: 10,
                 measure_every: 0,
                 progress: false,
+                held_out_each_epoch: false,
                 ..UpConfig::default()
             },
             mechanisms: vec![Mechanism::Paper, Mechanism::PaperNoSelf, Mechanism::Yuma],
@@ -76,6 +83,8 @@ impl Default for TournamentConfig {
             seeds: 3,
             out: PathBuf::from("out/tournament"),
             progress: true,
+            jobs: 1,
+            resume: false,
         }
     }
 }
@@ -96,6 +105,9 @@ impl TournamentConfig {
         if self.seeds < 1 {
             return bad("--seeds must be at least 1");
         }
+        if self.jobs < 1 {
+            return bad("--jobs must be at least 1");
+        }
         for &a in &self.adversaries {
             let mut c = self.network.clone();
             c.adversary = a;
@@ -104,13 +116,14 @@ impl TournamentConfig {
         Ok(())
     }
 
-    /// Every run, in the order of the table: mechanism, mask, adversary, seed.
+    /// Every run: each seed's whole table (mechanism, mask, adversary) before the next seed's,
+    /// so that a tournament cut short has every setting on the seeds it finished.
     fn runs(&self) -> Vec<UpConfig> {
         let mut out = Vec::new();
-        for &mechanism in &self.mechanisms {
-            for &mask in &self.masks {
-                for &adversary in &self.adversaries {
-                    for k in 0..self.seeds as u64 {
+        for k in 0..self.seeds as u64 {
+            for &mechanism in &self.mechanisms {
+                for &mask in &self.masks {
+                    for &adversary in &self.adversaries {
                         let mut c = self.network.clone();
                         c.mechanism = mechanism;
                         c.mask = mask;
@@ -235,6 +248,9 @@ pub struct Tournament {
     pub planned: usize,
     /// Whether Ctrl-C ended it before every run finished.
     pub interrupted: bool,
+    /// Runs kept from an earlier tournament (`--resume`); the wall time does not count them.
+    #[serde(default)]
+    pub resumed: usize,
     /// Wall time, seconds.
     pub wall_s: f64,
     /// Steps per run.
@@ -263,11 +279,29 @@ pub fn run(cfg: &TournamentConfig, stop: &AtomicBool) -> Result<Tournament> {
     );
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
     let rows: Mutex<Vec<Option<Row>>> = Mutex::new(vec![None; runs.len()]);
+    if cfg.resume {
+        for (k, c) in runs.iter().enumerate() {
+            if let Some(row) = finished(c) {
+                lock(&rows)[k] = Some(row);
+                bar.inc(1);
+            }
+        }
+    }
+    let resumed = lock(&rows).iter().flatten().count();
+    if resumed > 0 {
+        bar.println(format!(
+            "kept {resumed} of {} runs finished earlier in {}",
+            runs.len(),
+            cfg.out.display()
+        ));
+    }
     let next = AtomicUsize::new(0);
-    // Two runs at a time, each on its own thread and parallel over its neurons in rayon's
-    // pool: the second keeps the cores busy while the first waits on its slowest neuron. (Not
-    // a rayon loop over runs: a thread waiting inside one run would steal and start others.)
-    let workers = rayon::current_num_threads().clamp(1, 2);
+    // Each seed's twins alone train in its first run and are known to the rest.
+    let twins = Twins::default();
+    // `jobs` runs at a time, each on its own thread and parallel over its neurons in rayon's
+    // pool. (Not a rayon loop over runs: a thread waiting inside one run would steal and
+    // start others.)
+    let workers = cfg.jobs.max(1);
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
@@ -279,7 +313,10 @@ pub fn run(cfg: &TournamentConfig, stop: &AtomicBool) -> Result<Tournament> {
                     {
                         return;
                     }
-                    match one(&runs[k], stop) {
+                    if lock(&rows)[k].is_some() {
+                        continue;
+                    }
+                    match one(&runs[k], stop, &twins) {
                         Ok(Some(row)) => {
                             bar.inc(1);
                             bar.set_message(format!(
@@ -313,6 +350,7 @@ pub fn run(cfg: &TournamentConfig, stop: &AtomicBool) -> Result<Tournament> {
     Ok(Tournament {
         interrupted: rows.len() < runs.len(),
         planned: runs.len(),
+        resumed,
         rows,
         wall_s: start.elapsed().as_secs_f64(),
         steps: cfg.network.steps,
@@ -325,7 +363,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// One run: its report into `c.out`, its row; `None` when Ctrl-C cut it short.
-fn one(c: &UpConfig, stop: &AtomicBool) -> Result<Option<Row>> {
+fn one(c: &UpConfig, stop: &AtomicBool, twins: &Twins) -> Result<Option<Row>> {
     let t0 = Instant::now();
     std::fs::create_dir_all(&c.out).map_err(|e| Error::Io {
         path: c.out.clone(),
@@ -333,18 +371,40 @@ fn one(c: &UpConfig, stop: &AtomicBool) -> Result<Option<Row>> {
     })?;
     let live = crate::live::new_live();
     let progress = crate::progress::Progress::new(&c.roles(), c.steps, false);
-    let net = crate::lockstep::run(c, &live, stop, &progress, t0)?;
+    let net = crate::lockstep::run(c, &live, stop, &progress, t0, Some(twins))?;
     if net.stopped_early {
         return Ok(None);
     }
     let report = crate::report::json(&net);
+    let wall_s = t0.elapsed().as_secs_f64();
     write_file(&c.out.join("report.json"), &to_json(&report)?)?;
-    Ok(Some(Row::of(
-        &report,
-        c.mask,
-        c.adversary,
-        t0.elapsed().as_secs_f64(),
-    )))
+    // Written last: its presence says the report beside it is whole.
+    let done = RunFile {
+        settings: format!("{c:?}"),
+        wall_s,
+    };
+    write_file(&c.out.join("run.json"), &to_json(&done)?)?;
+    Ok(Some(Row::of(&report, c.mask, c.adversary, wall_s)))
+}
+
+/// `run.json`, beside a finished run's `report.json`: the run's settings, so that `--resume`
+/// keeps only a report of the same settings, and its wall time.
+#[derive(Serialize, Deserialize)]
+struct RunFile {
+    settings: String,
+    wall_s: f64,
+}
+
+/// The row of a run an earlier tournament finished with these settings; `None` when there is
+/// none (or its files are not whole, or are of other settings): the run is then done again.
+fn finished(c: &UpConfig) -> Option<Row> {
+    let read = |name: &str| std::fs::read(c.out.join(name)).ok();
+    let run: RunFile = serde_json::from_slice(&read("run.json")?).ok()?;
+    if run.settings != format!("{c:?}") {
+        return None;
+    }
+    let report: ReportJson = serde_json::from_slice(&read("report.json")?).ok()?;
+    (!report.stopped_early).then(|| Row::of(&report, c.mask, c.adversary, run.wall_s))
 }
 
 /// The rows of one setting (mechanism and mask) against one adversary.
@@ -444,7 +504,7 @@ pub fn markdown(t: &Tournament, plot: Option<&Path>) -> String {
     let _ = writeln!(s, "# Tournament\n");
     let _ = writeln!(
         s,
-        "{} of {} runs{} in {:.1} min: {} steps each, {} honest learners and one noise neuron \
+        "{} of {} runs{} in {:.1} min{}: {} steps each, {} honest learners and one noise neuron \
          plus the adversary, {seeds} seed(s) per setting. Figures are mean ± sample standard \
          deviation over seeds. The value share is the adversary's share of the summed positive \
          removal costs **with the masks open** (every answer unscaled): the yardstick the goals \
@@ -453,6 +513,14 @@ pub fn markdown(t: &Tournament, plot: Option<&Path>) -> String {
         t.planned,
         if t.interrupted { " (interrupted)" } else { "" },
         t.wall_s / 60.0,
+        if t.resumed > 0 {
+            format!(
+                " ({} kept from an earlier invocation and not counted in that time)",
+                t.resumed
+            )
+        } else {
+            String::new()
+        },
         t.steps,
         t.neurons.saturating_sub(2),
     );

@@ -347,6 +347,9 @@ pub struct UpConfig {
     pub adversary: RoleKind,
     /// Whether the axons apply the competitive mask.
     pub mask: bool,
+    /// Whether every epoch measures the held-out losses (for the loss curves); otherwise only
+    /// the end of the run does (a tournament's runs). Lockstep only.
+    pub held_out_each_epoch: bool,
 }
 
 impl Default for UpConfig {
@@ -372,6 +375,7 @@ impl Default for UpConfig {
             progress: true,
             adversary: RoleKind::Selfish,
             mask: true,
+            held_out_each_epoch: true,
         }
     }
 }
@@ -635,9 +639,10 @@ async fn up_lockstep(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Resul
         None => None,
     };
     let (c, l, p) = (cfg.clone(), live.clone(), progress.clone());
-    let run = tokio::task::spawn_blocking(move || crate::lockstep::run(&c, &l, &stop, &p, start))
-        .await
-        .map_err(|e| Error::Config(format!("the lockstep network failed: {e}")))?;
+    let run =
+        tokio::task::spawn_blocking(move || crate::lockstep::run(&c, &l, &stop, &p, start, None))
+            .await
+            .map_err(|e| Error::Config(format!("the lockstep network failed: {e}")))?;
     progress.finish();
     if let Some(d) = dashboard {
         d.stop().await;

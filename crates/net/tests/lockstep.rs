@@ -170,11 +170,53 @@ fn the_thread_count_does_not_change_the_run() -> anyhow::Result<()> {
                 &AtomicBool::new(false),
                 &progress,
                 std::time::Instant::now(),
+                None,
             )
         })?;
         Ok(serde_json::to_string(&bt_net::report::json(&run))?)
     };
     assert_eq!(once(1)?, once(3)?);
+    Ok(())
+}
+
+/// Runs `cfg` in lockstep with an optional twins store and gives back `report.json`'s text.
+fn lockstep_json(
+    cfg: &UpConfig,
+    twins: Option<&bt_net::lockstep::Twins>,
+) -> anyhow::Result<String> {
+    let progress = bt_net::progress::Progress::new(&cfg.roles(), cfg.steps, false);
+    let run = bt_net::lockstep::run(
+        cfg,
+        &bt_net::live::new_live(),
+        &AtomicBool::new(false),
+        &progress,
+        std::time::Instant::now(),
+        twins,
+    )?;
+    Ok(serde_json::to_string(&bt_net::report::json(&run))?)
+}
+
+#[test]
+fn twins_known_from_another_run_give_the_same_report_as_twins_trained() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let twins = bt_net::lockstep::Twins::default();
+    // Paper with a self-weigher: four twins, all trained.
+    let mut first = small(3, dir.path());
+    first.steps = 4;
+    first.epoch_steps = 2;
+    lockstep_json(&first, Some(&twins))?;
+    assert_eq!(twins.len(), 4);
+    // Yuma, mask off, a cabal of two: the first four twins are the same ones; only the second
+    // cabal identity's is new.
+    let mut second = first.clone();
+    second.mechanism = bt_ledger::Mechanism::Yuma;
+    second.tempo = 2;
+    second.mask = false;
+    second.adversary = RoleKind::Cabal;
+    let trained = lockstep_json(&second, None)?;
+    let known = lockstep_json(&second, Some(&twins))?;
+    assert_eq!(twins.len(), 5);
+    assert_eq!(trained, known);
     Ok(())
 }
 
