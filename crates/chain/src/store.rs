@@ -239,10 +239,23 @@ impl Store {
     /// Adds transactions to the pending pool in one durable commit; skips those already
     /// known. Returns how many were new.
     pub fn add_pending(&self, txs: &[(Hash, Vec<u8>)]) -> Result<usize> {
+        self.add_pending_with(txs, &[])
+    }
+
+    /// [`Store::add_pending`], writing `extra` into `meta` in the same transaction (a
+    /// replica's last applied log entry).
+    pub fn add_pending_with(
+        &self,
+        txs: &[(Hash, Vec<u8>)],
+        extra: &[(&str, &[u8])],
+    ) -> Result<usize> {
         let w = self.db.begin_write().map_err(db)?;
         let mut added = 0;
         {
             let mut meta = w.open_table(META).map_err(db)?;
+            for (k, v) in extra {
+                meta.insert(*k, *v).map_err(db)?;
+            }
             let mut seq = get_u64(&meta, "next_seq")?.unwrap_or(0);
             let mut pending = w.open_table(PENDING).map_err(db)?;
             let mut index = w.open_table(TXS).map_err(db)?;
@@ -286,9 +299,19 @@ impl Store {
     /// Commits a block atomically: the block, the state after it, the pool entries it
     /// consumed, and the index entries of its included and refused transactions.
     pub fn commit_block(&self, c: &BlockCommit<'_>) -> Result<()> {
+        self.commit_block_with(c, &[])
+    }
+
+    /// [`Store::commit_block`], writing `extra` into `meta` in the same transaction (a
+    /// replica's last applied log entry).
+    pub fn commit_block_with(&self, c: &BlockCommit<'_>, extra: &[(&str, &[u8])]) -> Result<()> {
         let height = c.block.header.height;
         let w = self.db.begin_write().map_err(db)?;
         {
+            let mut meta = w.open_table(META).map_err(db)?;
+            for (k, v) in extra {
+                meta.insert(*k, *v).map_err(db)?;
+            }
             let mut blocks = w.open_table(BLOCKS).map_err(db)?;
             if blocks.get(height).map_err(db)?.is_some() {
                 return Err(Error::Corrupt {
@@ -322,5 +345,153 @@ impl Store {
             }
         }
         w.commit().map_err(db)
+    }
+
+    /// Writes `entries` into `meta` in one durable commit.
+    pub fn put_meta(&self, entries: &[(&str, &[u8])]) -> Result<()> {
+        let w = self.db.begin_write().map_err(db)?;
+        {
+            let mut meta = w.open_table(META).map_err(db)?;
+            for (k, v) in entries {
+                meta.insert(*k, *v).map_err(db)?;
+            }
+        }
+        w.commit().map_err(db)
+    }
+
+    /// A value of `meta`.
+    pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let r = self.db.begin_read().map_err(db)?;
+        let meta = r.open_table(META).map_err(db)?;
+        Ok(meta.get(key).map_err(db)?.map(|g| g.value().to_vec()))
+    }
+
+    /// Every table, as one byte string ([`Store::restore`] reads it): a replica's snapshot.
+    ///
+    /// Layout: for each table in a fixed order, a `u64` count of entries, then each entry as
+    /// a `u32` key length, the key, a `u32` value length, the value (integers little-endian,
+    /// integer keys as 8 bytes).
+    pub fn dump(&self) -> Result<Vec<u8>> {
+        let r = self.db.begin_read().map_err(db)?;
+        let mut out = Vec::new();
+        fn put(out: &mut Vec<u8>, k: &[u8], v: &[u8]) {
+            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            out.extend_from_slice(k);
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            out.extend_from_slice(v);
+        }
+        {
+            let t = r.open_table(META).map_err(db)?;
+            out.extend_from_slice(&t.len().map_err(db)?.to_le_bytes());
+            for item in t.iter().map_err(db)? {
+                let (k, v) = item.map_err(db)?;
+                put(&mut out, k.value().as_bytes(), v.value());
+            }
+        }
+        for table in [BLOCKS, STATES, PENDING] {
+            let t = r.open_table(table).map_err(db)?;
+            out.extend_from_slice(&t.len().map_err(db)?.to_le_bytes());
+            for item in t.iter().map_err(db)? {
+                let (k, v) = item.map_err(db)?;
+                put(&mut out, &k.value().to_le_bytes(), v.value());
+            }
+        }
+        {
+            let t = r.open_table(TXS).map_err(db)?;
+            out.extend_from_slice(&t.len().map_err(db)?.to_le_bytes());
+            for item in t.iter().map_err(db)? {
+                let (k, v) = item.map_err(db)?;
+                put(&mut out, k.value(), v.value());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces every table with those of a [`Store::dump`], in one durable commit; then
+    /// writes `extra` into `meta`. A dump of another chain (another genesis), or one that does
+    /// not parse, is refused and nothing changes. Returns the state after its last block.
+    pub fn restore(&self, dump: &[u8], extra: &[(&str, &[u8])]) -> Result<State> {
+        let bad = |reason: &str| Error::Corrupt {
+            height: 0,
+            reason: format!("snapshot: {reason}"),
+        };
+        fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+            (rest.len() >= n).then(|| {
+                let (a, b) = rest.split_at(n);
+                *rest = b;
+                a
+            })
+        }
+        fn len(rest: &mut &[u8], n: usize) -> Option<u64> {
+            let b = take(rest, n)?;
+            let mut a = [0u8; 8];
+            a[..n].copy_from_slice(b);
+            Some(u64::from_le_bytes(a))
+        }
+        let mut tables: Vec<Vec<(&[u8], &[u8])>> = Vec::with_capacity(5);
+        let mut rest = dump;
+        for _ in 0..5 {
+            let count = len(&mut rest, 8).ok_or_else(|| bad("truncated"))?;
+            let mut entries = Vec::new();
+            for _ in 0..count {
+                let (k, v) = (|| {
+                    let kl = len(&mut rest, 4)? as usize;
+                    let k = take(&mut rest, kl)?;
+                    let vl = len(&mut rest, 4)? as usize;
+                    Some((k, take(&mut rest, vl)?))
+                })()
+                .ok_or_else(|| bad("truncated"))?;
+                entries.push((k, v));
+            }
+            tables.push(entries);
+        }
+        if !rest.is_empty() {
+            return Err(bad("trailing bytes"));
+        }
+        let int = |k: &[u8]| -> Result<u64> {
+            Ok(u64::from_le_bytes(
+                k.try_into().map_err(|_| bad("integer key"))?,
+            ))
+        };
+        let genesis = tables[0]
+            .iter()
+            .find(|(k, _)| *k == b"genesis")
+            .map(|(_, v)| State::decode(v))
+            .transpose()?
+            .ok_or_else(|| bad("no genesis"))?;
+        if let Some(mine) = self.genesis()?
+            && mine.genesis != genesis.genesis
+        {
+            return Err(Error::GenesisMismatch {
+                stored: mine.genesis,
+                given: genesis.genesis,
+            });
+        }
+        let w = self.db.begin_write().map_err(db)?;
+        {
+            let mut meta = w.open_table(META).map_err(db)?;
+            meta.retain(|_, _| false).map_err(db)?;
+            for (k, v) in &tables[0] {
+                let k = std::str::from_utf8(k).map_err(|_| bad("meta key"))?;
+                meta.insert(k, *v).map_err(db)?;
+            }
+            for (k, v) in extra {
+                meta.insert(*k, *v).map_err(db)?;
+            }
+            for (i, table) in [BLOCKS, STATES, PENDING].into_iter().enumerate() {
+                let mut t = w.open_table(table).map_err(db)?;
+                t.retain(|_, _| false).map_err(db)?;
+                for (k, v) in &tables[1 + i] {
+                    t.insert(int(k)?, *v).map_err(db)?;
+                }
+            }
+            let mut t = w.open_table(TXS).map_err(db)?;
+            t.retain(|_, _| false).map_err(db)?;
+            for (k, v) in &tables[4] {
+                t.insert(*k, *v).map_err(db)?;
+            }
+        }
+        w.commit().map_err(db)?;
+        self.head_state()
     }
 }
