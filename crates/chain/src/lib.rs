@@ -70,7 +70,7 @@ pub mod proto {
 pub use client::{AccountInfo, Client, Metagraph, MetagraphNeuron, TxStatus};
 pub use error::{Error, Result};
 #[cfg(feature = "server")]
-pub use node::NodeConfig;
+pub use node::{NextBlock, NodeConfig, next_block, now_ms};
 #[cfg(feature = "server")]
 pub use service::{NodeHandle, serve};
 #[cfg(feature = "server")]

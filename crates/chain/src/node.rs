@@ -191,13 +191,71 @@ pub fn start_engine(
     Ok((shared, engine, thread))
 }
 
+/// The next block built from the pending pool.
+#[derive(Debug)]
+pub struct NextBlock {
+    /// The block, the state after it, and what was refused or deferred.
+    pub built: bt_ledger::Built,
+    /// The pool entries it consumed: included, or refused.
+    pub consumed: Vec<u64>,
+    /// The transactions refused while building it, with why.
+    pub refused: Vec<(Hash, String)>,
+}
+
+/// Builds the next block on `head` from the first `max_txs` pool entries in arrival order:
+/// those that apply go in, those that cannot are refused (and leave the pool), a neuron's
+/// second weight update waits for a later block. The single node's engine and a replicated
+/// ledger's leader both build blocks with it.
+pub fn next_block(
+    store: &Store,
+    head: &State,
+    max_txs: usize,
+    timestamp_ms: u64,
+) -> Result<NextBlock> {
+    let pending = store.pending(max_txs)?;
+    let mut seqs = Vec::with_capacity(pending.len());
+    let mut txs = Vec::with_capacity(pending.len());
+    let mut refused = Vec::new();
+    let mut consumed = Vec::with_capacity(pending.len());
+    let max = head.params.max_tx_bytes as usize;
+    for (seq, bytes) in pending {
+        match Transaction::decode(&bytes, max) {
+            Ok(tx) => {
+                seqs.push(seq);
+                txs.push(tx);
+            }
+            Err(e) => {
+                refused.push((Hash::of(&bytes), e.to_string()));
+                consumed.push(seq);
+            }
+        }
+    }
+    let hashes: Vec<Hash> = txs.iter().map(Transaction::hash).collect();
+    let built = build_block(head, txs, timestamp_ms);
+    let deferred: std::collections::BTreeSet<usize> = built.deferred.iter().copied().collect();
+    for (i, seq) in seqs.iter().enumerate() {
+        if !deferred.contains(&i) {
+            consumed.push(*seq);
+        }
+    }
+    for (i, e) in &built.rejected {
+        refused.push((hashes[*i], e.to_string()));
+    }
+    Ok(NextBlock {
+        built,
+        consumed,
+        refused,
+    })
+}
+
 struct EngineLoop {
     shared: Arc<Shared>,
     max_pending: usize,
     max_block_txs: usize,
 }
 
-fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch (a block's informational timestamp).
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -312,35 +370,11 @@ impl EngineLoop {
     /// Builds, commits and publishes the next block.
     fn produce(&self, store: &Store) -> Result<()> {
         let head = self.shared.head();
-        let pending = store.pending(self.max_block_txs)?;
-        let mut seqs = Vec::with_capacity(pending.len());
-        let mut txs = Vec::with_capacity(pending.len());
-        let mut refused = Vec::new();
-        let mut consumed = Vec::with_capacity(pending.len());
-        let max = head.params.max_tx_bytes as usize;
-        for (seq, bytes) in pending {
-            match Transaction::decode(&bytes, max) {
-                Ok(tx) => {
-                    seqs.push(seq);
-                    txs.push(tx);
-                }
-                Err(e) => {
-                    refused.push((Hash::of(&bytes), e.to_string()));
-                    consumed.push(seq);
-                }
-            }
-        }
-        let hashes: Vec<Hash> = txs.iter().map(Transaction::hash).collect();
-        let built = build_block(&head, txs, now_ms());
-        let deferred: std::collections::BTreeSet<usize> = built.deferred.iter().copied().collect();
-        for (i, seq) in seqs.iter().enumerate() {
-            if !deferred.contains(&i) {
-                consumed.push(*seq);
-            }
-        }
-        for (i, e) in &built.rejected {
-            refused.push((hashes[*i], e.to_string()));
-        }
+        let NextBlock {
+            built,
+            consumed,
+            refused,
+        } = next_block(store, &head, self.max_block_txs, now_ms())?;
         let state_bytes = built.state.encode();
         store.commit_block(&BlockCommit {
             block: &built.block,

@@ -73,20 +73,27 @@ pub enum Applied {
         /// Its height.
         height: u64,
     },
+    /// A block built on a head that is no longer the head (a leader that lost its place
+    /// proposed it before the entries of the term before were applied): skipped, on every
+    /// replica alike.
+    Stale {
+        /// Its height.
+        height: u64,
+    },
 }
 
 /// Reads fields off a byte string, naming `what` in its errors.
-struct Reader<'a> {
-    what: &'static str,
+pub(crate) struct Reader<'a> {
+    pub(crate) what: &'static str,
     rest: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn new(what: &'static str, bytes: &'a [u8]) -> Reader<'a> {
+    pub(crate) fn new(what: &'static str, bytes: &'a [u8]) -> Reader<'a> {
         Reader { what, rest: bytes }
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.rest.len() < n {
             return Err(Error::Decode {
                 what: self.what,
@@ -98,17 +105,17 @@ impl<'a> Reader<'a> {
         Ok(a)
     }
 
-    fn u8(&mut self) -> Result<u8> {
+    pub(crate) fn u8(&mut self) -> Result<u8> {
         Ok(self.take(1)?[0])
     }
 
-    fn u32(&mut self) -> Result<u32> {
+    pub(crate) fn u32(&mut self) -> Result<u32> {
         let mut a = [0u8; 4];
         a.copy_from_slice(self.take(4)?);
         Ok(u32::from_le_bytes(a))
     }
 
-    fn u64(&mut self) -> Result<u64> {
+    pub(crate) fn u64(&mut self) -> Result<u64> {
         let mut a = [0u8; 8];
         a.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(a))
@@ -116,7 +123,7 @@ impl<'a> Reader<'a> {
 
     /// A count or length, at most `max` and (each item being at least `unit` bytes) no more
     /// than the bytes left could hold.
-    fn len(&mut self, max: u64, unit: u64) -> Result<usize> {
+    pub(crate) fn len(&mut self, max: u64, unit: u64) -> Result<usize> {
         let n = u64::from(self.u32()?);
         let room = self.rest.len() as u64 / unit.max(1);
         if n > max || n > room {
@@ -129,12 +136,12 @@ impl<'a> Reader<'a> {
         Ok(n as usize)
     }
 
-    fn bytes(&mut self) -> Result<&'a [u8]> {
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8]> {
         let n = self.len(MAX_ENTRY_BYTES, 1)?;
         self.take(n)
     }
 
-    fn done(&self) -> Result<()> {
+    pub(crate) fn done(&self) -> Result<()> {
         if self.rest.is_empty() {
             Ok(())
         } else {
@@ -146,7 +153,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_le_bytes());
     out.extend_from_slice(b);
 }
@@ -249,7 +256,7 @@ pub fn encode_log_id(id: &LogId) -> [u8; 24] {
     out
 }
 
-fn read_log_id(r: &mut Reader<'_>) -> Result<LogId> {
+pub(crate) fn read_log_id(r: &mut Reader<'_>) -> Result<LogId> {
     let term = r.u64()?;
     let node: NodeId = r.u64()?;
     let index = r.u64()?;

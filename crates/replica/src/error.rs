@@ -54,6 +54,25 @@ pub enum Error {
         #[source]
         source: bt_ledger::Error,
     },
+    /// This validator does not lead; the leader it knows, with its API address.
+    #[error("not the leader; {}", match (leader, api) { (Some(l), Some(a)) => format!("validator {l} at {a} leads"), (Some(l), None) => format!("validator {l} leads"), _ => "no leader is known yet".to_string() })]
+    NotLeader {
+        /// The leader's id.
+        leader: Option<crate::NodeId>,
+        /// Its API address.
+        api: Option<String>,
+    },
+    /// This validator's id is not in the cluster's membership.
+    #[error("validator {id} is not a member of the cluster (members: {members:?})")]
+    NotAMember {
+        /// Its id.
+        id: crate::NodeId,
+        /// The members.
+        members: Vec<crate::NodeId>,
+    },
+    /// Raft itself (start, initialize, a write that failed for another reason).
+    #[error("raft: {0}")]
+    Raft(String),
 }
 
 /// The crate's result.

@@ -34,11 +34,22 @@ pub mod codec;
 mod error;
 mod log;
 mod machine;
+pub mod network;
+mod replica;
+pub mod rpc;
+
+/// The raft RPC messages, generated from `proto/raft.proto`.
+#[allow(missing_docs, clippy::all, clippy::unwrap_used)]
+pub mod proto {
+    tonic::include_proto!("bt.raft.v1");
+}
 
 pub use codec::{Applied, Command};
 pub use error::{Error, Result};
 pub use log::LogStore;
 pub use machine::Machine;
+pub use network::{Network, RaftService};
+pub use replica::{Replica, ReplicaConfig, ReplicaStatus};
 
 /// A validator's id in the cluster.
 pub type NodeId = u64;

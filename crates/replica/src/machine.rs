@@ -107,6 +107,10 @@ impl Machine {
                     source: e,
                 })?;
                 let height = block.header.height;
+                if height != head.height + 1 || block.header.parent != head.head {
+                    self.store.put_meta(&[(APPLIED, &id)])?;
+                    return Ok(Applied::Stale { height });
+                }
                 let (state, _) = bt_ledger::apply(&head, &block)
                     .map_err(|source| Error::Diverged { height, source })?;
                 let refused: Vec<(Hash, String)> = refused

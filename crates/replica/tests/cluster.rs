@@ -1,0 +1,197 @@
+//! Three validators in one process over loopback gRPC: they elect a leader, replicate
+//! submissions and blocks, survive the leader's loss, and a restarted validator catches up
+//! to the same chain.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bt_chain::TxStatus;
+use bt_keys::Keypair;
+use bt_ledger::{Call, State, Transaction, genesis_state};
+use bt_replica::{Applied, Error, NodeId, Peer, Replica, ReplicaConfig};
+
+fn genesis() -> State {
+    let alice = Keypair::from_uri("//Alice").expect("alice");
+    genesis_state(&format!(
+        "[params]\ntau = 1.0\nepsilon = 0.5\nmax_neurons = 16\nblock_time_ms = 50\n\
+         [[accounts]]\naddress = \"{}\"\nbalance = 1_000_000_000_000\n",
+        alice.public()
+    ))
+    .expect("genesis")
+}
+
+async fn start(
+    id: NodeId,
+    dir: &std::path::Path,
+    g: &State,
+    members: &BTreeMap<NodeId, Peer>,
+) -> anyhow::Result<Replica> {
+    let listener = std::net::TcpListener::bind(&members[&id].raft)?;
+    let mut cfg = ReplicaConfig::new(id, dir.to_path_buf(), Some(g.clone()), members.clone());
+    cfg.raft_listener = Some(listener);
+    cfg.heartbeat_ms = 50;
+    cfg.election_ms = (200, 400);
+    Ok(Replica::start(cfg).await?)
+}
+
+async fn until<F: Fn() -> bool>(what: &str, f: F) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn leader(rs: &[Option<Replica>]) -> Option<usize> {
+    rs.iter()
+        .position(|r| r.as_ref().is_some_and(|r| r.status().role == "leader"))
+}
+
+fn stake(alice: &Keypair, hot: &Keypair, g: &State, nonce: u64) -> Transaction {
+    Transaction::sign(
+        alice,
+        &g.genesis,
+        nonce,
+        Call::AddStake {
+            hotkey: hot.public(),
+            amount: 1_000_000_000,
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_validators_agree_survive_the_leaders_loss_and_catch_up() -> anyhow::Result<()> {
+    let g = genesis();
+    let dirs: Vec<tempfile::TempDir> = (0..3)
+        .map(|_| tempfile::tempdir())
+        .collect::<Result<_, _>>()?;
+    let mut members = BTreeMap::new();
+    for id in 1..=3u64 {
+        // A free port, released for the validator to bind.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        members.insert(
+            id,
+            Peer {
+                raft: format!("127.0.0.1:{port}"),
+                api: format!("api-{id}"),
+            },
+        );
+    }
+    let mut rs: Vec<Option<Replica>> = Vec::new();
+    for (k, id) in (1..=3u64).enumerate() {
+        rs.push(Some(start(id, dirs[k].path(), &g, &members).await?));
+    }
+    until("a leader", || leader(&rs).is_some()).await;
+    let l = leader(&rs).expect("leader");
+    let follower = (l + 1) % 3;
+
+    let alice = Keypair::from_uri("//Alice")?;
+    let hot = Keypair::from_uri("//Alice//hot")?;
+    let register = Transaction::sign(
+        &hot,
+        &g.genesis,
+        0,
+        Call::Register {
+            coldkey: alice.public(),
+            endpoint: "127.0.0.1:9000".parse()?,
+        },
+    );
+    // A follower points at the leader.
+    let refused = rs[follower]
+        .as_ref()
+        .expect("up")
+        .submit(vec![register.encode()])
+        .await;
+    assert!(
+        matches!(&refused, Err(Error::NotLeader { leader: Some(id), api: Some(_) }) if *id == l as u64 + 1),
+        "{refused:?}"
+    );
+    let mut nonce = 0;
+    let mut acknowledged = vec![register.hash()];
+    assert_eq!(
+        rs[l]
+            .as_ref()
+            .expect("up")
+            .submit(vec![register.encode()])
+            .await?,
+        Applied::Submitted { added: 1 }
+    );
+    for _ in 0..5 {
+        let tx = stake(&alice, &hot, &g, nonce);
+        nonce += 1;
+        acknowledged.push(tx.hash());
+        rs[l]
+            .as_ref()
+            .expect("up")
+            .submit(vec![tx.encode()])
+            .await?;
+    }
+    let included = |rs: &[Option<Replica>], ids: &[bt_ledger::Hash]| {
+        rs.iter().flatten().all(|r| {
+            ids.iter()
+                .all(|id| matches!(r.machine().store().tx_status(id), Ok(TxStatus::Included(_))))
+        })
+    };
+    until(
+        "every acknowledged transaction in a block everywhere",
+        || included(&rs, &acknowledged),
+    )
+    .await;
+
+    // The leader goes; the other two elect one and go on.
+    let old = rs[l].take().expect("up");
+    old.shutdown().await?;
+    until("a new leader", || leader(&rs).is_some()).await;
+    let l2 = leader(&rs).expect("leader");
+    assert_ne!(l2, l);
+    for _ in 0..5 {
+        let tx = stake(&alice, &hot, &g, nonce);
+        nonce += 1;
+        acknowledged.push(tx.hash());
+        rs[l2]
+            .as_ref()
+            .expect("up")
+            .submit(vec![tx.encode()])
+            .await?;
+    }
+    until("the two go on", || included(&rs, &acknowledged)).await;
+
+    // The old leader comes back from its directory and catches up.
+    rs[l] = Some(start(l as u64 + 1, dirs[l].path(), &g, &members).await?);
+    until("the restarted validator catches up", || {
+        included(&rs, &acknowledged)
+    })
+    .await;
+
+    // The same chain everywhere: the block and the state at a height all have.
+    let h = rs
+        .iter()
+        .flatten()
+        .map(|r| r.machine().head().height)
+        .min()
+        .expect("some");
+    let at = |r: &Replica| {
+        (
+            r.machine().store().block_bytes(h).expect("read"),
+            r.machine().store().state_bytes(h).expect("read"),
+        )
+    };
+    let first = at(rs[0].as_ref().expect("up"));
+    assert!(first.0.is_some());
+    for r in rs.iter().flatten() {
+        assert_eq!(at(r), first);
+    }
+    for r in rs.into_iter().flatten() {
+        r.shutdown().await?;
+    }
+    // Every data directory replays from genesis to the same head.
+    let mut heads = Vec::new();
+    for d in &dirs {
+        let report = bt_chain::verify(d.path(), |_, _| {})?;
+        heads.push(report.blocks);
+    }
+    assert!(heads.iter().all(|&x| x >= h), "{heads:?}");
+    Ok(())
+}
