@@ -46,6 +46,27 @@ pub struct Status {
     pub block_time_ms: u64,
     /// Transactions waiting in the pool.
     pub pending: u64,
+    /// Where the node stands in a replicated ledger; `None` for a single node.
+    pub replication: Option<Replication>,
+}
+
+/// A validator of a replicated ledger, as raft sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replication {
+    /// Its id in the cluster.
+    pub id: u64,
+    /// `leader`, `follower`, `candidate`, `learner` or `stopped`.
+    pub role: String,
+    /// The raft term.
+    pub term: u64,
+    /// The leader it knows.
+    pub leader: Option<u64>,
+    /// The leader's API address, when known.
+    pub leader_api: Option<String>,
+    /// The index of the last log entry applied to the ledger.
+    pub applied_index: Option<u64>,
+    /// The index of the last entry in its log.
+    pub last_log_index: Option<u64>,
 }
 
 /// An account as the head state has it.
@@ -292,6 +313,15 @@ impl Client {
             max_tx_bytes: r.max_tx_bytes,
             block_time_ms: r.block_time_ms,
             pending: r.pending,
+            replication: r.replication.map(|p| Replication {
+                id: p.id,
+                role: p.role,
+                term: p.term,
+                leader: p.leader,
+                leader_api: (!p.leader_api.is_empty()).then_some(p.leader_api),
+                applied_index: p.applied_index,
+                last_log_index: p.last_log_index,
+            }),
         })
     }
 

@@ -81,6 +81,11 @@ pub enum Error {
     /// The node stopped.
     #[error("the node has stopped")]
     Stopped,
+
+    /// A validator of a replicated ledger that does not lead and knows no leader to forward
+    /// to (an election is under way): retry, or ask another validator.
+    #[error("no leader is known yet (an election is under way); retry or ask another validator")]
+    NoLeader,
     /// A gRPC call failed.
     #[error("rpc: {0}")]
     Rpc(#[from] tonic::Status),

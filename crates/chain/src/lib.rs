@@ -67,12 +67,12 @@ pub mod proto {
     tonic::include_proto!("bt.chain.v1");
 }
 
-pub use client::{AccountInfo, Client, Metagraph, MetagraphNeuron, TxStatus};
+pub use client::{AccountInfo, Client, Metagraph, MetagraphNeuron, Replication, TxStatus};
 pub use error::{Error, Result};
 #[cfg(feature = "server")]
 pub use node::{NextBlock, NodeConfig, next_block, now_ms};
 #[cfg(feature = "server")]
-pub use service::{NodeHandle, serve};
+pub use service::{Backend, NodeHandle, SingleNode, serve, serve_api};
 #[cfg(feature = "server")]
 pub use store::Store;
 #[cfg(feature = "server")]

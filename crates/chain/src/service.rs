@@ -1,4 +1,5 @@
-//! The gRPC service over a running engine, its per-client rate limit, and [`serve`].
+//! The gRPC service over a [`Backend`] (the single node's engine, or a replicated ledger's
+//! validator), its per-client rate limit, and [`serve`].
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -18,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::node::{Engine, NodeConfig, Shared, start_engine};
 use crate::proto;
 use crate::proto::chain_server::{Chain, ChainServer};
+use crate::store::Store;
 
 pub use crate::client::MAX_REPLY_BYTES;
 
@@ -63,20 +65,81 @@ impl RateLimiter {
     }
 }
 
-/// The gRPC service.
+/// What the API serves: where the head and the store are, and how a transaction becomes
+/// durable. The single node's engine is one ([`SingleNode`]); a replicated ledger's validator
+/// is another (in `bt-replica`).
+#[tonic::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// The state after the last block.
+    fn head(&self) -> Arc<State>;
+    /// The store queries read.
+    fn store(&self) -> Result<Arc<Store>>;
+    /// New block headers, from now on.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<bt_ledger::Header>;
+    /// Transactions in the pending pool.
+    fn pending(&self) -> u64;
+    /// Makes a decoded, signature-checked transaction durable (its encoded `bytes` are what
+    /// is stored); answers with its id.
+    async fn submit(&self, tx: Transaction, bytes: Vec<u8>) -> Result<bt_ledger::Hash>;
+    /// Where this node stands in a replicated ledger; `None` for a single node.
+    fn replication(&self) -> Option<proto::Replication> {
+        None
+    }
+}
+
+/// The single node as a [`Backend`]: its engine thread and shared view.
 #[derive(Debug, Clone)]
-pub struct ChainService {
+pub struct SingleNode {
     shared: Arc<Shared>,
     engine: Engine,
+}
+
+#[tonic::async_trait]
+impl Backend for SingleNode {
+    fn head(&self) -> Arc<State> {
+        self.shared.head()
+    }
+
+    fn store(&self) -> Result<Arc<Store>> {
+        self.shared.store()
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<bt_ledger::Header> {
+        self.shared.subscribe()
+    }
+
+    fn pending(&self) -> u64 {
+        self.shared.pending()
+    }
+
+    async fn submit(&self, tx: Transaction, bytes: Vec<u8>) -> Result<bt_ledger::Hash> {
+        self.engine
+            .submit(tx, bytes)?
+            .await
+            .map_err(|_| Error::Stopped)?
+    }
+}
+
+/// The gRPC service.
+#[derive(Clone)]
+pub struct ChainService {
+    backend: Arc<dyn Backend>,
     limiter: Arc<RateLimiter>,
 }
 
+impl std::fmt::Debug for ChainService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainService")
+            .field("limiter", &self.limiter)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ChainService {
-    /// A service over a running engine.
-    pub fn new(shared: Arc<Shared>, engine: Engine, limiter: RateLimiter) -> ChainService {
+    /// A service over `backend`.
+    pub fn new(backend: Arc<dyn Backend>, limiter: RateLimiter) -> ChainService {
         ChainService {
-            shared,
-            engine,
+            backend,
             limiter: Arc::new(limiter),
         }
     }
@@ -95,7 +158,7 @@ impl ChainService {
     }
 
     fn state_at(&self, height: Option<u64>) -> std::result::Result<Arc<State>, Status> {
-        let head = self.shared.head();
+        let head = self.backend.head();
         match height {
             None => Ok(head),
             Some(h) if h == head.height => Ok(head),
@@ -104,7 +167,7 @@ impl ChainService {
                 head.height
             ))),
             Some(h) => match self
-                .shared
+                .backend
                 .store()
                 .map_err(to_status)?
                 .state_at(h)
@@ -127,7 +190,7 @@ pub fn to_status(e: Error) -> Status {
         Error::Ledger(bt_ledger::Error::BadSignature { .. }) => Status::unauthenticated(msg),
         Error::Ledger(_) | Error::Refused { .. } => Status::failed_precondition(msg),
         Error::PoolFull { .. } => Status::resource_exhausted(msg),
-        Error::Stopped => Status::unavailable(msg),
+        Error::Stopped | Error::NoLeader => Status::unavailable(msg),
         _ => Status::internal(msg),
     }
 }
@@ -217,7 +280,7 @@ impl Chain for ChainService {
         req: Request<proto::StatusRequest>,
     ) -> std::result::Result<Response<proto::StatusReply>, Status> {
         self.admit(&req)?;
-        let s = self.shared.head();
+        let s = self.backend.head();
         Ok(Response::new(proto::StatusReply {
             genesis_hash: s.genesis.0.to_vec(),
             height: s.height,
@@ -227,7 +290,8 @@ impl Chain for ChainService {
             max_tx_bytes: s.params.max_tx_bytes,
             max_neurons: s.params.max_neurons,
             neurons: s.neurons.len() as u32,
-            pending: self.shared.pending(),
+            pending: self.backend.pending(),
+            replication: self.backend.replication(),
         }))
     }
 
@@ -237,7 +301,7 @@ impl Chain for ChainService {
     ) -> std::result::Result<Response<proto::SubmitReply>, Status> {
         self.admit(&req)?;
         let bytes = req.into_inner().transaction;
-        let head = self.shared.head();
+        let head = self.backend.head();
         let tx = Transaction::decode(&bytes, head.params.max_tx_bytes as usize)
             .map_err(|e| to_status(e.into()))?;
         let genesis = head.genesis;
@@ -248,11 +312,7 @@ impl Chain for ChainService {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| to_status(e.into()))?;
-        let rx = self.engine.submit(tx, bytes).map_err(to_status)?;
-        let hash = rx
-            .await
-            .map_err(|_| to_status(Error::Stopped))?
-            .map_err(to_status)?;
+        let hash = self.backend.submit(tx, bytes).await.map_err(to_status)?;
         Ok(Response::new(proto::SubmitReply {
             tx_hash: hash.0.to_vec(),
         }))
@@ -266,7 +326,7 @@ impl Chain for ChainService {
         let hash = bt_ledger::Hash::from_slice(&req.into_inner().tx_hash)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let status = self
-            .shared
+            .backend
             .store()
             .map_err(to_status)?
             .tx_status(&hash)
@@ -290,7 +350,7 @@ impl Chain for ChainService {
     ) -> std::result::Result<Response<proto::AccountReply>, Status> {
         self.admit(&req)?;
         let who = key(&req.into_inner().account)?;
-        let s = self.shared.head();
+        let s = self.backend.head();
         let stakes = s
             .stakes
             .range(
@@ -320,9 +380,9 @@ impl Chain for ChainService {
         let height = req
             .into_inner()
             .height
-            .unwrap_or_else(|| self.shared.head().height);
+            .unwrap_or_else(|| self.backend.head().height);
         let bytes = self
-            .shared
+            .backend
             .store()
             .map_err(to_status)?
             .block_bytes(height)
@@ -354,7 +414,7 @@ impl Chain for ChainService {
         req: Request<proto::SubscribeRequest>,
     ) -> std::result::Result<Response<Self::SubscribeBlocksStream>, Status> {
         self.admit(&req)?;
-        let stream = BroadcastStream::new(self.shared.subscribe())
+        let stream = BroadcastStream::new(self.backend.subscribe())
             // A slow subscriber that lagged skips the headers it missed.
             .filter_map(|r| r.ok())
             .map(|h| Ok(header_msg(&h, 0)));
@@ -431,12 +491,37 @@ pub async fn serve(cfg: NodeConfig) -> Result<NodeHandle> {
         source,
     })?;
     let (shared, engine, thread) = start_engine(&cfg)?;
-    let max_tx = shared.head().params.max_tx_bytes as usize;
-    let service = ChainService::new(
-        shared.clone(),
-        engine.clone(),
+    let backend = Arc::new(SingleNode {
+        shared: shared.clone(),
+        engine: engine.clone(),
+    });
+    let (tx, task) = serve_api(
+        backend,
+        listener,
         RateLimiter::new(cfg.rate_per_sec, cfg.burst),
     );
+    Ok(NodeHandle {
+        addr,
+        shared,
+        engine,
+        shutdown: Some(tx),
+        server: task,
+        thread: Some(thread),
+    })
+}
+
+/// Serves the API over `backend` on `listener` until the sender is used or dropped: the
+/// single node's [`serve`] and a replicated ledger's validator both call it.
+pub fn serve_api(
+    backend: Arc<dyn Backend>,
+    listener: tokio::net::TcpListener,
+    limiter: RateLimiter,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<()>>,
+) {
+    let max_tx = backend.head().params.max_tx_bytes as usize;
+    let service = ChainService::new(backend, limiter);
     let server = ChainServer::new(service)
         // A request is at most one transaction plus framing.
         .max_decoding_message_size(max_tx + 1024)
@@ -460,12 +545,5 @@ pub async fn serve(cfg: NodeConfig) -> Result<NodeHandle> {
             .await
             .map_err(Error::from)
     });
-    Ok(NodeHandle {
-        addr,
-        shared,
-        engine,
-        shutdown: Some(tx),
-        server: task,
-        thread: Some(thread),
-    })
+    (tx, task)
 }

@@ -30,6 +30,7 @@
 
 use std::io::Cursor;
 
+mod api;
 pub mod codec;
 mod error;
 mod log;

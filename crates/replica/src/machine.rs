@@ -27,6 +27,8 @@ pub struct Machine {
     head: Arc<RwLock<Arc<State>>>,
     /// The last snapshot built or installed: its meta and bytes.
     snapshot: Arc<RwLock<Option<(SnapshotMeta<NodeId, Peer>, Vec<u8>)>>>,
+    /// The header of each block applied here.
+    blocks: tokio::sync::broadcast::Sender<bt_ledger::Header>,
 }
 
 fn sm_read(e: impl std::error::Error + 'static) -> StorageError {
@@ -41,7 +43,13 @@ impl Machine {
             store: Arc::new(store),
             head: Arc::new(RwLock::new(Arc::new(head))),
             snapshot: Arc::new(RwLock::new(None)),
+            blocks: tokio::sync::broadcast::channel(1024).0,
         })
+    }
+
+    /// The header of every block applied from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<bt_ledger::Header> {
+        self.blocks.subscribe()
     }
 
     /// The state after the last applied block.
@@ -127,6 +135,7 @@ impl Machine {
                     &[(APPLIED, &id)],
                 )?;
                 *self.head.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
+                let _ = self.blocks.send(block.header);
                 Ok(Applied::Block { height })
             }
         }

@@ -35,6 +35,12 @@ pub struct ReplicaConfig {
     pub members: BTreeMap<NodeId, Peer>,
     /// A listener already bound for the raft RPCs; `None` binds `members[id].raft`.
     pub raft_listener: Option<std::net::TcpListener>,
+    /// A listener already bound for the ledger API; `None` binds `members[id].api`.
+    pub api_listener: Option<std::net::TcpListener>,
+    /// API requests per second allowed per client IP, and the burst.
+    pub rate: (u32, u32),
+    /// The most transactions the pending pool holds.
+    pub max_pending: u64,
     /// Leader heartbeat, milliseconds.
     pub heartbeat_ms: u64,
     /// Election timeout range, milliseconds.
@@ -59,6 +65,9 @@ impl ReplicaConfig {
             genesis,
             members,
             raft_listener: None,
+            api_listener: None,
+            rate: (20_000, 40_000),
+            max_pending: 200_000,
             heartbeat_ms: 100,
             election_ms: (400, 800),
             max_block_txs: 20_000,
@@ -92,8 +101,13 @@ pub struct Replica {
     raft: Raft<TypeConfig>,
     machine: Machine,
     raft_addr: SocketAddr,
+    api_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    api: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        JoinHandle<bt_chain::Result<()>>,
+    )>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -107,6 +121,35 @@ impl std::fmt::Debug for Replica {
 
 fn raft_error(e: impl std::fmt::Display) -> Error {
     Error::Raft(e.to_string())
+}
+
+/// A raft server state as `bt chain status` names it.
+pub(crate) fn role(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "stopped",
+    }
+}
+
+/// Binds `addr` unless a listener is given; either way non-blocking, for tokio.
+fn listen(
+    given: Option<std::net::TcpListener>,
+    addr: &str,
+) -> Result<(tokio::net::TcpListener, SocketAddr)> {
+    let io = |source| Error::Io {
+        path: PathBuf::from(addr),
+        source,
+    };
+    let l = match given {
+        Some(l) => l,
+        None => std::net::TcpListener::bind(addr).map_err(io)?,
+    };
+    l.set_nonblocking(true).map_err(io)?;
+    let at = l.local_addr().map_err(io)?;
+    Ok((tokio::net::TcpListener::from_std(l).map_err(io)?, at))
 }
 
 impl Replica {
@@ -135,25 +178,8 @@ impl Replica {
             .await
             .map_err(raft_error)?;
 
-        let listener = match cfg.raft_listener.take() {
-            Some(l) => l,
-            None => std::net::TcpListener::bind(&me.raft).map_err(|source| Error::Io {
-                path: PathBuf::from(&me.raft),
-                source,
-            })?,
-        };
-        listener.set_nonblocking(true).map_err(|source| Error::Io {
-            path: PathBuf::from(&me.raft),
-            source,
-        })?;
-        let raft_addr = listener.local_addr().map_err(|source| Error::Io {
-            path: PathBuf::from(&me.raft),
-            source,
-        })?;
-        let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| Error::Io {
-            path: PathBuf::from(&me.raft),
-            source,
-        })?;
+        let (listener, raft_addr) = listen(cfg.raft_listener.take(), &me.raft)?;
+        let (api_listener, api_addr) = listen(cfg.api_listener.take(), &me.api)?;
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         {
@@ -185,19 +211,39 @@ impl Replica {
             cfg.max_block_txs,
             stopped,
         )));
+        let (backend, group_commit) = crate::api::ReplicaBackend::new(
+            cfg.id,
+            raft.clone(),
+            machine.clone(),
+            cfg.members.clone(),
+            cfg.max_pending,
+        );
+        tasks.push(tokio::spawn(group_commit));
+        let api = bt_chain::serve_api(
+            Arc::new(backend),
+            api_listener,
+            bt_chain::service::RateLimiter::new(cfg.rate.0, cfg.rate.1),
+        );
         Ok(Replica {
             id: cfg.id,
             raft,
             machine,
             raft_addr,
+            api_addr,
             stop,
             tasks,
+            api: Some(api),
         })
     }
 
     /// The address its raft RPCs listen on.
     pub fn raft_addr(&self) -> SocketAddr {
         self.raft_addr
+    }
+
+    /// The address its ledger API listens on.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
     }
 
     /// Its state machine (the ledger readers query).
@@ -222,13 +268,7 @@ impl Replica {
         let m = self.raft.metrics().borrow().clone();
         ReplicaStatus {
             id: self.id,
-            role: match m.state {
-                ServerState::Leader => "leader",
-                ServerState::Follower => "follower",
-                ServerState::Candidate => "candidate",
-                ServerState::Learner => "learner",
-                ServerState::Shutdown => "stopped",
-            },
+            role: role(m.state),
             term: m.current_term,
             leader: m.current_leader,
             applied_index: m.last_applied.map(|l| l.index),
@@ -237,17 +277,28 @@ impl Replica {
         }
     }
 
-    /// Stops the producer, the RPC server and raft.
-    pub async fn shutdown(self) -> Result<()> {
+    /// Stops the API, the producer, the RPC server and raft.
+    pub async fn shutdown(mut self) -> Result<()> {
+        if let Some((stop, server)) = self.api.take() {
+            let _ = stop.send(());
+            // Open block subscriptions never end by themselves: give calls a moment.
+            if tokio::time::timeout(Duration::from_secs(2), server)
+                .await
+                .is_err()
+            {
+                tracing::debug!("API calls still open at shutdown; dropped");
+            }
+        }
         let _ = self.stop.send(true);
-        for t in self.tasks {
+        for t in self.tasks.drain(..) {
+            t.abort();
             let _ = t.await;
         }
         self.raft.shutdown().await.map_err(raft_error)
     }
 }
 
-async fn write(raft: &Raft<TypeConfig>, command: Command) -> Result<Applied> {
+pub(crate) async fn write(raft: &Raft<TypeConfig>, command: Command) -> Result<Applied> {
     match raft.client_write(command).await {
         Ok(r) => Ok(r.data),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(Error::NotLeader {

@@ -26,9 +26,9 @@ async fn start(
     g: &State,
     members: &BTreeMap<NodeId, Peer>,
 ) -> anyhow::Result<Replica> {
-    let listener = std::net::TcpListener::bind(&members[&id].raft)?;
     let mut cfg = ReplicaConfig::new(id, dir.to_path_buf(), Some(g.clone()), members.clone());
-    cfg.raft_listener = Some(listener);
+    cfg.raft_listener = Some(std::net::TcpListener::bind(&members[&id].raft)?);
+    cfg.api_listener = Some(std::net::TcpListener::bind(&members[&id].api)?);
     cfg.heartbeat_ms = 50;
     cfg.election_ms = (200, 400);
     Ok(Replica::start(cfg).await?)
@@ -67,15 +67,17 @@ async fn three_validators_agree_survive_the_leaders_loss_and_catch_up() -> anyho
         .collect::<Result<_, _>>()?;
     let mut members = BTreeMap::new();
     for id in 1..=3u64 {
-        // A free port, released for the validator to bind.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        // Free ports, released for the validator to bind.
+        let free = || -> anyhow::Result<String> {
+            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .to_string())
+        };
         members.insert(
             id,
             Peer {
-                raft: format!("127.0.0.1:{port}"),
-                api: format!("api-{id}"),
+                raft: free()?,
+                api: free()?,
             },
         );
     }
@@ -138,6 +140,31 @@ async fn three_validators_agree_survive_the_leaders_loss_and_catch_up() -> anyho
         "every acknowledged transaction in a block everywhere",
         || included(&rs, &acknowledged),
     )
+    .await;
+
+    // Through the ledger API: a follower forwards a submission to the leader, and says where
+    // it stands.
+    let follower_api = format!("http://{}", members[&(follower as u64 + 1)].api);
+    let mut client = bt_chain::Client::connect(&follower_api).await?;
+    let status = client.status().await?;
+    let replication = status
+        .replication
+        .expect("a validator says where it stands");
+    assert_eq!(
+        (replication.role.as_str(), replication.leader),
+        ("follower", Some(l as u64 + 1))
+    );
+    assert_eq!(
+        replication.leader_api.as_deref(),
+        Some(members[&(l as u64 + 1)].api.as_str())
+    );
+    let tx = stake(&alice, &hot, &g, nonce);
+    nonce += 1;
+    assert_eq!(client.submit(&tx).await?, tx.hash());
+    acknowledged.push(tx.hash());
+    until("the forwarded transaction in a block everywhere", || {
+        included(&rs, &acknowledged)
+    })
     .await;
 
     // The leader goes; the other two elect one and go on.
