@@ -27,12 +27,22 @@ pub struct LoadReport {
     pub retries: u64,
 }
 
-async fn connect_retrying(url: &str, attempts: u32) -> Result<Client> {
+/// Connects to the first of `urls` that answers, starting after the one used last (`*next`),
+/// going round them up to `attempts` times 50 ms apart: with a replicated ledger's
+/// validators, a client fails over to the next when one goes away.
+async fn connect_retrying(urls: &[String], next: &mut usize, attempts: u32) -> Result<Client> {
     let mut last = None;
     for _ in 0..attempts {
-        match Client::connect(url).await {
-            Ok(c) => return Ok(c),
-            Err(e) => last = Some(e),
+        for _ in 0..urls.len() {
+            let url = &urls[*next % urls.len()];
+            *next = (*next + 1) % urls.len();
+            match Client::connect(url).await {
+                Ok(mut c) => match c.status().await {
+                    Ok(_) => return Ok(c),
+                    Err(e) => last = Some(e),
+                },
+                Err(e) => last = Some(e),
+            }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -57,9 +67,10 @@ fn transient(e: &Error) -> bool {
 
 /// Sends up to `count` transfers of 1 rao from `from` to `to`, recording each acknowledged
 /// id (hex, one per line) in `acked`, until `count` is reached or `stop()` is true.
-/// Survives the node going away for up to `patience` (reconnecting every 50 ms).
+/// Survives the node going away for up to `patience` (reconnecting every 50 ms, to the next
+/// of `urls` each time).
 pub async fn stream_transfers(
-    url: &str,
+    urls: &[String],
     from: &Keypair,
     to: PublicKey,
     count: u64,
@@ -67,8 +78,12 @@ pub async fn stream_transfers(
     patience: Duration,
     mut stop: impl FnMut() -> bool,
 ) -> Result<LoadReport> {
+    if urls.is_empty() {
+        return Err(Error::NoLeader);
+    }
     let attempts = (patience.as_millis() / 50).max(1) as u32;
-    let mut client = connect_retrying(url, attempts).await?;
+    let mut next = 0;
+    let mut client = connect_retrying(urls, &mut next, attempts).await?;
     let status = client.status().await?;
     let mut nonce = client.account(&from.public()).await?.nonce;
     let mut file = std::fs::OpenOptions::new()
@@ -94,7 +109,7 @@ pub async fn stream_transfers(
                 Err(e) if transient(&e) => {
                     report.retries += 1;
                     tokio::time::sleep(Duration::from_millis(20)).await;
-                    client = connect_retrying(url, attempts).await?;
+                    client = connect_retrying(urls, &mut next, attempts).await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -144,7 +159,7 @@ pub async fn check_acked(url: &str, acked: &Path, wait: Duration) -> Result<AckC
         let bytes = bytes.map_err(|_| Error::BadReply(format!("bad id line {line:?}")))?;
         ids.push(Hash::from_slice(&bytes)?);
     }
-    let mut client = connect_retrying(url, 100).await?;
+    let mut client = connect_retrying(&[url.to_string()], &mut 0, 100).await?;
     let deadline = tokio::time::Instant::now() + wait;
     let mut check;
     loop {

@@ -54,7 +54,7 @@ fn acknowledged_transactions_survive_kill_9() {
         let (url, acked, stop) = (url.clone(), acked.clone(), stop.clone());
         rt.spawn(async move {
             stream_transfers(
-                &url,
+                std::slice::from_ref(&url),
                 &alice,
                 bob,
                 u64::MAX,

@@ -43,6 +43,21 @@ pub enum ChainCommand {
         /// Burst of requests allowed per client IP.
         #[arg(long, default_value_t = 40_000)]
         burst: u32,
+        /// Run as one validator of a replicated ledger: the cluster file (`[[validator]]`
+        /// tables with `id`, `raft` and `api` addresses; docs/ledger.md). The API then
+        /// listens on this validator's `api` address, not `--listen`.
+        #[arg(long, requires = "node_id")]
+        cluster: Option<PathBuf>,
+        /// This validator's id in the cluster file.
+        #[arg(long, requires = "cluster")]
+        node_id: Option<u64>,
+    },
+    /// Where a node stands: chain, head, pool, and (a validator of a replicated ledger) its
+    /// raft role, term, leader and applied index.
+    Status {
+        /// The node (several, comma-separated: each is asked).
+        #[command(flatten)]
+        node: NodeArgs,
     },
     /// Replay every block from genesis and check every state hash (node stopped).
     Verify {
@@ -92,9 +107,27 @@ pub enum ChainCommand {
 #[derive(Debug, Args)]
 pub struct NodeArgs {
     /// The node's gRPC address: `ip:port` (as `bt chain run --listen` takes it) or
-    /// `http://host:port`.
-    #[arg(long, default_value = DEFAULT_NODE, value_parser = parse_node)]
-    pub node: String,
+    /// `http://host:port`. Several, comma-separated (a replicated ledger's validators): the
+    /// first that answers is used.
+    #[arg(long, default_value = DEFAULT_NODE, value_parser = parse_node, value_delimiter = ',')]
+    pub node: Vec<String>,
+}
+
+impl NodeArgs {
+    /// A client of the first node that answers, in the order given.
+    pub async fn connect(&self) -> Result<Client> {
+        let mut errors = Vec::new();
+        for url in &self.node {
+            match Client::connect(url).await {
+                Ok(mut c) => match c.status().await {
+                    Ok(_) => return Ok(c),
+                    Err(e) => errors.push(format!("{url}: {e}")),
+                },
+                Err(e) => errors.push(format!("{url}: {e}")),
+            }
+        }
+        bail!("no node answered: {}", errors.join("; "))
+    }
 }
 
 /// Which key signs.
@@ -387,6 +420,8 @@ pub fn run(cmd: ChainCommand) -> Result<()> {
             listen,
             rate,
             burst,
+            cluster,
+            node_id,
         } => {
             let genesis = match genesis {
                 Some(p) => {
@@ -399,6 +434,9 @@ pub fn run(cmd: ChainCommand) -> Result<()> {
                 }
                 None => None,
             };
+            if let (Some(file), Some(id)) = (cluster, node_id) {
+                return run_validator(&file, id, data_dir, genesis, (rate, burst));
+            }
             let mut cfg = NodeConfig::new(data_dir.clone(), genesis);
             cfg.listen = listen;
             cfg.rate_per_sec = rate;
@@ -419,6 +457,38 @@ pub fn run(cmd: ChainCommand) -> Result<()> {
                 .await
                 .context("running the node")
             })
+        }
+        ChainCommand::Status { node } => {
+            let rt = runtime()?;
+            for url in &node.node {
+                let s = rt.block_on(async {
+                    let mut c = Client::connect(url).await?;
+                    c.status().await
+                });
+                match s {
+                    Ok(s) => {
+                        println!(
+                            "{url}: chain {} height {} head {} state {} pending {}",
+                            s.genesis, s.height, s.head, s.state_hash, s.pending
+                        );
+                        if let Some(r) = s.replication {
+                            let opt = |x: Option<u64>| x.map_or("-".to_string(), |v| v.to_string());
+                            println!(
+                                "  validator {} {} term {} leader {}{} applied {} last log {}",
+                                r.id,
+                                r.role,
+                                r.term,
+                                opt(r.leader),
+                                r.leader_api.map(|a| format!(" ({a})")).unwrap_or_default(),
+                                opt(r.applied_index),
+                                opt(r.last_log_index)
+                            );
+                        }
+                    }
+                    Err(e) => println!("{url}: unreachable: {e}"),
+                }
+            }
+            Ok(())
         }
         ChainCommand::Verify { data_dir } => {
             let bar = crate::progress::bar(0, "verify");
@@ -464,24 +534,66 @@ pub fn run(cmd: ChainCommand) -> Result<()> {
             acked,
             wait_s,
         } => {
-            let c = runtime()?.block_on(bt_chain::load::check_acked(
-                &node.node,
-                &acked,
-                Duration::from_secs(wait_s),
-            ))?;
-            println!(
-                "acknowledged {}: included {}, pending {}, refused {}, lost {}",
-                c.acked, c.included, c.pending, c.refused, c.lost
-            );
-            if c.included != c.acked {
+            // Every node given is asked: with a replicated ledger, each validator must hold
+            // every acknowledged transaction in a block.
+            let mut missing = Vec::new();
+            for url in &node.node {
+                let c = runtime()?.block_on(bt_chain::load::check_acked(
+                    url,
+                    &acked,
+                    Duration::from_secs(wait_s),
+                ))?;
+                println!(
+                    "{url}: acknowledged {}: included {}, pending {}, refused {}, lost {}",
+                    c.acked, c.included, c.pending, c.refused, c.lost
+                );
+                if c.included != c.acked {
+                    missing.push(format!("{} at {url}", c.acked - c.included));
+                }
+            }
+            if !missing.is_empty() {
                 bail!(
-                    "{} acknowledged transactions are not in a block",
-                    c.acked - c.included
+                    "acknowledged transactions are not in a block: {}",
+                    missing.join(", ")
                 );
             }
             Ok(())
         }
     }
+}
+
+/// `bt chain run --cluster FILE --node-id K`: one validator of a replicated ledger until
+/// Ctrl-C.
+fn run_validator(
+    file: &std::path::Path,
+    id: u64,
+    data_dir: PathBuf,
+    genesis: Option<bt_ledger::State>,
+    rate: (u32, u32),
+) -> Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let members =
+        bt_replica::parse_cluster(&text).with_context(|| format!("in {}", file.display()))?;
+    let mut cfg = bt_replica::ReplicaConfig::new(id, data_dir.clone(), genesis, members);
+    cfg.rate = rate;
+    runtime()?.block_on(async move {
+        let replica = bt_replica::Replica::start(cfg)
+            .await
+            .with_context(|| format!("starting validator {id} in {}", data_dir.display()))?;
+        let head = replica.machine().head();
+        eprintln!(
+            "validator {id}: chain {} at height {}, raft on {}, API on {} (block time {} ms); Ctrl-C stops",
+            head.genesis,
+            head.height,
+            replica.raft_addr(),
+            replica.api_addr(),
+            head.params.block_time_ms
+        );
+        drop(head);
+        let _ = tokio::signal::ctrl_c().await;
+        replica.shutdown().await.context("stopping the validator")
+    })
 }
 
 /// Refuses, before signing, an amount the signer does not have ([`crate::Error`]), in TAO
@@ -527,10 +639,8 @@ async fn check_funds(c: &mut Client, signer: &PublicKey, call: &Call) -> Result<
     Ok(())
 }
 
-async fn submit(node: &str, key: &Keypair, call: Call, wait: bool) -> Result<()> {
-    let mut c = Client::connect(node)
-        .await
-        .with_context(|| format!("connecting to {node}"))?;
+async fn submit(node: &NodeArgs, key: &Keypair, call: Call, wait: bool) -> Result<()> {
+    let mut c = node.connect().await?;
     check_funds(&mut c, &key.public(), &call).await?;
     let (id, nonce) = c.sign_and_submit(key, call).await.context("submitting")?;
     println!("accepted {id} (nonce {nonce}, signer {})", key.public());
@@ -556,7 +666,7 @@ async fn submit(node: &str, key: &Keypair, call: Call, wait: bool) -> Result<()>
 pub fn transfer(a: TransferArgs) -> Result<()> {
     let key = a.signer.coldkey()?;
     runtime()?.block_on(submit(
-        &a.node.node,
+        &a.node,
         &key,
         Call::Transfer {
             to: a.to,
@@ -589,7 +699,7 @@ pub fn stake(cmd: StakeCommand) -> Result<()> {
             amount: a.amount,
         }
     };
-    runtime()?.block_on(submit(&a.node.node, &key, call, !a.signer.no_wait))
+    runtime()?.block_on(submit(&a.node, &key, call, !a.signer.no_wait))
 }
 
 /// Runs `bt register`.
@@ -601,7 +711,7 @@ pub fn register(a: RegisterArgs) -> Result<()> {
     };
     let key = a.signer.hotkey_pair()?;
     runtime()?.block_on(submit(
-        &a.node.node,
+        &a.node,
         &key,
         Call::Register {
             coldkey,
@@ -617,7 +727,7 @@ pub fn weights(cmd: WeightsCommand) -> Result<()> {
     let row = raw_row(&a.weights)?;
     let key = a.signer.hotkey_pair()?;
     runtime()?.block_on(submit(
-        &a.node.node,
+        &a.node,
         &key,
         Call::SetWeights { row },
         !a.signer.no_wait,
@@ -634,9 +744,7 @@ fn ss58(b: &[u8]) -> String {
 /// Runs `bt metagraph`.
 pub fn metagraph(a: MetagraphArgs) -> Result<()> {
     let mg = runtime()?.block_on(async {
-        let mut c = Client::connect(&a.node.node)
-            .await
-            .with_context(|| format!("connecting to {}", a.node.node))?;
+        let mut c = a.node.connect().await?;
         c.metagraph_message(a.block, a.weights)
             .await
             .context("fetching the metagraph")
@@ -843,7 +951,18 @@ mod tests {
         let crate::Command::Metagraph(m) = cli.command else {
             panic!("not metagraph")
         };
-        assert_eq!(m.node.node, "http://127.0.0.1:9");
+        assert_eq!(m.node.node, ["http://127.0.0.1:9"]);
+        let cli = crate::Cli::try_parse_from([
+            "bt",
+            "metagraph",
+            "--node",
+            "127.0.0.1:9,http://10.0.0.2:50051",
+        ])
+        .expect("several");
+        let crate::Command::Metagraph(m) = cli.command else {
+            panic!("not metagraph")
+        };
+        assert_eq!(m.node.node, ["http://127.0.0.1:9", "http://10.0.0.2:50051"]);
         assert!(crate::Cli::try_parse_from(["bt", "metagraph", "--node", "garbage"]).is_err());
     }
 

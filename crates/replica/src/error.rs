@@ -70,6 +70,12 @@ pub enum Error {
         /// The members.
         members: Vec<crate::NodeId>,
     },
+    /// A cluster file that cannot be used.
+    #[error("cluster file: {reason}")]
+    Cluster {
+        /// What is wrong.
+        reason: String,
+    },
     /// Raft itself (start, initialize, a write that failed for another reason).
     #[error("raft: {0}")]
     Raft(String),

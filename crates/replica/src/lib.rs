@@ -31,6 +31,7 @@
 use std::io::Cursor;
 
 mod api;
+mod cluster;
 pub mod codec;
 mod error;
 mod log;
@@ -45,6 +46,7 @@ pub mod proto {
     tonic::include_proto!("bt.raft.v1");
 }
 
+pub use cluster::parse_cluster;
 pub use codec::{Applied, Command};
 pub use error::{Error, Result};
 pub use log::LogStore;
