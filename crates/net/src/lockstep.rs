@@ -81,7 +81,7 @@ struct Member {
 enum Twin {
     Train {
         learner: Arc<Learner>,
-        rng: ChaCha8Rng,
+        rng: Box<ChaCha8Rng>,
     },
     Known(Vec<(usize, f32)>),
 }
@@ -91,7 +91,10 @@ enum Twin {
 /// mask or the adversary, and a tournament trains each seed's twins once. Only complete runs
 /// add to it.
 #[derive(Clone, Default)]
-pub struct Twins(Arc<Mutex<HashMap<String, Vec<(usize, f32)>>>>);
+pub struct Twins(Arc<Mutex<HashMap<String, HeldOut>>>);
+
+/// Held-out losses by step.
+type HeldOut = Vec<(usize, f32)>;
 
 impl Twins {
     fn get(&self, key: &str) -> Option<Vec<(usize, f32)>> {
@@ -436,7 +439,7 @@ fn member(
                 Some(losses) => Twin::Known(losses),
                 None => Twin::Train {
                     learner: fresh()?,
-                    rng: ChaCha8Rng::seed_from_u64(seed.wrapping_add(1)),
+                    rng: Box::new(ChaCha8Rng::seed_from_u64(seed.wrapping_add(1))),
                 },
             },
         ),

@@ -20,13 +20,16 @@ use crate::{Entry, LogId, NodeId, Peer, StorageError, TypeConfig};
 const APPLIED: &str = "raft_applied";
 const MEMBERSHIP: &str = "raft_membership";
 
+/// A snapshot kept in memory: its meta and bytes.
+type Kept = (SnapshotMeta<NodeId, Peer>, Vec<u8>);
+
 /// The replicated ledger's state machine over one validator's chain store. Clones share it.
 #[derive(Clone, Debug)]
 pub struct Machine {
     store: Arc<Store>,
     head: Arc<RwLock<Arc<State>>>,
-    /// The last snapshot built or installed: its meta and bytes.
-    snapshot: Arc<RwLock<Option<(SnapshotMeta<NodeId, Peer>, Vec<u8>)>>>,
+    /// The last snapshot built or installed.
+    snapshot: Arc<RwLock<Option<Kept>>>,
     /// The header of each block applied here.
     blocks: tokio::sync::broadcast::Sender<bt_ledger::Header>,
 }

@@ -167,9 +167,9 @@ async fn a_snapshot_carries_the_chain_to_a_new_replica_and_another_chains_is_ref
 
     // A replica of another chain refuses it and keeps its own.
     let other = tempfile::tempdir()?;
-    let g2 = genesis_state(&format!(
-        "[params]\ntau = 1.0\nepsilon = 0.5\nmax_neurons = 16\nblock_time_ms = 250\n"
-    ))?;
+    let g2 = genesis_state(
+        "[params]\ntau = 1.0\nepsilon = 0.5\nmax_neurons = 16\nblock_time_ms = 250\n",
+    )?;
     let mut elsewhere = Machine::open(other.path(), Some(&g2))?;
     let again = leader.build_snapshot().await?;
     assert!(
