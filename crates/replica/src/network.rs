@@ -29,9 +29,13 @@ use crate::{NodeId, Peer, TypeConfig};
 /// The most bytes of one raft message (a block entry or a snapshot chunk).
 pub const MAX_MESSAGE_BYTES: usize = 512 << 20;
 
-/// Makes a [`Connection`] to each target.
+/// Makes a [`Connection`] to each target, at the membership's raft address unless `routes`
+/// says otherwise (a test harness puts a proxy on each link to cut it).
 #[derive(Clone, Debug, Default)]
-pub struct Network;
+pub struct Network {
+    /// Where to dial a peer's raft instead of its membership address.
+    pub routes: std::sync::Arc<std::collections::BTreeMap<NodeId, String>>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
@@ -40,6 +44,11 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         Connection {
             target,
             node: node.clone(),
+            dial: self
+                .routes
+                .get(&target)
+                .cloned()
+                .unwrap_or_else(|| node.raft.clone()),
             client: None,
         }
     }
@@ -50,6 +59,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct Connection {
     target: NodeId,
     node: Peer,
+    dial: String,
     client: Option<RaftClient<Channel>>,
 }
 
@@ -60,7 +70,7 @@ impl Connection {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.node.raft))
+        let endpoint = Endpoint::from_shared(format!("http://{}", self.dial))
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true);

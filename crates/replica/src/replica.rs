@@ -49,6 +49,9 @@ pub struct ReplicaConfig {
     pub max_block_txs: usize,
     /// Log entries between snapshots (and how many a snapshot keeps behind it).
     pub snapshot_every: u64,
+    /// Where to dial each peer's raft instead of its membership address (a test harness's
+    /// proxies); empty in production.
+    pub raft_routes: BTreeMap<NodeId, String>,
 }
 
 impl ReplicaConfig {
@@ -72,6 +75,7 @@ impl ReplicaConfig {
             election_ms: (400, 800),
             max_block_txs: 20_000,
             snapshot_every: 5_000,
+            raft_routes: BTreeMap::new(),
         }
     }
 }
@@ -174,7 +178,10 @@ impl Replica {
         }
         .validate()
         .map_err(raft_error)?;
-        let raft = Raft::new(cfg.id, Arc::new(config), Network, log, machine.clone())
+        let network = Network {
+            routes: Arc::new(std::mem::take(&mut cfg.raft_routes)),
+        };
+        let raft = Raft::new(cfg.id, Arc::new(config), network, log, machine.clone())
             .await
             .map_err(raft_error)?;
 

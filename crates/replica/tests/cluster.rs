@@ -47,6 +47,23 @@ fn leader(rs: &[Option<Replica>]) -> Option<usize> {
         .position(|r| r.as_ref().is_some_and(|r| r.status().role == "leader"))
 }
 
+/// Submits to whichever validator leads, again while leadership moves; gives back which one
+/// took it and what applying it did.
+async fn submit(rs: &[Option<Replica>], tx: &Transaction) -> anyhow::Result<(usize, Applied)> {
+    let t0 = Instant::now();
+    loop {
+        if let Some(l) = leader(rs) {
+            match rs[l].as_ref().expect("up").submit(vec![tx.encode()]).await {
+                Ok(a) => return Ok((l, a)),
+                Err(Error::NotLeader { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        anyhow::ensure!(t0.elapsed() < Duration::from_secs(20), "no leader took it");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn stake(alice: &Keypair, hot: &Keypair, g: &State, nonce: u64) -> Transaction {
     Transaction::sign(
         alice,
@@ -86,8 +103,6 @@ async fn three_validators_agree_survive_the_leaders_loss_and_catch_up() -> anyho
         rs.push(Some(start(id, dirs[k].path(), &g, &members).await?));
     }
     until("a leader", || leader(&rs).is_some()).await;
-    let l = leader(&rs).expect("leader");
-    let follower = (l + 1) % 3;
 
     let alice = Keypair::from_uri("//Alice")?;
     let hot = Keypair::from_uri("//Alice//hot")?;
@@ -100,7 +115,16 @@ async fn three_validators_agree_survive_the_leaders_loss_and_catch_up() -> anyho
             endpoint: "127.0.0.1:9000".parse()?,
         },
     );
-    // A follower points at the leader.
+    // The validator that leads takes it (a validator that led a moment ago, before another
+    // won the election, points elsewhere: the helper asks again, as a client would).
+    let (l, applied) = submit(&rs, &register).await?;
+    assert_eq!(applied, Applied::Submitted { added: 1 });
+    // A follower points at the leader (once it has heard from it).
+    let follower = (l + 1) % 3;
+    until("the follower hears from the leader", || {
+        rs[follower].as_ref().expect("up").status().leader == Some(l as u64 + 1)
+    })
+    .await;
     let refused = rs[follower]
         .as_ref()
         .expect("up")
@@ -112,23 +136,11 @@ async fn three_validators_agree_survive_the_leaders_loss_and_catch_up() -> anyho
     );
     let mut nonce = 0;
     let mut acknowledged = vec![register.hash()];
-    assert_eq!(
-        rs[l]
-            .as_ref()
-            .expect("up")
-            .submit(vec![register.encode()])
-            .await?,
-        Applied::Submitted { added: 1 }
-    );
     for _ in 0..5 {
         let tx = stake(&alice, &hot, &g, nonce);
         nonce += 1;
         acknowledged.push(tx.hash());
-        rs[l]
-            .as_ref()
-            .expect("up")
-            .submit(vec![tx.encode()])
-            .await?;
+        submit(&rs, &tx).await?;
     }
     let included = |rs: &[Option<Replica>], ids: &[bt_ledger::Hash]| {
         rs.iter().flatten().all(|r| {
@@ -171,17 +183,12 @@ async fn three_validators_agree_survive_the_leaders_loss_and_catch_up() -> anyho
     let old = rs[l].take().expect("up");
     old.shutdown().await?;
     until("a new leader", || leader(&rs).is_some()).await;
-    let l2 = leader(&rs).expect("leader");
-    assert_ne!(l2, l);
     for _ in 0..5 {
         let tx = stake(&alice, &hot, &g, nonce);
         nonce += 1;
         acknowledged.push(tx.hash());
-        rs[l2]
-            .as_ref()
-            .expect("up")
-            .submit(vec![tx.encode()])
-            .await?;
+        let (l2, _) = submit(&rs, &tx).await?;
+        assert_ne!(l2, l);
     }
     until("the two go on", || included(&rs, &acknowledged)).await;
 
