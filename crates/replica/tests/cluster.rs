@@ -26,7 +26,18 @@ async fn start(
     g: &State,
     members: &BTreeMap<NodeId, Peer>,
 ) -> anyhow::Result<Replica> {
+    start_with(id, dir, g, members, 5_000).await
+}
+
+async fn start_with(
+    id: NodeId,
+    dir: &std::path::Path,
+    g: &State,
+    members: &BTreeMap<NodeId, Peer>,
+    snapshot_every: u64,
+) -> anyhow::Result<Replica> {
     let mut cfg = ReplicaConfig::new(id, dir.to_path_buf(), Some(g.clone()), members.clone());
+    cfg.snapshot_every = snapshot_every;
     cfg.raft_listener = Some(std::net::TcpListener::bind(&members[&id].raft)?);
     cfg.api_listener = Some(std::net::TcpListener::bind(&members[&id].api)?);
     cfg.heartbeat_ms = 50;
@@ -227,5 +238,100 @@ async fn three_validators_agree_survive_the_leaders_loss_and_catch_up() -> anyho
         heads.push(report.blocks);
     }
     assert!(heads.iter().all(|&x| x >= h), "{heads:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_validator_behind_the_kept_log_catches_up_from_a_snapshot() -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
+    let g = genesis();
+    let dirs: Vec<tempfile::TempDir> = (0..3)
+        .map(|_| tempfile::tempdir())
+        .collect::<Result<_, _>>()?;
+    let mut members = BTreeMap::new();
+    for id in 1..=3u64 {
+        let free = || -> anyhow::Result<String> {
+            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .to_string())
+        };
+        members.insert(
+            id,
+            Peer {
+                raft: free()?,
+                api: free()?,
+            },
+        );
+    }
+    // A snapshot every 10 entries, keeping 10 behind it: a validator away for long falls
+    // behind what the log keeps.
+    let mut rs: Vec<Option<Replica>> = Vec::new();
+    for (k, id) in (1..=3u64).enumerate() {
+        rs.push(Some(
+            start_with(id, dirs[k].path(), &g, &members, 10).await?,
+        ));
+    }
+    until("a leader", || leader(&rs).is_some()).await;
+    let alice = Keypair::from_uri("//Alice")?;
+    let hot = Keypair::from_uri("//Alice//hot")?;
+    let register = Transaction::sign(
+        &hot,
+        &g.genesis,
+        0,
+        Call::Register {
+            coldkey: alice.public(),
+            endpoint: "127.0.0.1:9000".parse()?,
+        },
+    );
+    let (l, _) = submit(&rs, &register).await?;
+    let away = (l + 1) % 3;
+    rs[away].take().expect("up").shutdown().await?;
+    let mut acknowledged = Vec::new();
+    for nonce in 0..40 {
+        let tx = stake(&alice, &hot, &g, nonce);
+        submit(&rs, &tx).await?;
+        acknowledged.push(tx.hash());
+    }
+    let purged = |rs: &[Option<Replica>]| {
+        rs.iter()
+            .flatten()
+            .filter_map(|r| r.raft().metrics().borrow().purged.map(|p| p.index))
+            .min()
+            .unwrap_or(0)
+    };
+    until("the others purge their logs", || purged(&rs) > 20).await;
+    rs[away] = Some(start_with(away as u64 + 1, dirs[away].path(), &g, &members, 10).await?);
+    let included = |r: &Replica| {
+        acknowledged
+            .iter()
+            .all(|id| matches!(r.machine().store().tx_status(id), Ok(TxStatus::Included(_))))
+    };
+    until("the validator that was away catches up", || {
+        rs.iter().flatten().all(included)
+    })
+    .await;
+    let back = rs[away].as_ref().expect("up");
+    assert!(
+        back.raft().metrics().borrow().snapshot.is_some(),
+        "it caught up without a snapshot"
+    );
+    let h = rs
+        .iter()
+        .flatten()
+        .map(|r| r.machine().head().height)
+        .min()
+        .expect("some");
+    let at = |r: &Replica| r.machine().store().state_bytes(h).expect("read");
+    let reference = at(rs[l].as_ref().expect("up"));
+    for r in rs.iter().flatten() {
+        assert_eq!(at(r), reference);
+    }
+    for r in rs.into_iter().flatten() {
+        r.shutdown().await?;
+    }
+    // The snapshot carried the whole chain: it replays from genesis.
+    bt_chain::verify(dirs[away].path(), |_, _| {})?;
     Ok(())
 }
