@@ -50,6 +50,10 @@ pub struct UpArgs {
     /// Ledger blocks per global step in lockstep (a default grpc run makes about 7).
     #[arg(long, default_value_t = DEFAULT_BLOCKS_PER_STEP)]
     pub blocks_per_step: u64,
+    /// Ledger validators with `--transport grpc`: 1 is a single node; 3 (or more) replicate
+    /// the ledger on openraft, each neuron talking to one of them.
+    #[arg(long, default_value_t = 1)]
+    pub validators: usize,
     /// Run seeds `seed .. seed + K`, each report in OUT/seed-N, and write a summary (mean and
     /// standard deviation of every correlation, each role's places and gain over alone).
     #[arg(long, default_value_t = 1)]
@@ -114,6 +118,7 @@ impl UpArgs {
             tempo: self.tempo,
             adversary: RoleKind::adversary(&self.adversary)?,
             mask: self.mask == "on",
+            validators: self.validators,
             ..UpConfig::default()
         })
     }

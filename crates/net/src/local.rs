@@ -86,6 +86,101 @@ pub async fn start_ledger(dir: &Path, p: &LedgerParams) -> Result<NodeHandle> {
         .map_err(|e| Error::Ledger(format!("starting the ledger node: {e}")))
 }
 
+/// The ledger of a local network: one node, or a cluster of replicated validators.
+#[derive(Debug)]
+pub enum LocalLedger {
+    /// One node.
+    Single(NodeHandle),
+    /// Validators of a replicated ledger (openraft), in id order.
+    Replicated(Vec<bt_replica::Replica>),
+}
+
+impl LocalLedger {
+    /// The API address of each node or validator.
+    pub fn urls(&self) -> Vec<String> {
+        match self {
+            LocalLedger::Single(n) => vec![format!("http://{}", n.addr)],
+            LocalLedger::Replicated(rs) => rs
+                .iter()
+                .map(|r| format!("http://{}", r.api_addr()))
+                .collect(),
+        }
+    }
+
+    /// Stops every node.
+    pub async fn stop(self) -> Result<()> {
+        match self {
+            LocalLedger::Single(n) => n.stop().await.map_err(|e| Error::Ledger(e.to_string())),
+            LocalLedger::Replicated(rs) => {
+                for r in rs {
+                    r.shutdown()
+                        .await
+                        .map_err(|e| Error::Ledger(e.to_string()))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Starts `validators` replicated validators (openraft) on free loopback ports, with their
+/// data in `dir/v1`, `dir/v2`, ..., and waits until one leads; with one validator, a single
+/// node ([`start_ledger`]).
+pub async fn start_ledger_cluster(
+    dir: &Path,
+    p: &LedgerParams,
+    validators: usize,
+) -> Result<LocalLedger> {
+    if validators <= 1 {
+        return Ok(LocalLedger::Single(start_ledger(dir, p).await?));
+    }
+    let genesis = p.genesis()?;
+    let io = |e: std::io::Error| Error::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    };
+    let mut listeners = Vec::new();
+    let mut members = std::collections::BTreeMap::new();
+    for id in 1..=validators as u64 {
+        let raft = std::net::TcpListener::bind("127.0.0.1:0").map_err(io)?;
+        let api = std::net::TcpListener::bind("127.0.0.1:0").map_err(io)?;
+        members.insert(
+            id,
+            bt_replica::Peer {
+                raft: raft.local_addr().map_err(io)?.to_string(),
+                api: api.local_addr().map_err(io)?.to_string(),
+            },
+        );
+        listeners.push((id, raft, api));
+    }
+    let mut rs = Vec::new();
+    for (id, raft, api) in listeners {
+        let mut cfg = bt_replica::ReplicaConfig::new(
+            id,
+            dir.join(format!("v{id}")),
+            Some(genesis.clone()),
+            members.clone(),
+        );
+        cfg.raft_listener = Some(raft);
+        cfg.api_listener = Some(api);
+        rs.push(
+            bt_replica::Replica::start(cfg)
+                .await
+                .map_err(|e| Error::Ledger(format!("starting validator {id}: {e}")))?,
+        );
+    }
+    let t0 = std::time::Instant::now();
+    while !rs.iter().any(|r| r.status().role == "leader") {
+        if t0.elapsed() > std::time::Duration::from_secs(30) {
+            return Err(Error::Ledger(
+                "no validator was elected leader in 30 s".into(),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Ok(LocalLedger::Replicated(rs))
+}
+
 /// What one neuron did in [`train_together`].
 pub struct Trained {
     /// The neuron, still running.

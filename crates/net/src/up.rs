@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::local::{DEFAULT_TEMPO, LedgerParams, funder, hotkey, start_ledger};
+use crate::local::{DEFAULT_TEMPO, LedgerParams, funder, hotkey, start_ledger_cluster};
 use bt_chain::Client;
 use bt_ledger::{Mechanism, RAO_PER_TAO};
 use bt_neuron::ledger::Snapshot;
@@ -350,6 +350,9 @@ pub struct UpConfig {
     /// Whether every epoch measures the held-out losses (for the loss curves); otherwise only
     /// the end of the run does (a tournament's runs). Lockstep only.
     pub held_out_each_epoch: bool,
+    /// Ledger validators (grpc only): 1 is a single node; more replicate the ledger on
+    /// openraft, and neuron `k` talks to validator `k mod validators`.
+    pub validators: usize,
 }
 
 impl Default for UpConfig {
@@ -376,6 +379,7 @@ impl Default for UpConfig {
             adversary: RoleKind::Selfish,
             mask: true,
             held_out_each_epoch: true,
+            validators: 1,
         }
     }
 }
@@ -408,6 +412,18 @@ impl UpConfig {
         }
         if self.steps < 1 {
             return bad("--steps must be at least 1".into());
+        }
+        if !(1..=7).contains(&self.validators) {
+            return bad(format!(
+                "--validators must be in 1..=7, got {}",
+                self.validators
+            ));
+        }
+        if self.validators > 1 && self.transport != Transport::Grpc {
+            return bad(format!(
+                "--validators {} needs --transport grpc (the lockstep network runs the ledger in process)",
+                self.validators
+            ));
         }
         if let Some(m) = self.minutes
             && !(m.is_finite() && m > 0.0)
@@ -670,8 +686,9 @@ async fn up_grpc(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Result<Ne
         tempo: cfg.tempo,
         ..LedgerParams::default()
     };
-    let node = start_ledger(&chain_dir, &params).await?;
-    let url = format!("http://{}", node.addr);
+    let chain = start_ledger_cluster(&chain_dir, &params, cfg.validators).await?;
+    let urls = chain.urls();
+    let url = urls[0].clone();
     let roles = cfg.roles();
     let progress = Progress::new(&roles, cfg.steps, cfg.progress);
 
@@ -687,7 +704,7 @@ async fn up_grpc(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Result<Ne
     let mut trainers = Vec::with_capacity(roles.len());
     for (k, role) in roles.iter().enumerate() {
         let neuron = Neuron::start(
-            neuron_config(cfg, k, role, Some(&url)),
+            neuron_config(cfg, k, role, Some(&urls[k % urls.len()])),
             hotkey(&role.name)?,
             Some(funder()?),
         )
@@ -803,9 +820,7 @@ async fn up_grpc(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Result<Ne
         t.alone.shutdown().await?;
         neurons.push(t.run);
     }
-    node.stop()
-        .await
-        .map_err(|e| Error::Ledger(e.to_string()))?;
+    chain.stop().await?;
     {
         let mut l = live.write().unwrap_or_else(|e| e.into_inner());
         l.done = true;

@@ -115,3 +115,62 @@ async fn a_tiny_network_never_ranks_noise_above_an_honest_neuron() -> anyhow::Re
     assert!(honest.iter().any(|&k| place[k] < place[noise]));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_on_three_replicated_validators_ranks_and_every_chain_verifies()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = UpConfig {
+        neurons: 3,
+        transport: Transport::Grpc,
+        validators: 3,
+        steps: 20,
+        seed: 2,
+        out: dir.path().to_path_buf(),
+        epoch_steps: 5,
+        measure_every: 0,
+        batch: 4,
+        eval_batches: 1,
+        model: ModelConfig {
+            seq: 16,
+            d: 16,
+            heads: 2,
+            hidden: 32,
+            layers: 1,
+            student_layers: 1,
+            vocab: 256,
+        },
+        block_time_ms: 100,
+        progress: false,
+        ..UpConfig::default()
+    };
+    let run = up(
+        &cfg,
+        bt_net::live::new_live(),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await?;
+    let report = bt_net::report::json(&run);
+    assert_eq!(report.neurons.len(), 3);
+    // Every neuron registered through its own validator and was minted something.
+    assert!(report.height > 0);
+    for n in &report.neurons {
+        assert!(
+            n.minted_share.is_some_and(|s| s > 0.0),
+            "{} was minted nothing",
+            n.name
+        );
+    }
+    // Every validator holds a chain that replays from genesis, and they agree on it.
+    let mut reports = Vec::new();
+    for v in 1..=3 {
+        reports.push(bt_chain::verify(
+            &dir.path().join("chain").join(format!("v{v}")),
+            |_, _| {},
+        )?);
+    }
+    let blocks = reports.iter().map(|r| r.blocks).min().unwrap_or(0);
+    assert!(blocks > 0);
+    assert!(reports.iter().all(|r| r.genesis == reports[0].genesis));
+    Ok(())
+}
