@@ -96,12 +96,17 @@ async fn group_commit(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<Waiting>) {
         let raft = raft.clone();
         tokio::spawn(async move {
             let txs = group.iter().map(|w| w.bytes.clone()).collect();
-            let r = write(&raft, Command::Submit { txs }).await;
-            let err = r.err().map(|e| e.to_string());
+            // A leader deposed meanwhile answers "no leader" (clients retry, or ask another
+            // validator); any other failure says why it was not stored.
+            let failed = write(&raft, Command::Submit { txs })
+                .await
+                .err()
+                .map(|e| (matches!(e, Error::NotLeader { .. }), e.to_string()));
             for w in group {
-                let _ = w.reply.send(match &err {
+                let _ = w.reply.send(match &failed {
                     None => Ok(w.hash),
-                    Some(reason) => Err(bt_chain::Error::NotStored {
+                    Some((true, _)) => Err(bt_chain::Error::NoLeader),
+                    Some((false, reason)) => Err(bt_chain::Error::NotStored {
                         reason: reason.clone(),
                     }),
                 });
