@@ -4,7 +4,8 @@
 # (seq 64); prints a Markdown table with tokens/s and the ratio. Benchmark only; never in CI.
 #
 # Uses the Python environment in $NEURON_VENV (default /tmp/bt-wire-venv, shared with
-# scripts/wire-bench.sh); creates it with the CPU build of torch 2.5.1 when torch is missing.
+# scripts/wire-bench.sh); installs bench/neuron/requirements.txt (torch 2.5.1 from PyPI, as the
+# wire benchmark does) when torch is missing.
 # Threads: $NEURON_BENCH_THREADS (default 2) for both (RAYON_NUM_THREADS for candle, --threads
 # for torch). Batch sizes: $NEURON_BENCH_BATCHES (default "8 16 32").
 # Extra arguments go to both programs, so use the flags both take: --steps --warmup --seq --d
@@ -21,7 +22,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q torch==2.5.1 --index-url https://download.pytorch.org/whl/cpu
+  "$VENV/bin/pip" install -q -r bench/neuron/requirements.txt
 fi
 cargo build --release -q -p bt-neuron --example neuron_bench
 BIN="$TARGET/release/examples/neuron_bench"
