@@ -337,20 +337,22 @@ pub fn run(
         }
     }
     let stopped_early = step < cfg.steps;
-    if let Some(store) = twins.filter(|_| !stopped_early) {
-        for m in &members {
-            if let (Twin::Train { .. }, Some(key)) = (&m.alone, &m.twin_key) {
-                store.insert(key.clone(), m.run.held_out_alone.clone());
-            }
-        }
-    }
-    // A run cut short between epochs still gets a final held-out loss for both.
+    // A run cut short between epochs (or one that measures only at its end) gets a final
+    // held-out loss for both.
     if step > 0
         && members
             .iter()
             .any(|m| m.run.held_out.last().map(|h| h.0) != Some(step))
     {
         record_held_out(&mut members, &ledger, step, true)?;
+    }
+    // Only now are the twins' losses whole, the final one included.
+    if let Some(store) = twins.filter(|_| !stopped_early) {
+        for m in &members {
+            if let (Twin::Train { .. }, Some(key)) = (&m.alone, &m.twin_key) {
+                store.insert(key.clone(), m.run.held_out_alone.clone());
+            }
+        }
     }
     let step_ms = busy.as_secs_f64() * 1e3 / step.max(1) as f64;
     for m in &mut members {

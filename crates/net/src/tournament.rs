@@ -813,16 +813,21 @@ mod tests {
     }
 
     #[test]
-    fn the_default_plan_is_126_runs_in_table_order() {
+    fn the_default_plan_is_126_runs_seed_by_seed_in_table_order() {
         let runs = TournamentConfig::default().runs();
         assert_eq!(runs.len(), 3 * 2 * 7 * 3);
         assert_eq!(runs[0].mechanism, Mechanism::Paper);
         assert!(runs[0].mask);
         assert_eq!(runs[0].adversary, RoleKind::Selfish);
-        assert_eq!((runs[0].seed, runs[2].seed), (0, 2));
-        assert_eq!(runs[3].adversary, RoleKind::Cabal);
+        assert_eq!(runs[1].adversary, RoleKind::Cabal);
+        // Every setting of seed 0, then of seed 1, then of seed 2.
+        assert!(runs[..42].iter().all(|r| r.seed == 0));
+        assert_eq!((runs[42].seed, runs[84].seed), (1, 2));
+        assert_eq!(runs[7].mechanism, Mechanism::Paper);
+        assert!(!runs[7].mask);
         assert_eq!(runs[125].mechanism, Mechanism::Yuma);
         assert!(!runs[125].mask);
         assert_eq!(runs[125].adversary, RoleKind::Lazy);
+        assert_eq!(runs[125].seed, 2);
     }
 }

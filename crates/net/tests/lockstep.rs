@@ -204,6 +204,8 @@ fn twins_known_from_another_run_give_the_same_report_as_twins_trained() -> anyho
     let mut first = small(3, dir.path());
     first.steps = 4;
     first.epoch_steps = 2;
+    // As a tournament runs them: held-out losses only at the end.
+    first.held_out_each_epoch = false;
     lockstep_json(&first, Some(&twins))?;
     assert_eq!(twins.len(), 4);
     // Yuma, mask off, a cabal of two: the first four twins are the same ones; only the second
@@ -217,6 +219,15 @@ fn twins_known_from_another_run_give_the_same_report_as_twins_trained() -> anyho
     let known = lockstep_json(&second, Some(&twins))?;
     assert_eq!(twins.len(), 5);
     assert_eq!(trained, known);
+    // The known twins' losses are there, not left out.
+    let report: ReportJson = serde_json::from_str(&known)?;
+    assert!(
+        report
+            .neurons
+            .iter()
+            .all(|n| n.loss_alone.is_some_and(f64::is_finite)),
+        "{known}"
+    );
     Ok(())
 }
 
