@@ -37,6 +37,7 @@ fn env(name: &str, default: usize) -> usize {
 
 /// What one ledger did with the load.
 struct Run {
+    retries: u64,
     acked_per_s: f64,
     included_per_s: f64,
     metagraph_ms: f64,
@@ -54,13 +55,27 @@ async fn drive(urls: &[String], txs: &[Vec<u8>], clients: usize) -> Run {
         let part = part.to_vec();
         tasks.push(tokio::spawn(async move {
             let mut c = Client::connect(&url).await.expect("client");
+            let mut retries = 0u64;
             for tx in part {
-                c.submit_bytes(tx).await.expect("acknowledged");
+                // As a client does: an answer of "no leader" (an election under load) is
+                // asked again.
+                loop {
+                    match c.submit_bytes(tx.clone()).await {
+                        Ok(_) => break,
+                        Err(e) => {
+                            retries += 1;
+                            assert!(retries < 10_000, "never acknowledged: {e}");
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
             }
+            retries
         }));
     }
+    let mut retries = 0;
     for t in tasks {
-        t.await.expect("client task");
+        retries += t.await.expect("client task");
     }
     let acked = t0.elapsed();
     let mut c = Client::connect(&urls[0]).await.expect("client");
@@ -76,6 +91,7 @@ async fn drive(urls: &[String], txs: &[Vec<u8>], clients: usize) -> Run {
     }
     times.sort();
     Run {
+        retries,
         acked_per_s: txs.len() as f64 / acked.as_secs_f64(),
         included_per_s: txs.len() as f64 / included.as_secs_f64(),
         metagraph_ms: times[times.len() / 2].as_secs_f64() * 1e3,
@@ -206,4 +222,8 @@ fn main() {
             b / a
         );
     }
+    println!(
+        "submissions asked again (no leader for a moment): single node {}, 3 validators {}",
+        single.retries, replicated.retries
+    );
 }

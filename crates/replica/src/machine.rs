@@ -207,8 +207,17 @@ impl RaftStateMachine<TypeConfig> for Machine {
         I::IntoIter: OptionalSend,
     {
         let mut out = Vec::new();
+        // Applying a block verifies every signature on every core: on a multi-threaded
+        // runtime, tell it this worker is busy so that heartbeats and votes keep moving.
+        let multi = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         for entry in entries {
-            match self.apply_entry(&entry) {
+            let applied = if multi {
+                tokio::task::block_in_place(|| self.apply_entry(&entry))
+            } else {
+                self.apply_entry(&entry)
+            };
+            match applied {
                 Ok(a) => out.push(a),
                 Err(e) => {
                     tracing::error!(index = entry.log_id.index, error = %e, "cannot apply; stopping");

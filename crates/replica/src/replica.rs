@@ -71,8 +71,10 @@ impl ReplicaConfig {
             api_listener: None,
             rate: (20_000, 40_000),
             max_pending: 200_000,
-            heartbeat_ms: 100,
-            election_ms: (400, 800),
+            // A block's signatures are verified on every core of every validator: generous
+            // timeouts, so that a busy validator is not taken for a dead one.
+            heartbeat_ms: 250,
+            election_ms: (1_500, 3_000),
             max_block_txs: 20_000,
             snapshot_every: 5_000,
             raft_routes: BTreeMap::new(),
