@@ -169,11 +169,20 @@ pub async fn start_ledger_cluster(
                 .map_err(|e| Error::Ledger(format!("starting validator {id}: {e}")))?,
         );
     }
+    // Ready once one validator leads and every validator knows it (a neuron's first
+    // transactions go to whichever validator it talks to, which forwards them to the leader).
     let t0 = std::time::Instant::now();
-    while !rs.iter().any(|r| r.status().role == "leader") {
+    let agreed = |rs: &[bt_replica::Replica]| {
+        let statuses: Vec<_> = rs.iter().map(bt_replica::Replica::status).collect();
+        statuses
+            .iter()
+            .find(|s| s.role == "leader")
+            .is_some_and(|l| statuses.iter().all(|s| s.leader == Some(l.id)))
+    };
+    while !agreed(&rs) {
         if t0.elapsed() > std::time::Duration::from_secs(30) {
             return Err(Error::Ledger(
-                "no validator was elected leader in 30 s".into(),
+                "the validators did not agree on a leader in 30 s".into(),
             ));
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
