@@ -87,20 +87,19 @@ fn stake(alice: &Keypair, hot: &Keypair, g: &State, nonce: u64) -> Transaction {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn three_validators_agree_survive_the_leaders_loss_and_catch_up() -> anyhow::Result<()> {
-    let g = genesis();
-    let dirs: Vec<tempfile::TempDir> = (0..3)
+/// Three validators' data directories, and their membership on free loopback ports
+/// (released for the validators to bind).
+fn three() -> anyhow::Result<(Vec<tempfile::TempDir>, BTreeMap<NodeId, Peer>)> {
+    let dirs = (0..3)
         .map(|_| tempfile::tempdir())
         .collect::<Result<_, _>>()?;
+    let free = || -> anyhow::Result<String> {
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .to_string())
+    };
     let mut members = BTreeMap::new();
     for id in 1..=3u64 {
-        // Free ports, released for the validator to bind.
-        let free = || -> anyhow::Result<String> {
-            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .to_string())
-        };
         members.insert(
             id,
             Peer {
@@ -109,6 +108,13 @@ async fn three_validators_agree_survive_the_leaders_loss_and_catch_up() -> anyho
             },
         );
     }
+    Ok((dirs, members))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_validators_agree_survive_the_leaders_loss_and_catch_up() -> anyhow::Result<()> {
+    let g = genesis();
+    let (dirs, members) = three()?;
     let mut rs: Vec<Option<Replica>> = Vec::new();
     for (k, id) in (1..=3u64).enumerate() {
         rs.push(Some(start(id, dirs[k].path(), &g, &members).await?));
@@ -247,24 +253,7 @@ async fn a_validator_behind_the_kept_log_catches_up_from_a_snapshot() -> anyhow:
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .try_init();
     let g = genesis();
-    let dirs: Vec<tempfile::TempDir> = (0..3)
-        .map(|_| tempfile::tempdir())
-        .collect::<Result<_, _>>()?;
-    let mut members = BTreeMap::new();
-    for id in 1..=3u64 {
-        let free = || -> anyhow::Result<String> {
-            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .to_string())
-        };
-        members.insert(
-            id,
-            Peer {
-                raft: free()?,
-                api: free()?,
-            },
-        );
-    }
+    let (dirs, members) = three()?;
     // A snapshot every 10 entries, keeping 10 behind it: a validator away for long falls
     // behind what the log keeps.
     let mut rs: Vec<Option<Replica>> = Vec::new();
