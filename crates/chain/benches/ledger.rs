@@ -27,16 +27,10 @@ use bt_ledger::tx::verify_all;
 use bt_ledger::{Call, State, Transaction, apply_tx, end_block, ranks};
 
 mod state;
-use state::network;
+use state::{key, moved_row, network};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn key(i: usize) -> Keypair {
-    let mut seed = [7u8; 32];
-    seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
-    Keypair::from_mini_secret(seed)
-}
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -66,12 +60,7 @@ fn main() {
             .iter()
             .enumerate()
             .map(|(i, k)| {
-                let mut row: Vec<(u32, u32)> = (1..=16)
-                    .map(|d| (((i + d * 7 + b) % n) as u32, 1))
-                    .collect();
-                row.push((i as u32, 144));
-                row.sort_unstable();
-                row.dedup_by_key(|p| p.0);
+                let row = moved_row(n, i, b);
                 Transaction::sign(
                     k,
                     &state.genesis,

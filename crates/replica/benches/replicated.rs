@@ -22,12 +22,6 @@ mod state;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn key(i: usize) -> Keypair {
-    let mut seed = [7u8; 32];
-    seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
-    Keypair::from_mini_secret(seed)
-}
-
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -105,18 +99,14 @@ fn free() -> std::net::TcpListener {
 fn main() {
     let n = env("BT_BENCH_N", 4096);
     let clients = env("BT_BENCH_CLIENTS", 64);
-    let keys: Vec<Keypair> = (0..n).map(key).collect();
+    let keys: Vec<Keypair> = (0..n).map(state::key).collect();
     let mut genesis: State = state::network(n, 1, &keys, "paper");
     genesis.params.block_time_ms = 100;
     let txs: Vec<Vec<u8>> = keys
         .iter()
         .enumerate()
         .map(|(i, k)| {
-            let mut row: Vec<(u32, u32)> =
-                (1..=16).map(|d| (((i + d * 7) % n) as u32, 1)).collect();
-            row.push((i as u32, 144));
-            row.sort_unstable();
-            row.dedup_by_key(|p| p.0);
+            let row = state::moved_row(n, i, 0);
             Transaction::sign(
                 k,
                 &genesis.genesis,

@@ -100,3 +100,22 @@ pub fn network(n: usize, per_row: usize, keys: &[Keypair], mechanism: &str) -> S
     s.genesis_issuance = s.stakes.values().sum();
     s
 }
+
+/// The benchmark's signing key of neuron `i`.
+pub fn key(i: usize) -> Keypair {
+    let mut seed = [7u8; 32];
+    seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    Keypair::from_mini_secret(seed)
+}
+
+/// The raw row neuron `i` of `n` sets in update `b` of the `set_weights` benchmarks: 10% of
+/// its row moved to 16 peers (raw 1 each against 144 on itself).
+pub fn moved_row(n: usize, i: usize, b: usize) -> Vec<(u32, u32)> {
+    let mut row: Vec<(u32, u32)> = (1..=16)
+        .map(|d| (((i + d * 7 + b) % n) as u32, 1))
+        .collect();
+    row.push((i as u32, 144));
+    row.sort_unstable();
+    row.dedup_by_key(|p| p.0);
+    row
+}
