@@ -20,7 +20,7 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
  -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
 # An explicit --target keeps the flags off build scripts and proc macros, as cargo-fuzz does.
 HOST="$(rustc -vV | sed -n 's/^host: //p')"
-CARGO_TARGET_DIR="$TARGET/fuzz" cargo build --release --target "$HOST" --bin "$NAME"
+CARGO_TARGET_DIR="$TARGET/fuzz" cargo build --release --target "$HOST" -p bt-fuzz --bin "$NAME"
 mkdir -p "corpus/$NAME" "artifacts/$NAME"
 "$TARGET/fuzz/$HOST/release/$NAME" -max_total_time="$SECS" -max_len=65536 \
   -artifact_prefix="artifacts/$NAME/" "corpus/$NAME"

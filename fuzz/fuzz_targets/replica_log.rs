@@ -21,6 +21,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(decode_vote(&encode_vote(&v)).expect("re-encoded vote"), v);
     }
     if let Ok(id) = decode_log_id(data) {
-        assert_eq!(decode_log_id(&encode_log_id(&id)).expect("re-encoded id"), id);
+        assert_eq!(
+            decode_log_id(&encode_log_id(&id)).expect("re-encoded id"),
+            id
+        );
     }
 });

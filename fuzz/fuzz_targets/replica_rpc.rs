@@ -21,8 +21,14 @@ fuzz_target!(|data: &[u8]| {
         4 => drop(decode_snapshot_chunk(rest)),
         5 => drop(decode_snapshot_reply(rest)),
         _ => {
-            drop(decode_reply_frame::<_, AppendError>(rest, decode_append_reply));
-            drop(decode_reply_frame::<_, SnapshotError>(rest, decode_snapshot_reply));
+            drop(decode_reply_frame::<_, AppendError>(
+                rest,
+                decode_append_reply,
+            ));
+            drop(decode_reply_frame::<_, SnapshotError>(
+                rest,
+                decode_snapshot_reply,
+            ));
         }
     }
 });
