@@ -257,6 +257,12 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 /// A gRPC failure: the node unreachable (with its address and the root cause), or what it
 /// answered.
 fn rpc(url: &str, s: tonic::Status) -> Error {
+    let kind = s.metadata().get(crate::error::ERROR_KIND);
+    if s.code() == tonic::Code::Unavailable
+        && kind.is_some_and(|k| k.as_bytes() == crate::error::NO_LEADER.as_bytes())
+    {
+        return Error::NoLeader;
+    }
     if s.code() == tonic::Code::Unavailable {
         let reason = match std::error::Error::source(&s) {
             Some(src) => root_cause(src),
@@ -477,6 +483,30 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "server")]
+    #[test]
+    fn no_leader_crosses_the_wire_as_itself() {
+        // A validator's "no leader" answer comes back typed, so that clients retry it.
+        let status = crate::service::to_status(Error::NoLeader);
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(matches!(rpc("http://v1", status), Error::NoLeader));
+        // A validator that cannot reach the leader it forwards to: unavailable, not internal.
+        let status = crate::service::to_status(Error::Unreachable {
+            url: "http://leader".into(),
+            reason: "Connection refused".into(),
+        });
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        let err = rpc("http://v2", status);
+        assert!(
+            matches!(&err, Error::Unreachable { url, .. } if url == "http://v2"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("http://leader"), "{err}");
+        // Any other unavailable answer without the marker stays a transport failure.
+        let err = rpc("http://v3", tonic::Status::unavailable("down"));
+        assert!(matches!(err, Error::Unreachable { .. }), "{err:?}");
+    }
 
     #[tokio::test]
     async fn an_unreachable_node_is_named_with_the_root_cause_once() {

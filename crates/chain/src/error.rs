@@ -106,6 +106,12 @@ pub enum Error {
     BadReply(String),
 }
 
+/// The reply metadata key that names which of this crate's errors an answer carries where
+/// the gRPC code alone does not tell; the client maps it back to the typed [`Error`].
+pub const ERROR_KIND: &str = "bt-error";
+/// [`ERROR_KIND`]'s value for [`Error::NoLeader`].
+pub const NO_LEADER: &str = "no-leader";
+
 /// The result type of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
 

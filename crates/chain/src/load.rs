@@ -51,7 +51,7 @@ async fn connect_retrying(urls: &[String], next: &mut usize, attempts: u32) -> R
 
 fn transient(e: &Error) -> bool {
     match e {
-        Error::Transport(_) | Error::Unreachable { .. } => true,
+        Error::Transport(_) | Error::Unreachable { .. } | Error::NoLeader => true,
         Error::Rpc(s) => matches!(
             s.code(),
             tonic::Code::Unavailable

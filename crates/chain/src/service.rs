@@ -190,7 +190,16 @@ pub fn to_status(e: Error) -> Status {
         Error::Ledger(bt_ledger::Error::BadSignature { .. }) => Status::unauthenticated(msg),
         Error::Ledger(_) | Error::Refused { .. } => Status::failed_precondition(msg),
         Error::PoolFull { .. } => Status::resource_exhausted(msg),
-        Error::Stopped | Error::NoLeader => Status::unavailable(msg),
+        Error::NoLeader => {
+            let mut s = Status::unavailable(msg);
+            s.metadata_mut().insert(
+                crate::error::ERROR_KIND,
+                tonic::metadata::MetadataValue::from_static(crate::error::NO_LEADER),
+            );
+            s
+        }
+        // A validator that cannot reach the leader it forwards to: ask again, or another.
+        Error::Stopped | Error::Unreachable { .. } => Status::unavailable(msg),
         _ => Status::internal(msg),
     }
 }

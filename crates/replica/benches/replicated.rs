@@ -32,6 +32,8 @@ fn env(name: &str, default: usize) -> usize {
 /// What one ledger did with the load.
 struct Run {
     retries: u64,
+    /// Why submissions were asked again: each error's message, counted.
+    why: BTreeMap<String, u64>,
     acked_per_s: f64,
     included_per_s: f64,
     metagraph_ms: f64,
@@ -50,6 +52,7 @@ async fn drive(urls: &[String], txs: &[Vec<u8>], clients: usize) -> Run {
         tasks.push(tokio::spawn(async move {
             let mut c = Client::connect(&url).await.expect("client");
             let mut retries = 0u64;
+            let mut why = BTreeMap::<String, u64>::new();
             for tx in part {
                 // As a client does: an answer of "no leader" (an election under load) is
                 // asked again.
@@ -58,18 +61,24 @@ async fn drive(urls: &[String], txs: &[Vec<u8>], clients: usize) -> Run {
                         Ok(_) => break,
                         Err(e) => {
                             retries += 1;
+                            *why.entry(e.to_string()).or_default() += 1;
                             assert!(retries < 10_000, "never acknowledged: {e}");
                             tokio::time::sleep(Duration::from_millis(20)).await;
                         }
                     }
                 }
             }
-            retries
+            (retries, why)
         }));
     }
     let mut retries = 0;
+    let mut why = BTreeMap::<String, u64>::new();
     for t in tasks {
-        retries += t.await.expect("client task");
+        let (r, w) = t.await.expect("client task");
+        retries += r;
+        for (k, v) in w {
+            *why.entry(k).or_default() += v;
+        }
     }
     let acked = t0.elapsed();
     let mut c = Client::connect(&urls[0]).await.expect("client");
@@ -86,6 +95,7 @@ async fn drive(urls: &[String], txs: &[Vec<u8>], clients: usize) -> Run {
     times.sort();
     Run {
         retries,
+        why,
         acked_per_s: txs.len() as f64 / acked.as_secs_f64(),
         included_per_s: txs.len() as f64 / included.as_secs_f64(),
         metagraph_ms: times[times.len() / 2].as_secs_f64() * 1e3,
@@ -160,9 +170,11 @@ fn main() {
             cfg.rate = (1_000_000, 1_000_000);
             rs.push(Replica::start(cfg).await.expect("validator"));
         }
+        // Load starts once all three know the same leader.
         let leader = loop {
-            if let Some(r) = rs.iter().find(|r| r.status().role == "leader") {
-                break r.api_addr();
+            let known: Vec<_> = rs.iter().map(|r| r.status().leader).collect();
+            if let Some(l) = known[0].filter(|l| known.iter().all(|k| *k == Some(*l))) {
+                break rs[(l - 1) as usize].api_addr();
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
@@ -216,4 +228,9 @@ fn main() {
         "submissions asked again (no leader for a moment): single node {}, 3 validators {}",
         single.retries, replicated.retries
     );
+    for (name, run) in [("single node", &single), ("3 validators", &replicated)] {
+        for (e, k) in &run.why {
+            println!("  {name}: {k} x {e}");
+        }
+    }
 }

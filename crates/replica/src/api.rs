@@ -10,7 +10,7 @@ use bt_chain::TxStatus;
 use bt_chain::proto::Replication;
 use bt_ledger::{Hash, Header, State, Transaction};
 use openraft::Raft;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 
 use crate::codec::Command;
 use crate::error::Error;
@@ -21,6 +21,9 @@ use crate::{Machine, NodeId, Peer, TypeConfig};
 const QUEUE: usize = 65_536;
 /// The most submissions in one `Submit` entry.
 const MAX_GROUP: usize = 8_192;
+/// `Submit` entries proposed and not yet committed, at most: raft pipelines them, and the
+/// submissions that arrive meanwhile gather into the next.
+const IN_FLIGHT: usize = 2;
 
 struct Waiting {
     bytes: Vec<u8>,
@@ -36,6 +39,9 @@ pub(crate) struct ReplicaBackend {
     members: BTreeMap<NodeId, Peer>,
     queue: mpsc::Sender<Waiting>,
     max_pending: u64,
+    /// The connection to the leader's API that a follower forwards through, kept between
+    /// submissions (its address says which leader it reaches).
+    forward: tokio::sync::Mutex<Option<bt_chain::Client>>,
 }
 
 impl ReplicaBackend {
@@ -60,9 +66,21 @@ impl ReplicaBackend {
                 members,
                 queue,
                 max_pending,
+                forward: tokio::sync::Mutex::new(None),
             },
             task,
         )
+    }
+
+    /// A connection to the leader's API at `url`: the kept one if it reaches `url`.
+    async fn forwarder(&self, url: &str) -> bt_chain::Result<bt_chain::Client> {
+        let mut kept = self.forward.lock().await;
+        if let Some(c) = kept.as_ref().filter(|c| c.url() == url) {
+            return Ok(c.clone());
+        }
+        let c = bt_chain::Client::connect(url).await?;
+        *kept = Some(c.clone());
+        Ok(c)
     }
 
     fn leader(&self) -> Option<(NodeId, Option<&Peer>)> {
@@ -83,9 +101,15 @@ fn chain_error(e: Error) -> bt_chain::Error {
 }
 
 /// Takes every submission waiting, proposes them as one entry, answers each once it is
-/// committed. Entries are proposed without waiting for the one before (raft pipelines them).
+/// committed. At most [`IN_FLIGHT`] entries are on their way at once: whatever arrives
+/// meanwhile waits for the next group (one entry per submission made every entry pay its own
+/// disk writes on every validator, and a submission waited behind all of them).
 async fn group_commit(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<Waiting>) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = rx.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -102,6 +126,7 @@ async fn group_commit(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<Waiting>) {
                 .await
                 .err()
                 .map(|e| (matches!(e, Error::NotLeader { .. }), e.to_string()));
+            drop(slot);
             for w in group {
                 let _ = w.reply.send(match &failed {
                     None => Ok(w.hash),
@@ -166,8 +191,12 @@ impl bt_chain::Backend for ReplicaBackend {
             }
             Some((_, Some(peer))) => {
                 // A follower forwards to the leader's API.
-                let mut c = bt_chain::Client::connect(&format!("http://{}", peer.api)).await?;
-                c.submit_bytes(bytes).await
+                let mut c = self.forwarder(&format!("http://{}", peer.api)).await?;
+                let answer = c.submit_bytes(bytes).await;
+                if let Err(bt_chain::Error::Unreachable { .. }) = answer {
+                    *self.forward.lock().await = None;
+                }
+                answer
             }
             _ => Err(chain_error(Error::NotLeader {
                 leader: None,

@@ -2,7 +2,7 @@
 
 use std::io::Cursor;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bt_chain::store::{BlockCommit, Store};
 use bt_ledger::{Block, Hash, State};
@@ -32,6 +32,9 @@ pub struct Machine {
     snapshot: Arc<RwLock<Option<Kept>>>,
     /// The header of each block applied here.
     blocks: tokio::sync::broadcast::Sender<bt_ledger::Header>,
+    /// The block this validator last built as leader, by header hash, with the state after
+    /// it: when that block comes back committed, its state is not computed a second time.
+    built: Arc<Mutex<Option<(Hash, State)>>>,
 }
 
 fn sm_read(e: impl std::error::Error + 'static) -> StorageError {
@@ -47,7 +50,25 @@ impl Machine {
             head: Arc::new(RwLock::new(Arc::new(head))),
             snapshot: Arc::new(RwLock::new(None)),
             blocks: tokio::sync::broadcast::channel(1024).0,
+            built: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// Keeps the state after a block this validator built as leader, for when the block is
+    /// committed (a later one replaces it).
+    pub(crate) fn remember_built(&self, header: Hash, state: State) {
+        *self.built.lock().unwrap_or_else(|p| p.into_inner()) = Some((header, state));
+    }
+
+    fn take_built(&self, header: Hash) -> Option<State> {
+        let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
+        match built.take() {
+            Some((h, state)) if h == header => Some(state),
+            other => {
+                *built = other;
+                None
+            }
+        }
     }
 
     /// The header of every block applied from now on.
@@ -122,8 +143,15 @@ impl Machine {
                     self.store.put_meta(&[(APPLIED, &id)])?;
                     return Ok(Applied::Stale { height });
                 }
-                let (state, _) = bt_ledger::apply(&head, &block)
-                    .map_err(|source| Error::Diverged { height, source })?;
+                let state = match self.take_built(block.header.hash()) {
+                    // Built here on this very head: `apply` would compute the same state.
+                    Some(state) => state,
+                    None => {
+                        bt_ledger::apply(&head, &block)
+                            .map_err(|source| Error::Diverged { height, source })?
+                            .0
+                    }
+                };
                 let refused: Vec<(Hash, String)> = refused
                     .iter()
                     .map(|r| (Hash(r.hash), r.why.clone()))

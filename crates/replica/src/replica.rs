@@ -207,9 +207,25 @@ impl Replica {
                 }
             }));
         }
-        match raft.initialize(cfg.members.clone()).await {
-            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-            Err(e) => return Err(raft_error(e)),
+        // A new cluster is initialized by its first member at once. The others each wait an
+        // election timeout per member before them and initialize only if nobody has reached
+        // them meanwhile (a first start with the first member down). All initializing at once
+        // split the first vote and left the cluster without a leader for a timeout or two.
+        let rank = cfg.members.keys().position(|k| *k == cfg.id).unwrap_or(0) as u32;
+        if rank == 0 {
+            initialize(&raft, cfg.members.clone()).await?;
+        } else {
+            let (raft, members) = (raft.clone(), cfg.members.clone());
+            let wait = Duration::from_millis(cfg.election_ms.1) * rank;
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                let m = raft.metrics().borrow().clone();
+                if m.current_leader.is_none() && m.last_log_index.is_none() {
+                    if let Err(e) = initialize(&raft, members).await {
+                        tracing::error!(error = %e, "cannot initialize the cluster");
+                    }
+                }
+            }));
         }
         let block_time = Duration::from_millis(machine.head().params.block_time_ms.max(1));
         tasks.push(tokio::spawn(produce(
@@ -307,6 +323,14 @@ impl Replica {
     }
 }
 
+/// Initializes a new cluster with `members`; one that already has a log or a vote keeps them.
+async fn initialize(raft: &Raft<TypeConfig>, members: BTreeMap<NodeId, Peer>) -> Result<()> {
+    match raft.initialize(members).await {
+        Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+        Err(e) => Err(raft_error(e)),
+    }
+}
+
 pub(crate) async fn write(raft: &Raft<TypeConfig>, command: Command) -> Result<Applied> {
     match raft.client_write(command).await {
         Ok(r) => Ok(r.data),
@@ -359,6 +383,7 @@ async fn produce(
                 continue;
             }
         };
+        machine.remember_built(next.built.block.header.hash(), next.built.state);
         let command = Command::Block {
             block: next.built.block.encode(),
             consumed: next.consumed,

@@ -324,3 +324,47 @@ async fn a_validator_behind_the_kept_log_catches_up_from_a_snapshot() -> anyhow:
     bt_chain::verify(dirs[away].path(), |_, _| {})?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_cluster_without_its_first_member_still_elects() -> anyhow::Result<()> {
+    // Only the first member initializes a new cluster at once; the others wait their turn and
+    // initialize only if nobody has reached them, so a first start without member 1 goes on.
+    let g = genesis();
+    let (dirs, members) = three()?;
+    let mut rs: Vec<Option<Replica>> = vec![None];
+    for (k, id) in (2..=3u64).enumerate() {
+        rs.push(Some(start(id, dirs[k + 1].path(), &g, &members).await?));
+    }
+    until("a leader among the two", || leader(&rs).is_some()).await;
+    let alice = Keypair::from_uri("//Alice")?;
+    let hot = Keypair::from_uri("//Alice//hot")?;
+    let register = Transaction::sign(
+        &hot,
+        &g.genesis,
+        0,
+        Call::Register {
+            coldkey: alice.public(),
+            endpoint: "127.0.0.1:9000".parse()?,
+        },
+    );
+    let (_, applied) = submit(&rs, &register).await?;
+    assert_eq!(applied, Applied::Submitted { added: 1 });
+    // Member 1 joins late, from an empty directory, and learns the chain from the others.
+    rs[0] = Some(start(1, dirs[0].path(), &g, &members).await?);
+    until("the late member has the registration", || {
+        matches!(
+            rs[0]
+                .as_ref()
+                .expect("up")
+                .machine()
+                .store()
+                .tx_status(&register.hash()),
+            Ok(TxStatus::Included(_))
+        )
+    })
+    .await;
+    for r in rs.into_iter().flatten() {
+        r.shutdown().await?;
+    }
+    Ok(())
+}
