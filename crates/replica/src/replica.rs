@@ -220,10 +220,11 @@ impl Replica {
             tasks.push(tokio::spawn(async move {
                 tokio::time::sleep(wait).await;
                 let m = raft.metrics().borrow().clone();
-                if m.current_leader.is_none() && m.last_log_index.is_none() {
-                    if let Err(e) = initialize(&raft, members).await {
-                        tracing::error!(error = %e, "cannot initialize the cluster");
-                    }
+                if m.current_leader.is_none()
+                    && m.last_log_index.is_none()
+                    && let Err(e) = initialize(&raft, members).await
+                {
+                    tracing::error!(error = %e, "cannot initialize the cluster");
                 }
             }));
         }
