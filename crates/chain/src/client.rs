@@ -278,6 +278,26 @@ fn rpc(url: &str, s: tonic::Status) -> Error {
 }
 
 impl Client {
+    /// Connects to the first of `urls` (a replicated ledger's validators) that answers a
+    /// status query, trying them in turn from `*next`, which is left just past the one used:
+    /// a caller that loses it and asks again starts with the next validator.
+    pub async fn connect_first(urls: &[String], next: &mut usize) -> Result<Client> {
+        let mut tried = Vec::new();
+        for _ in 0..urls.len() {
+            let url = &urls[*next % urls.len()];
+            *next = (*next + 1) % urls.len();
+            let answered = match Client::connect(url).await {
+                Ok(mut c) => c.status().await.map(|_| c),
+                Err(e) => Err(e),
+            };
+            match answered {
+                Ok(c) => return Ok(c),
+                Err(e) => tried.push(format!("{url}: {e}")),
+            }
+        }
+        Err(Error::NoneAnswered { tried })
+    }
+
     /// Connects to `url` (e.g. `http://127.0.0.1:50051`).
     pub async fn connect(url: &str) -> Result<Client> {
         let channel = tonic::transport::Endpoint::from_shared(url.to_string())

@@ -101,9 +101,32 @@ pub enum Error {
         /// The innermost cause (e.g. `Connection refused (os error 111)`).
         reason: String,
     },
+    /// None of several nodes (a replicated ledger's validators) answered: each address with
+    /// why.
+    #[error("no ledger node answered: {}", .tried.join("; "))]
+    NoneAnswered {
+        /// `url: reason` for each node tried.
+        tried: Vec<String>,
+    },
     /// A reply from a node does not make sense.
     #[error("bad reply from node: {0}")]
     BadReply(String),
+}
+
+impl Error {
+    /// Whether the node asked cannot serve now (down, unreachable, between leaders, stopped),
+    /// so that a client with other validators' addresses should ask another.
+    pub fn is_lost(&self) -> bool {
+        match self {
+            Error::Transport(_)
+            | Error::Unreachable { .. }
+            | Error::NoLeader
+            | Error::Stopped
+            | Error::NoneAnswered { .. } => true,
+            Error::Rpc(s) => s.code() == tonic::Code::Unavailable,
+            _ => false,
+        }
+    }
 }
 
 /// The reply metadata key that names which of this crate's errors an answer carries where

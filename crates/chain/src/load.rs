@@ -33,16 +33,9 @@ pub struct LoadReport {
 async fn connect_retrying(urls: &[String], next: &mut usize, attempts: u32) -> Result<Client> {
     let mut last = None;
     for _ in 0..attempts {
-        for _ in 0..urls.len() {
-            let url = &urls[*next % urls.len()];
-            *next = (*next + 1) % urls.len();
-            match Client::connect(url).await {
-                Ok(mut c) => match c.status().await {
-                    Ok(_) => return Ok(c),
-                    Err(e) => last = Some(e),
-                },
-                Err(e) => last = Some(e),
-            }
+        match Client::connect_first(urls, next).await {
+            Ok(c) => return Ok(c),
+            Err(e) => last = Some(e),
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -51,7 +44,7 @@ async fn connect_retrying(urls: &[String], next: &mut usize, attempts: u32) -> R
 
 fn transient(e: &Error) -> bool {
     match e {
-        Error::Transport(_) | Error::Unreachable { .. } | Error::NoLeader => true,
+        e if e.is_lost() => true,
         Error::Rpc(s) => matches!(
             s.code(),
             tonic::Code::Unavailable

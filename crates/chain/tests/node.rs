@@ -222,3 +222,37 @@ fn verify_detects_tampering() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_first_skips_a_dead_address_and_names_every_one_when_none_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = serve(config(dir.path(), Some(genesis(1000))))
+        .await
+        .expect("serves");
+    // A port that was free a moment ago: nothing listens there.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| format!("http://{a}"))
+        .expect("a free port");
+    let live = format!("http://{}", node.addr);
+    let urls = vec![dead.clone(), live.clone()];
+    let mut next = 0;
+    let c = Client::connect_first(&urls, &mut next)
+        .await
+        .expect("the live one");
+    assert_eq!(c.url(), live);
+    assert_eq!(next, 0, "the next attempt starts after the one used");
+    node.stop().await.expect("stops");
+    let err = Client::connect_first(&urls, &mut next)
+        .await
+        .expect_err("nothing answers");
+    let Error::NoneAnswered { tried } = &err else {
+        panic!("expected NoneAnswered, got {err:?}");
+    };
+    assert_eq!(tried.len(), 2);
+    assert!(
+        err.to_string().contains(&dead) && err.to_string().contains(&live),
+        "{err}"
+    );
+    assert!(err.is_lost());
+}

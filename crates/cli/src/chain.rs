@@ -116,17 +116,7 @@ pub struct NodeArgs {
 impl NodeArgs {
     /// A client of the first node that answers, in the order given.
     pub async fn connect(&self) -> Result<Client> {
-        let mut errors = Vec::new();
-        for url in &self.node {
-            match Client::connect(url).await {
-                Ok(mut c) => match c.status().await {
-                    Ok(_) => return Ok(c),
-                    Err(e) => errors.push(format!("{url}: {e}")),
-                },
-                Err(e) => errors.push(format!("{url}: {e}")),
-            }
-        }
-        bail!("no node answered: {}", errors.join("; "))
+        Ok(Client::connect_first(&self.node, &mut 0).await?)
     }
 }
 

@@ -51,7 +51,8 @@ pub struct UpArgs {
     #[arg(long, default_value_t = DEFAULT_BLOCKS_PER_STEP)]
     pub blocks_per_step: u64,
     /// Ledger validators with `--transport grpc`: 1 is a single node; 3 (or more) replicate
-    /// the ledger on openraft, each neuron talking to one of them.
+    /// the ledger on openraft, each neuron talking to one of them (and to another when it is
+    /// lost).
     #[arg(long, default_value_t = 1)]
     pub validators: usize,
     /// Run seeds `seed .. seed + K`, each report in OUT/seed-N, and write a summary (mean and

@@ -351,7 +351,8 @@ pub struct UpConfig {
     /// the end of the run does (a tournament's runs). Lockstep only.
     pub held_out_each_epoch: bool,
     /// Ledger validators (grpc only): 1 is a single node; more replicate the ledger on
-    /// openraft, and neuron `k` talks to validator `k mod validators`.
+    /// openraft, and neuron `k` talks to validator `k mod validators` first, then to the
+    /// next when that one is lost.
     pub validators: usize,
 }
 
@@ -688,7 +689,6 @@ async fn up_grpc(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Result<Ne
     };
     let chain = start_ledger_cluster(&chain_dir, &params, cfg.validators).await?;
     let urls = chain.urls();
-    let url = urls[0].clone();
     let roles = cfg.roles();
     let progress = Progress::new(&roles, cfg.steps, cfg.progress);
 
@@ -703,8 +703,14 @@ async fn up_grpc(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Result<Ne
 
     let mut trainers = Vec::with_capacity(roles.len());
     for (k, role) in roles.iter().enumerate() {
+        // Every validator, starting with validator `k mod n`: a neuron fails over to the
+        // next when the one it uses is lost.
+        let ledger = (0..urls.len())
+            .map(|i| urls[(k + i) % urls.len()].as_str())
+            .collect::<Vec<_>>()
+            .join(",");
         let neuron = Neuron::start(
-            neuron_config(cfg, k, role, Some(&urls[k % urls.len()])),
+            neuron_config(cfg, k, role, Some(&ledger)),
             hotkey(&role.name)?,
             Some(funder()?),
         )
@@ -762,7 +768,7 @@ async fn up_grpc(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Result<Ne
     // The ledger follower: the dashboard's and the plots' view of stake, rank and W.
     let follow_stop = Arc::new(AtomicBool::new(false));
     let follower = tokio::spawn(follow(
-        url.clone(),
+        urls.clone(),
         live.clone(),
         follow_stop.clone(),
         progress.clone(),
@@ -1017,10 +1023,10 @@ async fn train(
     Ok(t)
 }
 
-/// Follows the ledger every 250 ms until `stop`: fills the live state and records stake and
-/// rank at every new height.
+/// Follows the ledger every 250 ms until `stop` (another validator when the one it reads is
+/// lost): fills the live state and records stake and rank at every new height.
 async fn follow(
-    url: String,
+    urls: Vec<String>,
     live: Live,
     stop: Arc<AtomicBool>,
     progress: Progress,
@@ -1028,10 +1034,11 @@ async fn follow(
 ) -> Vec<LedgerPoint> {
     let mut points: Vec<LedgerPoint> = Vec::new();
     let mut client: Option<Client> = None;
+    let mut next = 0;
     while !stop.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(250)).await;
         if client.is_none() {
-            client = Client::connect(&url).await.ok();
+            client = Client::connect_first(&urls, &mut next).await.ok();
         }
         let Some(c) = client.as_mut() else { continue };
         let snap = match c.metagraph(None, true).await {

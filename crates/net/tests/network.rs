@@ -1,10 +1,13 @@
 //! Three neurons and a real ledger node on loopback: two honest learners and one that answers
 //! noise. The honest ones learn to route around the noise and weigh it least on the ledger;
-//! when an honest peer is killed, the other keeps training on its student with no error.
+//! when an honest peer is killed, the other keeps training on its student with no error. And a
+//! neuron on a replicated ledger moves to another validator when its own is lost.
 
 use std::time::Duration;
 
-use bt_net::local::{LedgerParams, funder, hotkey, start_ledger, train_together};
+use bt_net::local::{
+    LedgerParams, LocalLedger, funder, hotkey, start_ledger, start_ledger_cluster, train_together,
+};
 use bt_neuron::learner::Mode;
 use bt_neuron::serve::Behaviour;
 use bt_neuron::{Neuron, NeuronConfig};
@@ -142,4 +145,51 @@ async fn honest_neurons_route_around_noise_and_survive_a_dead_peer() {
         .await
         .expect("node stops in time")
         .expect("node stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_neuron_moves_to_another_validator_when_its_own_is_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let params = LedgerParams {
+        block_time_ms: 50,
+        max_neurons: 8,
+        ..LedgerParams::default()
+    };
+    let LocalLedger::Replicated(mut validators) = start_ledger_cluster(dir.path(), &params, 3)
+        .await
+        .expect("validators")
+    else {
+        panic!("three validators replicate");
+    };
+    // The neuron's first address is the leader's: the hardest one to lose.
+    let leader = validators
+        .iter()
+        .position(|v| v.status().role == "leader")
+        .expect("a leader");
+    let urls: Vec<String> = (0..3)
+        .map(|i| format!("http://{}", validators[(leader + i) % 3].api_addr()))
+        .collect();
+    let cfg = config("a", "bundled:moby_dick_a", 1, &urls.join(","));
+    let mut neuron = Neuron::start(
+        cfg,
+        hotkey("a").expect("hotkey"),
+        Some(funder().expect("funder")),
+    )
+    .await
+    .expect("starts and registers");
+    let uid = neuron.uid().expect("registered");
+
+    validators.remove(leader).shutdown().await.expect("stops");
+    // The next read goes to another validator at once, without an error.
+    neuron
+        .refresh()
+        .await
+        .expect("metagraph from another validator");
+    assert_eq!(neuron.uid(), Some(uid));
+    assert!(neuron.snapshot().is_some_and(|s| s.neurons.len() == 1));
+
+    neuron.shutdown().await.expect("stops");
+    for v in validators {
+        v.shutdown().await.expect("stops");
+    }
 }

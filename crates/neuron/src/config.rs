@@ -67,7 +67,9 @@ impl Default for DataConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NetworkConfig {
-    /// The ledger node (`http://host:port`); `None` trains without a network.
+    /// The ledger node (`http://host:port`), or a replicated ledger's validators,
+    /// comma-separated (the first that answers is used, another when it is lost); `None`
+    /// trains without a network.
     pub ledger: Option<String>,
     /// The axon's listen address.
     pub listen: String,
@@ -80,6 +82,17 @@ pub struct NetworkConfig {
     pub mask: bool,
     /// Deadline of a query to a peer, in milliseconds.
     pub timeout_ms: u64,
+}
+
+impl NetworkConfig {
+    /// The ledger addresses of `ledger`, in order (none without a ledger).
+    pub fn ledger_urls(&self) -> Vec<String> {
+        self.ledger
+            .iter()
+            .flat_map(|l| l.split(','))
+            .map(|u| u.trim().to_string())
+            .collect()
+    }
 }
 
 impl Default for NetworkConfig {
@@ -335,12 +348,12 @@ impl NeuronConfig {
             }
             None => {}
         }
-        if let Some(l) = &n.ledger
-            && !(l.starts_with("http://") || l.starts_with("https://"))
-        {
-            return Err(Error::Config(format!(
-                "network.ledger {l:?} must start with http:// or https://"
-            )));
+        for l in n.ledger_urls() {
+            if !(l.starts_with("http://") || l.starts_with("https://")) {
+                return Err(Error::Config(format!(
+                    "network.ledger {l:?} must start with http:// or https://"
+                )));
+            }
         }
         let need = self.data.tokenizer.vocab();
         if self.model.vocab < need {
@@ -504,6 +517,14 @@ rule = "payoff"
             (
                 "[network]\nledger = \"127.0.0.1:1\"",
                 "must start with http://",
+            ),
+            (
+                "[network]\nledger = \"http://127.0.0.1:1,127.0.0.1:2\"",
+                "network.ledger \"127.0.0.1:2\" must start with http://",
+            ),
+            (
+                "[network]\nledger = \"http://127.0.0.1:1,\"",
+                "network.ledger \"\" must start with http://",
             ),
             (
                 "[network]\nledger = \"http://127.0.0.1:1\"\nlisten = \"0.0.0.0:8091\"",

@@ -112,7 +112,7 @@ pub struct Neuron {
     core: Core,
     /// The origin of the core's clock.
     clock: Instant,
-    chain: Option<Client>,
+    chain: Option<LedgerLink>,
     snapshot: Option<Snapshot>,
     my_uid: Option<usize>,
     backward: JoinSet<()>,
@@ -252,9 +252,15 @@ impl Neuron {
             backward: JoinSet::new(),
             resumed,
         };
-        if let Some(url) = n.cfg.network.ledger.clone() {
-            let client = Client::connect(&url).await?;
-            n.chain = Some(client);
+        let urls = n.cfg.network.ledger_urls();
+        if !urls.is_empty() {
+            let mut link = LedgerLink {
+                urls,
+                next: 0,
+                client: None,
+            };
+            link.client().await?;
+            n.chain = Some(link);
             n.register().await?;
         }
         Ok(n)
@@ -329,7 +335,7 @@ impl Neuron {
                 .addr()
                 .ok_or_else(|| Error::Config("axon not running".into()))?,
         };
-        let chain = self
+        let link = self
             .chain
             .as_mut()
             .ok_or_else(|| Error::Ledger("no ledger".into()))?;
@@ -340,8 +346,8 @@ impl Neuron {
                 .as_ref()
                 .map(|k| k.public())
                 .unwrap_or_else(|| self.hotkey.public());
-            submit(
-                chain,
+            let registered = submit(
+                link.client().await?,
                 &self.hotkey,
                 Call::Register {
                     coldkey,
@@ -349,7 +355,8 @@ impl Neuron {
                 },
                 wait,
             )
-            .await?;
+            .await;
+            link.check(registered)?;
             tracing::info!(hotkey = %self.hotkey.public(), %addr, "registered");
             let stake = (self.cfg.network.stake_tao * RAO_PER_TAO as f64).round() as u64;
             if stake > 0 {
@@ -360,29 +367,33 @@ impl Neuron {
                     hotkey: self.hotkey.public(),
                     amount: stake,
                 };
-                submit(chain, coldkey, call, wait).await?;
+                let staked = submit(link.client().await?, coldkey, call, wait).await;
+                link.check(staked)?;
             }
         } else if let Some(s) = &self.snapshot
             && let Some(uid) = self.my_uid
             && s.neurons[uid].endpoint != addr.to_string()
         {
-            submit(
-                chain,
+            let updated = submit(
+                link.client().await?,
                 &self.hotkey,
                 Call::UpdateEndpoint { endpoint: addr },
                 wait,
             )
-            .await?;
+            .await;
+            link.check(updated)?;
         }
         self.refresh().await
     }
 
     /// Reads the metagraph: peers and the axon's view (stake, masks).
     pub async fn refresh(&mut self) -> Result<()> {
-        let Some(chain) = self.chain.as_mut() else {
+        let Some(link) = self.chain.as_mut() else {
             return Ok(());
         };
-        let mg = chain.metagraph(None, true).await?;
+        let mg = link
+            .read(async |c: &mut Client| Ok(c.metagraph(None, true).await?))
+            .await?;
         let snap = Snapshot::from_metagraph(&mg);
         self.my_uid = snap.uid_of(&self.hotkey.public());
         let max = self.cfg.router.max_peers;
@@ -689,17 +700,18 @@ impl Neuron {
     /// Signs and submits a weight row chosen by the core.
     async fn set_weights(&mut self, row: &[f64]) -> Result<()> {
         let raw = to_raw(row)?;
-        let chain = self
+        let link = self
             .chain
             .as_mut()
             .ok_or_else(|| Error::Ledger("no ledger".into()))?;
-        submit(
-            chain,
+        let set = submit(
+            link.client().await?,
             &self.hotkey,
             Call::SetWeights { row: raw },
             Duration::from_secs(10),
         )
-        .await?;
+        .await;
+        link.check(set)?;
         Ok(())
     }
 
@@ -714,6 +726,54 @@ impl Neuron {
             a.shutdown().await?;
         }
         Ok(())
+    }
+}
+
+/// The ledger a neuron talks to: one node, or a replicated ledger's validators. It uses the
+/// first that answers and, when a call finds that one lost (down, unreachable, between
+/// leaders), asks the next one on the following call.
+struct LedgerLink {
+    urls: Vec<String>,
+    /// Where the next connection starts looking.
+    next: usize,
+    client: Option<Client>,
+}
+
+impl LedgerLink {
+    /// The connected client, connecting first if the last one was lost.
+    async fn client(&mut self) -> Result<&mut Client> {
+        if self.client.is_none() {
+            self.client = Some(Client::connect_first(&self.urls, &mut self.next).await?);
+        }
+        Ok(self.client.as_mut().expect("connected just above"))
+    }
+
+    /// A read (safe to ask again): asked of the next validator at once when the one in use
+    /// is lost, until each has been asked.
+    async fn read<T>(&mut self, mut op: impl AsyncFnMut(&mut Client) -> Result<T>) -> Result<T> {
+        let mut asked = 0;
+        loop {
+            asked += 1;
+            let r = op(self.client().await?).await;
+            let r = self.check(r);
+            if self.client.is_none() && asked < self.urls.len() {
+                continue;
+            }
+            return r;
+        }
+    }
+
+    /// Passes `r` on; a ledger error saying the node is lost drops the client, so that the
+    /// next call connects to another. (A submission is not asked again by itself: it may
+    /// have been taken before the node was lost.)
+    fn check<T>(&mut self, r: Result<T>) -> Result<T> {
+        if let Err(Error::Chain(e)) = &r
+            && e.is_lost()
+        {
+            tracing::warn!(error = %e, "ledger node lost; the next call asks another");
+            self.client = None;
+        }
+        r
     }
 }
 
