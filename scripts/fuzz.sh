@@ -4,7 +4,9 @@
 # would need nightly; the decoding code is safe Rust).
 #   scripts/fuzz.sh TARGET [SECONDS]   (default 60; crashes land in fuzz/artifacts/TARGET/)
 # Targets: decode_request (the axon's requests), ledger_decode (transactions, blocks),
-# replica_log (raft log entries, commands, votes), replica_rpc (raft messages between validators).
+# replica_log (raft log entries, commands, votes), replica_rpc (raft messages between validators),
+# snapshot_restore (a ledger snapshot installed from another validator), key_files (hotkey,
+# coldkey public and encrypted coldkey files, ours and bittensor's $NACL).
 # With a nightly toolchain or RUSTC_BOOTSTRAP=1, `cargo fuzz run TARGET` works as usual.
 set -euo pipefail
 NAME="${1:?usage: scripts/fuzz.sh TARGET [SECONDS]}"

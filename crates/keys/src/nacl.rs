@@ -53,9 +53,10 @@ pub const MIN_LEN: usize = MAGIC.len() + NONCE_LEN + TAG_LEN;
 /// Key files are small; anything larger is not one.
 const MAX_LEN: usize = 64 * 1024;
 
-/// Argon2i costs of the key derivation.
+/// Argon2i costs of the key derivation: bittensor's files use [`SENSITIVE`]; tests and
+/// fuzzing use small ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct NaclKdf {
+pub struct NaclKdf {
     /// Memory in KiB.
     pub memory_kib: u32,
     /// Passes.
@@ -64,7 +65,7 @@ pub(crate) struct NaclKdf {
 
 /// libsodium's `crypto_pwhash_argon2i` `OPSLIMIT_SENSITIVE` (8) and
 /// `MEMLIMIT_SENSITIVE` (512 MiB), what bittensor uses.
-pub(crate) const SENSITIVE: NaclKdf = NaclKdf {
+pub const SENSITIVE: NaclKdf = NaclKdf {
     memory_kib: 512 * 1024,
     passes: 8,
 };
@@ -87,7 +88,8 @@ pub fn decrypt(bytes: &[u8], passphrase: &str, path: &Path) -> Result<Zeroizing<
     decrypt_with(bytes, passphrase, path, SENSITIVE)
 }
 
-pub(crate) fn decrypt_with(
+/// [`decrypt`] with the given key-derivation costs.
+pub fn decrypt_with(
     bytes: &[u8],
     passphrase: &str,
     path: &Path,
