@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Crash test of a replicated ledger: three validators on loopback (`bt chain run --cluster`),
 # transfers streamed at them (`bt chain load`, failing over between validators), the leader
-# killed with SIGKILL again and again and restarted from its data directory. Then: every
+# killed with SIGKILL again and again and restarted from its data directory, and after each
+# leader a follower, which must catch up. Then: every
 # acknowledged transaction is in a block on every validator, all three show the same height,
 # block id and state hash, and `bt chain verify` replays each data directory.
 # Exits non-zero on any failure.
@@ -89,6 +90,15 @@ for ((k = 1; k <= KILLS; k++)); do
     "$k" "$KILLS" "$l" "$acked"
   sleep 0.3
   start "$l"
+  # Then a follower: killed under load and restarted a moment later, it must catch up.
+  sleep 0.5
+  l="$(wait_leader)"
+  f=$((l % 3 + 1))
+  kill -9 "${pid[$f]}"
+  wait "${pid[$f]}" 2>/dev/null || true
+  printf '         follower %s killed with SIGKILL\n' "$f"
+  sleep 0.3
+  start "$f"
 done
 
 sleep 1
@@ -118,4 +128,4 @@ for id in 1 2 3; do
   echo -n "validator $id: "
   "$BT" chain verify --data-dir "$WORK/v$id"
 done
-echo "cluster test passed: $KILLS leader kills, no acknowledged transaction lost, the same head on all three, every chain verified"
+echo "cluster test passed: $KILLS leader kills and $KILLS follower kills, no acknowledged transaction lost, the same head on all three, every chain verified"
