@@ -86,9 +86,13 @@ for ((k = 1; k <= KILLS; k++)); do
   kill -9 "${pid[$l]}"
   wait "${pid[$l]}" 2>/dev/null || true
   acked=$(wc -l < "$WORK/acked.txt" 2>/dev/null || echo 0)
-  printf 'kill %2d/%d: leader %s killed with SIGKILL, %6d transactions acknowledged so far\n' \
-    "$k" "$KILLS" "$l" "$acked"
-  sleep 0.3
+  # Down for 0.3 to 8 s: the others wait out the leader's lease and an election timeout
+  # (3 to 6 s by default) before they elect, and a leader back sooner takes up its leadership
+  # again (its vote is on disk); one down longer finds that another leads.
+  down="$(awk -v r="$RANDOM" 'BEGIN { printf "%.1f", 0.3 + 7.7 * r / 32767 }')"
+  printf 'kill %2d/%d: leader %s killed with SIGKILL for %s s, %6d transactions acknowledged so far\n' \
+    "$k" "$KILLS" "$l" "$down" "$acked"
+  sleep "$down"
   start "$l"
   # Then a follower: killed under load and restarted a moment later, it must catch up.
   sleep 0.5

@@ -222,6 +222,7 @@ impl Replica {
                 let m = raft.metrics().borrow().clone();
                 if m.current_leader.is_none()
                     && m.last_log_index.is_none()
+                    && m.vote.leader_id.term == 0
                     && let Err(e) = initialize(&raft, members).await
                 {
                     tracing::error!(error = %e, "cannot initialize the cluster");
