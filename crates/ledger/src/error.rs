@@ -115,6 +115,14 @@ pub enum Error {
     /// A weight row whose entries are all zero.
     #[error("weight row is all zeros")]
     ZeroRow,
+    /// A weight given as a real number that is negative or not finite.
+    #[error("weight {value} of uid {uid} is negative or not finite")]
+    BadWeight {
+        /// Its uid (its index in the row).
+        uid: u32,
+        /// The value given.
+        value: f64,
+    },
     /// The new row is too far from the old one: `||W_i_new - W_i_old||_2 >= epsilon`.
     #[error("weight change of uid {uid} is {distance:.6}, not below epsilon {epsilon:.6}")]
     WeightChangeTooLarge {

@@ -82,4 +82,4 @@ pub use error::{Error, Result};
 pub use fixed::{FRAC_BITS, Fixed, RAO_PER_TAO, WEIGHT_ONE};
 pub use genesis::{Genesis, genesis_state};
 pub use state::{Account, Neuron, Params, State};
-pub use tx::{Call, Transaction};
+pub use tx::{Call, Transaction, raw_row};

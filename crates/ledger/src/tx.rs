@@ -332,6 +332,42 @@ fn verify_chunk(chunk: &[Transaction], genesis: &Hash) -> bool {
     schnorrkel::verify_batch(transcripts, &sigs, &keys, false).is_ok()
 }
 
+/// A weight row of non-negative real numbers (index = uid), scaled to sum to one, as
+/// [`Call::SetWeights`]'s raw `(uid, weight)` pairs in units of [`crate::fixed::WEIGHT_ONE`]
+/// (zeros dropped; the ledger normalises the rounding). Refuses a negative or non-finite
+/// weight and a row of zeros.
+pub fn raw_row(row: &[f64]) -> Result<Vec<(u32, u32)>> {
+    if let Some((uid, &value)) = row
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
+    {
+        return Err(Error::BadWeight {
+            uid: uid as u32,
+            value,
+        });
+    }
+    let total: f64 = row.iter().sum();
+    if !(total > 0.0 && total.is_finite()) {
+        return Err(Error::ZeroRow);
+    }
+    let out: Vec<(u32, u32)> = row
+        .iter()
+        .enumerate()
+        .map(|(j, w)| {
+            (
+                j as u32,
+                (w / total * f64::from(crate::fixed::WEIGHT_ONE)).round() as u32,
+            )
+        })
+        .filter(|(_, w)| *w > 0)
+        .collect();
+    if out.is_empty() {
+        return Err(Error::ZeroRow);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,6 +375,37 @@ mod tests {
 
     fn key(i: u8) -> Keypair {
         Keypair::from_mini_secret([i; 32])
+    }
+
+    #[test]
+    fn raw_rows_are_scaled_to_one_and_refuse_bad_values() {
+        let one = f64::from(crate::fixed::WEIGHT_ONE);
+        let raw = raw_row(&[0.0, 1.0, 3.0]).expect("a row");
+        assert_eq!(
+            raw,
+            vec![
+                (1, (0.25 * one).round() as u32),
+                (2, (0.75 * one).round() as u32)
+            ]
+        );
+        assert_eq!(
+            raw_row(&[0.5, 0.5]).expect("a row"),
+            raw_row(&[2.0, 2.0]).expect("a row")
+        );
+        assert!(matches!(
+            raw_row(&[1.0, f64::NAN]),
+            Err(Error::BadWeight { uid: 1, value }) if value.is_nan()
+        ));
+        assert!(matches!(
+            raw_row(&[-1.0, 2.0]),
+            Err(Error::BadWeight { uid: 0, .. })
+        ));
+        assert!(matches!(raw_row(&[0.0, 0.0]), Err(Error::ZeroRow)));
+        assert!(matches!(raw_row(&[]), Err(Error::ZeroRow)));
+        assert!(matches!(
+            raw_row(&[f64::MAX, f64::MAX]),
+            Err(Error::ZeroRow)
+        ));
     }
 
     fn calls(other: PublicKey) -> Vec<Call> {

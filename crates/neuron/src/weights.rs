@@ -10,7 +10,6 @@
 //! the ledger's epsilon (a longer one would be refused).
 
 use bt_keys::PublicKey;
-use bt_ledger::WEIGHT_ONE;
 use bt_mechanism::payoff::{mask_chain, rank_gradient};
 use bt_mechanism::simplex::projected;
 use serde::{Deserialize, Serialize};
@@ -315,29 +314,9 @@ pub fn value_step(
     }
 }
 
-/// A row on the simplex as the ledger's raw `(uid, weight)` pairs in units of
-/// [`WEIGHT_ONE`] (zeros dropped; the ledger normalises the rounding).
+/// A row on the simplex as the ledger's raw `(uid, weight)` pairs ([`bt_ledger::raw_row`]).
 pub fn to_raw(row: &[f64]) -> Result<Vec<(u32, u32)>> {
-    if let Some(v) = row.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
-        return Err(Error::Config(format!(
-            "weight {v} is negative or not finite"
-        )));
-    }
-    let out: Vec<(u32, u32)> = row
-        .iter()
-        .enumerate()
-        .map(|(j, w)| {
-            (
-                j as u32,
-                (w.min(1.0) * f64::from(WEIGHT_ONE)).round() as u32,
-            )
-        })
-        .filter(|(_, w)| *w > 0)
-        .collect();
-    if out.is_empty() {
-        return Err(Error::Config("weight row is all zeros".into()));
-    }
-    Ok(out)
+    bt_ledger::raw_row(row).map_err(|e| Error::Chain(bt_chain::Error::Ledger(e)))
 }
 
 #[cfg(test)]
