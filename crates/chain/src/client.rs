@@ -277,6 +277,74 @@ fn rpc(url: &str, s: tonic::Status) -> Error {
     }
 }
 
+/// The comma-separated addresses of one ledger node or of a replicated ledger's validators,
+/// each checked to start with `http://` or `https://` (the first that does not is the error).
+pub fn split_urls(list: &str) -> Result<Vec<String>> {
+    check_urls(list.split(',').map(|u| u.trim().to_string()))
+}
+
+/// Ledger addresses, each checked to start with `http://` or `https://`.
+pub fn check_urls(urls: impl IntoIterator<Item = String>) -> Result<Vec<String>> {
+    let urls: Vec<String> = urls.into_iter().collect();
+    if let Some(url) = urls
+        .iter()
+        .find(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+    {
+        return Err(Error::BadAddress { url: url.clone() });
+    }
+    Ok(urls)
+}
+
+/// A client of the first of several ledger addresses that answers (a replicated ledger's
+/// validators), which moves on to another when the node in use is lost.
+#[derive(Debug)]
+pub struct Failover {
+    urls: Vec<String>,
+    /// Where the next connection starts looking.
+    next: usize,
+    client: Option<Client>,
+}
+
+impl Failover {
+    /// Not connected yet: the first call connects.
+    pub fn new(urls: Vec<String>) -> Failover {
+        Failover {
+            urls,
+            next: 0,
+            client: None,
+        }
+    }
+
+    /// The addresses, in order.
+    pub fn urls(&self) -> &[String] {
+        &self.urls
+    }
+
+    /// The client in use, if connected.
+    pub fn current(&self) -> Option<&Client> {
+        self.client.as_ref()
+    }
+
+    /// The connected client, connecting first ([`Client::connect_first`]) if the last one was
+    /// lost.
+    pub async fn client(&mut self) -> Result<&mut Client> {
+        if self.client.is_none() {
+            self.client = Some(Client::connect_first(&self.urls, &mut self.next).await?);
+        }
+        Ok(self.client.as_mut().expect("connected just above"))
+    }
+
+    /// Forgets the client when `e` says its node is lost ([`Error::is_lost`]), so that the
+    /// next call connects to another; whether it did.
+    pub fn note(&mut self, e: &Error) -> bool {
+        let lost = e.is_lost();
+        if lost {
+            self.client = None;
+        }
+        lost
+    }
+}
+
 impl Client {
     /// Connects to the first of `urls` (a replicated ledger's validators) that answers a
     /// status query, trying them in turn from `*next`, which is left just past the one used:

@@ -108,6 +108,12 @@ pub enum Error {
         /// `url: reason` for each node tried.
         tried: Vec<String>,
     },
+    /// A ledger address that is not `http://...` or `https://...`.
+    #[error("ledger address {url:?} must start with http:// or https://")]
+    BadAddress {
+        /// The address given.
+        url: String,
+    },
     /// A reply from a node does not make sense.
     #[error("bad reply from node: {0}")]
     BadReply(String),

@@ -67,7 +67,10 @@ pub mod proto {
     tonic::include_proto!("bt.chain.v1");
 }
 
-pub use client::{AccountInfo, Client, Metagraph, MetagraphNeuron, Replication, TxStatus};
+pub use client::{
+    AccountInfo, Client, Failover, Metagraph, MetagraphNeuron, Replication, TxStatus, check_urls,
+    split_urls,
+};
 pub use error::{Error, Result};
 #[cfg(feature = "server")]
 pub use node::{NextBlock, NodeConfig, next_block, now_ms};

@@ -47,8 +47,7 @@ fn transient(e: &Error) -> bool {
         e if e.is_lost() => true,
         Error::Rpc(s) => matches!(
             s.code(),
-            tonic::Code::Unavailable
-                | tonic::Code::Unknown
+            tonic::Code::Unknown
                 | tonic::Code::Internal
                 | tonic::Code::Cancelled
                 | tonic::Code::ResourceExhausted

@@ -85,13 +85,17 @@ pub struct NetworkConfig {
 }
 
 impl NetworkConfig {
-    /// The ledger addresses of `ledger`, in order (none without a ledger).
-    pub fn ledger_urls(&self) -> Vec<String> {
-        self.ledger
-            .iter()
-            .flat_map(|l| l.split(','))
-            .map(|u| u.trim().to_string())
-            .collect()
+    /// The ledger addresses of `ledger`, in order (none without a ledger), each checked.
+    pub fn ledger_urls(&self) -> Result<Vec<String>> {
+        let Some(list) = &self.ledger else {
+            return Ok(Vec::new());
+        };
+        bt_chain::split_urls(list).map_err(|e| match e {
+            bt_chain::Error::BadAddress { url } => Error::Config(format!(
+                "network.ledger {url:?} must start with http:// or https://"
+            )),
+            e => Error::Chain(e),
+        })
     }
 }
 
@@ -348,13 +352,7 @@ impl NeuronConfig {
             }
             None => {}
         }
-        for l in n.ledger_urls() {
-            if !(l.starts_with("http://") || l.starts_with("https://")) {
-                return Err(Error::Config(format!(
-                    "network.ledger {l:?} must start with http:// or https://"
-                )));
-            }
-        }
+        n.ledger_urls()?;
         let need = self.data.tokenizer.vocab();
         if self.model.vocab < need {
             return Err(Error::Config(format!(

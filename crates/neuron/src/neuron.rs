@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bt_chain::Client;
+use bt_chain::{Client, Failover};
 use bt_keys::Keypair;
 use bt_ledger::{Call, RAO_PER_TAO};
 use bt_wire::{Axon, AxonConfig, AxonHandle, Dendrite, DendriteConfig, Peer, StakeView, Tensor};
@@ -252,13 +252,9 @@ impl Neuron {
             backward: JoinSet::new(),
             resumed,
         };
-        let urls = n.cfg.network.ledger_urls();
+        let urls = n.cfg.network.ledger_urls()?;
         if !urls.is_empty() {
-            let mut link = LedgerLink {
-                urls,
-                next: 0,
-                client: None,
-            };
+            let mut link = LedgerLink(Failover::new(urls));
             link.client().await?;
             n.chain = Some(link);
             n.register().await?;
@@ -729,23 +725,15 @@ impl Neuron {
     }
 }
 
-/// The ledger a neuron talks to: one node, or a replicated ledger's validators. It uses the
-/// first that answers and, when a call finds that one lost (down, unreachable, between
-/// leaders), asks the next one on the following call.
-struct LedgerLink {
-    urls: Vec<String>,
-    /// Where the next connection starts looking.
-    next: usize,
-    client: Option<Client>,
-}
+/// The ledger a neuron talks to: one node, or a replicated ledger's validators
+/// ([`Failover`]). Reads go to the next validator at once when the one in use is lost; a
+/// submission that finds it lost fails, and the next call asks another.
+struct LedgerLink(Failover);
 
 impl LedgerLink {
     /// The connected client, connecting first if the last one was lost.
     async fn client(&mut self) -> Result<&mut Client> {
-        if self.client.is_none() {
-            self.client = Some(Client::connect_first(&self.urls, &mut self.next).await?);
-        }
-        Ok(self.client.as_mut().expect("connected just above"))
+        Ok(self.0.client().await?)
     }
 
     /// A read (safe to ask again): asked of the next validator at once when the one in use
@@ -756,7 +744,7 @@ impl LedgerLink {
             asked += 1;
             let r = op(self.client().await?).await;
             let r = self.check(r);
-            if self.client.is_none() && asked < self.urls.len() {
+            if self.0.current().is_none() && asked < self.0.urls().len() {
                 continue;
             }
             return r;
@@ -768,10 +756,9 @@ impl LedgerLink {
     /// have been taken before the node was lost.)
     fn check<T>(&mut self, r: Result<T>) -> Result<T> {
         if let Err(Error::Chain(e)) = &r
-            && e.is_lost()
+            && self.0.note(e)
         {
             tracing::warn!(error = %e, "ledger node lost; the next call asks another");
-            self.client = None;
         }
         r
     }

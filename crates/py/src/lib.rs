@@ -20,10 +20,10 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use bt_chain::Client;
+use bt_chain::{Client, Failover};
 use bt_keys::wallet::{Wallet as RustWallet, default_wallet_dir};
 use bt_keys::{Keypair as RustKeypair, PublicKey, Signature};
 use bt_ledger::{Call, RAO_PER_TAO};
@@ -455,19 +455,13 @@ enum Urls {
 }
 
 fn urls(given: Urls) -> PyResult<Vec<String>> {
-    let list: Vec<String> = match given {
-        Urls::One(s) => s.split(',').map(|u| u.trim().to_owned()).collect(),
-        Urls::Many(v) => v,
+    let checked = match given {
+        Urls::One(s) => bt_chain::split_urls(&s),
+        Urls::Many(v) => bt_chain::check_urls(v),
     };
+    let list = checked.map_err(|e| PyValueError::new_err(e.to_string()))?;
     if list.is_empty() {
         return Err(PyValueError::new_err("no ledger address given"));
-    }
-    for u in &list {
-        if !(u.starts_with("http://") || u.starts_with("https://")) {
-            return Err(PyValueError::new_err(format!(
-                "ledger address {u:?} must start with http:// or https://"
-            )));
-        }
     }
     Ok(list)
 }
@@ -476,29 +470,10 @@ fn urls(given: Urls) -> PyResult<Vec<String>> {
 /// that answers and moves to the next when that one is lost).
 #[pyclass(module = "bittensor_rs", frozen)]
 struct Ledger {
-    urls: Vec<String>,
-    /// Where the next connection starts looking.
-    next: Mutex<usize>,
-    client: Mutex<Option<Client>>,
+    link: tokio::sync::Mutex<Failover>,
 }
 
 impl Ledger {
-    async fn connected(&self) -> bt_chain::Result<Client> {
-        if let Some(c) = self
-            .client
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
-            return Ok(c);
-        }
-        let mut next = *self.next.lock().unwrap_or_else(|p| p.into_inner());
-        let c = Client::connect_first(&self.urls, &mut next).await?;
-        *self.next.lock().unwrap_or_else(|p| p.into_inner()) = next;
-        *self.client.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
-        Ok(c)
-    }
-
     /// Runs `op` on a connected client with the GIL released; a lost node is forgotten, so
     /// that the next call asks another.
     fn run<T, F, Fut>(&self, py: Python<'_>, op: F) -> PyResult<T>
@@ -507,16 +482,18 @@ impl Ledger {
         F: FnOnce(Client) -> Fut + Send,
         Fut: Future<Output = bt_chain::Result<T>> + Send,
     {
-        let r = block_on(py, async {
-            let c = self.connected().await?;
-            op(c).await
-        })?;
-        if let Err(e) = &r
-            && e.is_lost()
-        {
-            *self.client.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        }
-        r.map_err(ledger_error)
+        block_on(py, async {
+            let mut link = self.link.lock().await;
+            let r = match link.client().await {
+                Ok(c) => op(c.clone()).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = &r {
+                link.note(e);
+            }
+            r
+        })?
+        .map_err(ledger_error)
     }
 
     /// Signs `call` with `key`, submits it and waits until it is in a block: its height.
@@ -525,10 +502,7 @@ impl Ledger {
         let key = key.clone();
         self.run(py, async move |mut c: Client| {
             let (id, _) = c.sign_and_submit(&key, call).await?;
-            match c.wait_included(&id, wait).await? {
-                Some(h) => Ok(Some(h)),
-                None => Ok(None),
-            }
+            c.wait_included(&id, wait).await
         })?
         .ok_or_else(|| {
             LedgerError::new_err(format!(
@@ -550,9 +524,7 @@ impl Ledger {
     #[new]
     fn new(py: Python<'_>, urls: Urls) -> PyResult<Ledger> {
         let ledger = Ledger {
-            urls: self::urls(urls)?,
-            next: Mutex::new(0),
-            client: Mutex::new(None),
+            link: tokio::sync::Mutex::new(Failover::new(self::urls(urls)?)),
         };
         ledger.run(py, async |_c: Client| Ok(()))?;
         Ok(ledger)
@@ -560,12 +532,14 @@ impl Ledger {
 
     /// The address of the node in use.
     #[getter]
-    fn url(&self) -> Option<String> {
-        self.client
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|c| c.url().to_owned())
+    fn url(&self, py: Python<'_>) -> Option<String> {
+        // Another thread's call may hold the link: wait for it without the GIL.
+        py.detach(|| {
+            self.link
+                .blocking_lock()
+                .current()
+                .map(|c| c.url().to_owned())
+        })
     }
 
     /// The ledger's height.
@@ -642,8 +616,8 @@ impl Ledger {
         self.transact(py, &hotkey.inner, Call::SetWeights { row }, wait)
     }
 
-    fn __repr__(&self) -> String {
-        format!("Ledger({:?})", self.urls)
+    fn __repr__(&self, py: Python<'_>) -> String {
+        py.detach(|| format!("Ledger({:?})", self.link.blocking_lock().urls()))
     }
 }
 

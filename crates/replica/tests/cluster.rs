@@ -89,6 +89,22 @@ fn stake(alice: &Keypair, hot: &Keypair, g: &State, nonce: u64) -> Transaction {
 
 /// Three validators' data directories, and their membership on free loopback ports
 /// (released for the validators to bind).
+/// Alice's coldkey, her hotkey `//Alice//hot`, and the hotkey's registration (nonce 0).
+fn register(g: &State) -> anyhow::Result<(Keypair, Keypair, Transaction)> {
+    let alice = Keypair::from_uri("//Alice")?;
+    let hot = Keypair::from_uri("//Alice//hot")?;
+    let register = Transaction::sign(
+        &hot,
+        &g.genesis,
+        0,
+        Call::Register {
+            coldkey: alice.public(),
+            endpoint: "127.0.0.1:9000".parse()?,
+        },
+    );
+    Ok((alice, hot, register))
+}
+
 fn three() -> anyhow::Result<(Vec<tempfile::TempDir>, BTreeMap<NodeId, Peer>)> {
     let dirs = (0..3)
         .map(|_| tempfile::tempdir())
@@ -121,17 +137,7 @@ async fn three_validators_agree_survive_the_leaders_loss_and_catch_up() -> anyho
     }
     until("a leader", || leader(&rs).is_some()).await;
 
-    let alice = Keypair::from_uri("//Alice")?;
-    let hot = Keypair::from_uri("//Alice//hot")?;
-    let register = Transaction::sign(
-        &hot,
-        &g.genesis,
-        0,
-        Call::Register {
-            coldkey: alice.public(),
-            endpoint: "127.0.0.1:9000".parse()?,
-        },
-    );
+    let (alice, hot, register) = register(&g)?;
     // The validator that leads takes it (a validator that led a moment ago, before another
     // won the election, points elsewhere: the helper asks again, as a client would).
     let (l, applied) = submit(&rs, &register).await?;
@@ -263,17 +269,7 @@ async fn a_validator_behind_the_kept_log_catches_up_from_a_snapshot() -> anyhow:
         ));
     }
     until("a leader", || leader(&rs).is_some()).await;
-    let alice = Keypair::from_uri("//Alice")?;
-    let hot = Keypair::from_uri("//Alice//hot")?;
-    let register = Transaction::sign(
-        &hot,
-        &g.genesis,
-        0,
-        Call::Register {
-            coldkey: alice.public(),
-            endpoint: "127.0.0.1:9000".parse()?,
-        },
-    );
+    let (alice, hot, register) = register(&g)?;
     let (l, _) = submit(&rs, &register).await?;
     let away = (l + 1) % 3;
     rs[away].take().expect("up").shutdown().await?;
@@ -336,17 +332,7 @@ async fn a_new_cluster_without_its_first_member_still_elects() -> anyhow::Result
         rs.push(Some(start(id, dirs[k + 1].path(), &g, &members).await?));
     }
     until("a leader among the two", || leader(&rs).is_some()).await;
-    let alice = Keypair::from_uri("//Alice")?;
-    let hot = Keypair::from_uri("//Alice//hot")?;
-    let register = Transaction::sign(
-        &hot,
-        &g.genesis,
-        0,
-        Call::Register {
-            coldkey: alice.public(),
-            endpoint: "127.0.0.1:9000".parse()?,
-        },
-    );
+    let (_, _, register) = register(&g)?;
     let (_, applied) = submit(&rs, &register).await?;
     assert_eq!(applied, Applied::Submitted { added: 1 });
     // Member 1 joins late, from an empty directory, and learns the chain from the others.
