@@ -1,10 +1,12 @@
-"""Type stubs of the compiled core (crates/py/src/lib.rs)."""
+"""Type stubs of the compiled core (crates/py/src/lib.rs, crates/py/src/wire.rs)."""
 
 from os import PathLike
-from typing import Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import numpy.typing as npt
+
+from . import ReturnCode
 
 RAO_PER_TAO: int
 
@@ -35,6 +37,25 @@ class Wallet:
     def __init__(
         self, name: str = "default", path: Optional[Union[str, PathLike[str]]] = None
     ) -> None: ...
+    @staticmethod
+    def create(
+        name: str,
+        passphrase: str,
+        hotkey: str = "default",
+        words: int = 12,
+        path: Optional[Union[str, PathLike[str]]] = None,
+        overwrite: bool = False,
+    ) -> tuple[Wallet, str, str]: ...
+    @staticmethod
+    def import_from(
+        source: Union[str, PathLike[str]],
+        passphrase: str,
+        name: Optional[str] = None,
+        path: Optional[Union[str, PathLike[str]]] = None,
+        reencrypt: bool = False,
+        overwrite: bool = False,
+    ) -> Wallet: ...
+    def new_hotkey(self, name: str, words: int = 12, overwrite: bool = False) -> str: ...
     @property
     def name(self) -> str: ...
     @property
@@ -103,6 +124,19 @@ class Ledger:
     def set_weights(
         self, hotkey: Keypair, weights: Union[Sequence[float], npt.NDArray[np.float64]], wait: float = 30.0
     ) -> int: ...
+    def subscribe(self) -> Blocks: ...
+
+class Block:
+    height: int
+    hash: str
+    parent: str
+    timestamp_ms: int
+    transactions: int
+
+class Blocks:
+    def next(self, timeout: Optional[float] = None) -> Optional[Block]: ...
+    def __iter__(self) -> Blocks: ...
+    def __next__(self) -> Block: ...
 
 class LocalLedger:
     def __init__(self, data_dir: Union[str, PathLike[str]], genesis: str) -> None: ...
@@ -110,4 +144,71 @@ class LocalLedger:
     def url(self) -> str: ...
     def stop(self) -> None: ...
     def __enter__(self) -> LocalLedger: ...
+    def __exit__(self, *exc: object) -> bool: ...
+
+# An array, a torch tensor, or anything numpy.asarray takes.
+ArrayLike = Any
+# One array, or a list of them.
+Arrays = Union[ArrayLike, Sequence[ArrayLike]]
+# ("float" | "int", dims), a dim being "batch", "*" or a size.
+Spec = tuple[str, Sequence[Union[int, str]]]
+
+class Reply:
+    @property
+    def code(self) -> ReturnCode: ...
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def elapsed(self) -> float: ...
+    @property
+    def outputs(self) -> list[npt.NDArray[Any]]: ...
+
+class Dendrite:
+    def __init__(
+        self, keypair: Keypair, timeout: float = 12.0, wire_dtype: str = "f32", response_dtype: str = "f32"
+    ) -> None: ...
+    @property
+    def hotkey(self) -> str: ...
+    def forward(self, hotkey: str, endpoint: str, inputs: Arrays) -> Reply: ...
+    def backward(self, hotkey: str, endpoint: str, inputs: Arrays, grad_outputs: Arrays) -> Reply: ...
+    def forward_many(
+        self, peers: Sequence[tuple[str, str]], inputs: Arrays, k: Optional[int] = None, grace: float = 0.0
+    ) -> list[Reply]: ...
+
+class Axon:
+    def __init__(
+        self,
+        keypair: Keypair,
+        forward: Callable[[Optional[str], list[npt.NDArray[Any]]], Arrays],
+        inputs: Sequence[Spec],
+        outputs: Sequence[Spec],
+        backward: Optional[Callable[[Optional[str], list[npt.NDArray[Any]], list[npt.NDArray[Any]]], Optional[Arrays]]] = None,
+        *,
+        ledger: Optional[Ledger] = None,
+        mask: bool = True,
+        temperature: Optional[float] = None,
+        refresh: float = 12.0,
+        workers: int = 1,
+        queue_capacity: int = 256,
+        batchable: bool = False,
+        max_request_bytes: int = 67108864,
+        default_timeout: float = 12.0,
+        max_timeout: float = 60.0,
+        nonce_window: float = 60.0,
+    ) -> None: ...
+    def serve(self, address: str = "127.0.0.1:0") -> str: ...
+    @property
+    def address(self) -> Optional[str]: ...
+    @property
+    def hotkey(self) -> str: ...
+    def set_stake(self, hotkey: str, tao: float) -> None: ...
+    def refresh(self) -> int: ...
+    def response_scale(self, caller: str) -> float: ...
+    def set_serving(self, serving: bool) -> None: ...
+    @property
+    def queue_depth(self) -> int: ...
+    def stop(self) -> None: ...
+    def __enter__(self) -> Axon: ...
     def __exit__(self, *exc: object) -> bool: ...

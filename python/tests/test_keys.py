@@ -74,3 +74,39 @@ def test_wallet_errors_name_what_is_wrong(tmp_path, wallets_dir):
         b.coldkey_address()
     with pytest.raises(bt.KeysError):
         b.hotkey()
+
+
+def test_a_wrong_passphrase_is_its_own_error(vectors, wallets_dir):
+    case = vectors["wallets"][1]
+    w = bt.Wallet(case["name"], path=wallets_dir)
+    with pytest.raises(bt.KeysError, match="passphrase"):
+        w.coldkey("not the passphrase")
+
+
+def test_create_then_open_a_wallet(tmp_path):
+    w, cold_phrase, hot_phrase = bt.Wallet.create("fresh", "pass word", path=tmp_path)
+    assert len(cold_phrase.split()) == 12 and len(hot_phrase.split()) == 12
+    again = bt.Wallet("fresh", path=tmp_path)
+    assert again.coldkey("pass word").ss58_address == bt.Keypair.from_mnemonic(cold_phrase).ss58_address
+    assert again.hotkey().ss58_address == bt.Keypair.from_mnemonic(hot_phrase).ss58_address
+    phrase = again.new_hotkey("second")
+    assert again.hotkey("second").ss58_address == bt.Keypair.from_mnemonic(phrase).ss58_address
+    assert again.hotkey_names() == ["default", "second"]
+    with pytest.raises(bt.KeysError):
+        bt.Wallet.create("fresh", "pass word", path=tmp_path)
+    with pytest.raises(bt.KeysError):
+        again.new_hotkey("second")
+    with pytest.raises(bt.KeysError):
+        bt.Wallet.create("empty-pass", "", path=tmp_path)
+
+
+def test_a_bittensor_wallet_imports_and_reencrypts(vectors, wallets_dir, tmp_path):
+    case = vectors["wallets"][1]
+    source = wallets_dir / case["name"]
+    w = bt.Wallet.import_from(source, vectors["password"], path=tmp_path, reencrypt=True)
+    assert "NACL" not in w.coldkey_encryption()
+    assert w.coldkey_address() == case["coldkey_ss58"]
+    assert w.coldkey(vectors["password"]).ss58_address == case["coldkey_ss58"]
+    assert w.hotkey(case["hotkey"]).ss58_address == case["hotkey_ss58"]
+    with pytest.raises(bt.KeysError, match="passphrase"):
+        bt.Wallet.import_from(source, "wrong", name="other", path=tmp_path)

@@ -65,9 +65,12 @@ impl LedgerParams {
     }
 }
 
-/// The account that funds every neuron's stake in a local network (`//Alice`).
+/// The secret URI of the account that funds every neuron's stake in a local network.
+pub const LOCAL_FUNDER_URI: &str = "//Alice";
+
+/// The account that funds every neuron's stake in a local network ([`LOCAL_FUNDER_URI`]).
 pub fn funder() -> Result<Keypair> {
-    Keypair::from_uri("//Alice").map_err(|e| Error::Config(e.to_string()))
+    Keypair::from_uri(LOCAL_FUNDER_URI).map_err(|e| Error::Config(e.to_string()))
 }
 
 /// The hotkey of the local neuron called `name` (`//Alice//name`).

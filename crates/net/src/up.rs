@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::local::{DEFAULT_TEMPO, LedgerParams, funder, hotkey, start_ledger_cluster};
+use crate::local::{
+    DEFAULT_TEMPO, LOCAL_FUNDER_URI, LedgerParams, funder, hotkey, start_ledger_cluster,
+};
 use bt_chain::Client;
 use bt_ledger::{Mechanism, RAO_PER_TAO};
 use bt_neuron::ledger::Snapshot;
@@ -691,6 +693,13 @@ async fn up_grpc(cfg: &UpConfig, live: Live, stop: Arc<AtomicBool>) -> Result<Ne
     let urls = chain.urls();
     let roles = cfg.roles();
     let progress = Progress::new(&roles, cfg.steps, cfg.progress);
+    // Outside neurons (bt neuron run, python/examples/torch_neuron.py) may join while the
+    // network trains: the funder's key stakes for them.
+    progress.println(&format!(
+        "ledger: {}  (outside neurons may join; {} funds their stake)",
+        urls.join(","),
+        LOCAL_FUNDER_URI
+    ));
 
     let dashboard = match cfg.dashboard {
         Some(addr) => {

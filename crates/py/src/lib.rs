@@ -34,6 +34,8 @@ use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+mod wire;
+
 create_exception!(
     _native,
     BtError,
@@ -187,6 +189,15 @@ fn verify(ss58_address: &str, message: &[u8], signature: &[u8]) -> PyResult<bool
     verify_with(&public_key(ss58_address)?, message, signature)
 }
 
+/// `path`, or bittensor's wallet directory.
+fn wallet_dir(path: Option<PathBuf>) -> PyResult<PathBuf> {
+    match path {
+        Some(p) => Ok(p),
+        None => default_wallet_dir()
+            .ok_or_else(|| KeysError::new_err("no home directory to find ~/.bittensor/wallets in")),
+    }
+}
+
 /// A wallet in bittensor's layout (`~/.bittensor/wallets/NAME`): a coldkey (encrypted in this
 /// project's format or bittensor's `$NACL`), its public file, and hotkeys.
 #[pyclass(module = "bittensor_rs", frozen)]
@@ -200,15 +211,88 @@ impl Wallet {
     #[new]
     #[pyo3(signature = (name = "default", path = None))]
     fn new(name: &str, path: Option<PathBuf>) -> PyResult<Wallet> {
-        let dir = match path {
-            Some(p) => p,
-            None => default_wallet_dir().ok_or_else(|| {
-                KeysError::new_err("no home directory to find ~/.bittensor/wallets in")
-            })?,
-        };
+        let dir = wallet_dir(path)?;
         Ok(Wallet {
             inner: RustWallet::open(&dir, name).map_err(keys_error)?,
         })
+    }
+
+    /// Creates wallet `name` under `path` (default: bittensor's wallet directory) with a new
+    /// coldkey encrypted with `passphrase` and a new hotkey `hotkey`, from fresh `words`-word
+    /// mnemonics. Returns the wallet and the two mnemonics (coldkey's, hotkey's): the only
+    /// way to recover the keys. Refuses to replace existing key files unless `overwrite`.
+    #[staticmethod]
+    #[pyo3(signature = (name, passphrase, hotkey = "default", words = 12, path = None, overwrite = false))]
+    fn create(
+        py: Python<'_>,
+        name: &str,
+        passphrase: &str,
+        hotkey: &str,
+        words: usize,
+        path: Option<PathBuf>,
+        overwrite: bool,
+    ) -> PyResult<(Wallet, String, String)> {
+        let dir = wallet_dir(path)?;
+        let made = py
+            .detach(|| RustWallet::create(&dir, name, hotkey, words, passphrase, overwrite))
+            .map_err(keys_error)?;
+        Ok((
+            Wallet { inner: made.wallet },
+            made.coldkey_phrase.to_string(),
+            made.hotkey_phrase.to_string(),
+        ))
+    }
+
+    /// Copies (and checks) the wallet in directory `source`, one the Python bittensor wrote
+    /// or one of this project's, as wallet `name` (default: the source's name) under `path`,
+    /// as `bt wallet import` does: the coldkey is opened with `passphrase` and checked
+    /// against its public file; with `reencrypt` it is stored in this project's format
+    /// (Argon2id, XChaCha20-Poly1305; the Python bittensor cannot open that copy), otherwise
+    /// copied byte for byte.
+    #[staticmethod]
+    #[pyo3(signature = (source, passphrase, name = None, path = None, reencrypt = false, overwrite = false))]
+    fn import_from(
+        py: Python<'_>,
+        source: PathBuf,
+        passphrase: &str,
+        name: Option<String>,
+        path: Option<PathBuf>,
+        reencrypt: bool,
+        overwrite: bool,
+    ) -> PyResult<Wallet> {
+        let dir = wallet_dir(path)?;
+        let name = match name {
+            Some(n) => n,
+            None => source
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "{} has no wallet name: pass name=",
+                        source.display()
+                    ))
+                })?,
+        };
+        let opts = bt_keys::wallet::ImportOptions {
+            reencrypt,
+            overwrite,
+            params: bt_keys::keyfile::KdfParams::default(),
+        };
+        let got = py
+            .detach(|| bt_keys::wallet::import_wallet(&source, &dir, &name, passphrase, opts))
+            .map_err(keys_error)?;
+        Ok(Wallet { inner: got.wallet })
+    }
+
+    /// Adds hotkey `name` from a fresh `words`-word mnemonic; returns the mnemonic.
+    #[pyo3(signature = (name, words = 12, overwrite = false))]
+    fn new_hotkey(&self, name: &str, words: usize, overwrite: bool) -> PyResult<String> {
+        Ok(self
+            .inner
+            .new_hotkey(name, words, overwrite)
+            .map_err(keys_error)?
+            .to_string())
     }
 
     /// Its name.
@@ -616,8 +700,102 @@ impl Ledger {
         self.transact(py, &hotkey.inner, Call::SetWeights { row }, wait)
     }
 
+    /// New blocks as they are made: an iterator of `Block` headers (`next` waits for the
+    /// next one; `Blocks.next(timeout)` gives up after `timeout` seconds and returns None).
+    fn subscribe(&self, py: Python<'_>) -> PyResult<Blocks> {
+        let stream = self.run(py, async |mut c: Client| c.subscribe().await)?;
+        Ok(Blocks {
+            stream: tokio::sync::Mutex::new(stream),
+        })
+    }
+
     fn __repr__(&self, py: Python<'_>) -> String {
-        py.detach(|| format!("Ledger({:?})", self.link.blocking_lock().urls()))
+        format!("Ledger({:?})", self.urls(py))
+    }
+}
+
+impl Ledger {
+    /// The addresses this client was given, in order.
+    fn urls(&self, py: Python<'_>) -> Vec<String> {
+        // Another thread's call may hold the link: wait for it without the GIL.
+        py.detach(|| self.link.blocking_lock().urls().to_vec())
+    }
+}
+
+/// A block header, as a subscription delivers it.
+#[pyclass(module = "bittensor_rs", frozen, get_all)]
+struct Block {
+    /// Its height.
+    height: u64,
+    /// Its hash (hex).
+    hash: String,
+    /// Its parent's hash (hex).
+    parent: String,
+    /// When it was made (Unix milliseconds).
+    timestamp_ms: u64,
+    /// The transactions in it.
+    transactions: u32,
+}
+
+#[pymethods]
+impl Block {
+    fn __repr__(&self) -> String {
+        format!(
+            "Block(height={}, hash={}, transactions={})",
+            self.height,
+            &self.hash[..self.hash.len().min(16)],
+            self.transactions
+        )
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The blocks of a subscription (`Ledger.subscribe`).
+#[pyclass(module = "bittensor_rs", frozen)]
+struct Blocks {
+    stream: tokio::sync::Mutex<tonic::Streaming<bt_chain::proto::BlockHeader>>,
+}
+
+#[pymethods]
+impl Blocks {
+    /// The next block; None when `timeout` (seconds) passes first. Raises `UnreachableError`
+    /// when the node goes away.
+    #[pyo3(signature = (timeout = None))]
+    fn next(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Block>> {
+        let timeout = timeout.map(seconds).transpose()?;
+        let got = block_on(py, async {
+            let mut s = self.stream.lock().await;
+            match timeout {
+                Some(t) => tokio::time::timeout(t, s.message()).await.ok(),
+                None => Some(s.message().await),
+            }
+        })?;
+        match got {
+            None => Ok(None),
+            Some(Ok(Some(h))) => Ok(Some(Block {
+                height: h.height,
+                hash: hex(&h.hash),
+                parent: hex(&h.parent),
+                timestamp_ms: h.timestamp_ms,
+                transactions: h.transactions,
+            })),
+            Some(Ok(None)) => Err(UnreachableError::new_err("the node ended the subscription")),
+            Some(Err(status)) => Err(UnreachableError::new_err(format!(
+                "the subscription failed: {}",
+                status.message()
+            ))),
+        }
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Block>> {
+        self.next(py, None)
     }
 }
 
@@ -690,6 +868,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Metagraph>()?;
     m.add_class::<Ledger>()?;
     m.add_class::<LocalLedger>()?;
+    m.add_class::<Block>()?;
+    m.add_class::<Blocks>()?;
+    m.add_class::<wire::Dendrite>()?;
+    m.add_class::<wire::Reply>()?;
+    m.add_class::<wire::Axon>()?;
     m.add_function(wrap_pyfunction!(verify, m)?)?;
     m.add("RAO_PER_TAO", RAO_PER_TAO)?;
     Ok(())

@@ -330,6 +330,7 @@ impl Axon {
         };
         let depth = inner.queue.push(Job {
             method,
+            caller: v.caller,
             stake: inner.stakes.stake(&v.caller),
             inputs: v.inputs,
             grad_outputs,
@@ -627,7 +628,9 @@ fn run_one(inner: &Inner, job: &Job) -> JobResult {
     inner.metrics.batch(job.method, 1);
     match job.method {
         Method::Forward => {
-            let outputs = guarded("forward", || inner.synapse.forward(&job.inputs))?;
+            let outputs = guarded("forward", || {
+                inner.synapse.forward_from(&job.caller, &job.inputs)
+            })?;
             finish(
                 "forward",
                 outputs,
@@ -639,7 +642,9 @@ fn run_one(inner: &Inner, job: &Job) -> JobResult {
         }
         Method::Backward => {
             let grads = guarded("backward", || {
-                inner.synapse.backward(&job.inputs, &job.grad_outputs)
+                inner
+                    .synapse
+                    .backward_from(&job.caller, &job.inputs, &job.grad_outputs)
             })?;
             match grads {
                 // The output gradients were already scaled (see `process`).

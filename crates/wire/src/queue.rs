@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
+use bt_keys::PublicKey;
 use tokio::sync::oneshot;
 
 use crate::error::{Result, WireError};
@@ -19,6 +20,8 @@ pub(crate) type JobResult = Result<Vec<Tensor>>;
 /// One request waiting for the model.
 pub(crate) struct Job {
     pub method: Method,
+    /// The authenticated caller (passed to the model when the job runs alone).
+    pub caller: PublicKey,
     pub stake: u64,
     pub inputs: Vec<Tensor>,
     pub grad_outputs: Vec<Tensor>,

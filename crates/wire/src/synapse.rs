@@ -133,6 +133,22 @@ pub trait Synapse: Send + Sync + 'static {
         inputs: &[Tensor],
         grad_outputs: &[Tensor],
     ) -> SynapseResult<Option<Vec<Tensor>>>;
+    /// Forward for one caller's request, when it runs alone (not fused with others'). The
+    /// default ignores the caller; a model that answers callers differently overrides it.
+    fn forward_from(&self, caller: &PublicKey, inputs: &[Tensor]) -> SynapseResult<Vec<Tensor>> {
+        let _ = caller;
+        self.forward(inputs)
+    }
+    /// Backward for one caller's request, when it runs alone (see [`Synapse::forward_from`]).
+    fn backward_from(
+        &self,
+        caller: &PublicKey,
+        inputs: &[Tensor],
+        grad_outputs: &[Tensor],
+    ) -> SynapseResult<Option<Vec<Tensor>>> {
+        let _ = caller;
+        self.backward(inputs, grad_outputs)
+    }
     /// Whether rows along the batch dimension are independent in Forward, so that the axon may
     /// concatenate concurrent requests into one call (every input and output then has the batch
     /// dimension first).
