@@ -162,11 +162,12 @@ def main():
         }
 
     def evaluate():
+        # Its own encoder and head, no peers: what it would be alone.
         with lock, torch.no_grad():
             return F.cross_entropy(model(eval_x, {}).reshape(-1, VOCAB), eval_y.reshape(-1)).item()
 
     start, first_eval = time.time(), evaluate()
-    print(f"{args.name}: held-out loss {first_eval:.3f} nats/byte (alone, before training)")
+    print(f"{args.name}: held-out loss {first_eval:.3f} nats/byte (own model, before training)")
     for step in range(1, args.steps + 1):
         if step % args.epoch == 1:
             peers = peers_of(ledger.metagraph(weights=False))
@@ -216,14 +217,14 @@ def main():
             except bt.RefusedError as e:
                 print(f"{args.name}: weights refused: {e}")
             print(
-                f"{args.name}: step {step}  loss {loss.item():.3f}  held-out {evaluate():.3f}  "
+                f"{args.name}: step {step}  loss {loss.item():.3f}  held-out (own) {evaluate():.3f}  "
                 f"peers answered {len(remote)}/{len(order)}  rank {mg.rank[me]:.4f}  "
                 f"stake {mg.stake[me]:.2f}  ({time.time() - start:.0f} s)",
                 flush=True,
             )
 
     mg = ledger.metagraph()
-    print(f"\n{args.name}: held-out loss {first_eval:.3f} -> {evaluate():.3f} nats/byte")
+    print(f"\n{args.name}: held-out loss of its own model {first_eval:.3f} -> {evaluate():.3f} nats/byte")
     print(
         f"served {served['forward']} Forward and {served['backward']} Backward requests "
         f"from {len(served['callers'])} callers"
