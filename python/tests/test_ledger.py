@@ -21,7 +21,7 @@ def test_register_stake_weights_and_metagraph(ledger_node):
     assert mg.n == 3 and mg.mechanism == "paper"
     assert mg.height >= 1 and mg.height <= ledger.height()
     np.testing.assert_array_equal(mg.uids, np.arange(3, dtype=np.uint32))
-    # What was staked, plus what inflation has minted to each since (tau per block).
+    # What was staked, plus what inflation has minted to each since (tau * |R|_1 / |R|_2 a block).
     staked = np.array([10.0, 20.0, 30.0])
     assert np.all(mg.stake >= staked)
     assert mg.stake_rao.dtype == np.uint64

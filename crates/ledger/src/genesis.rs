@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! [params]
-//! tau = 1.0              # TAO minted per block
+//! tau = 1.0              # inflation per block (see below)
 //! epsilon = 0.1          # refuse a weight update with ||W_i_new - W_i_old||_2 >= epsilon
 //! max_neurons = 4096
 //! block_time_ms = 1000
@@ -24,7 +24,9 @@
 //! balance = 1_000_000_000_000  # rao (1 TAO = 10^9 rao)
 //! ```
 //!
-//! Under `paper` and `paper_no_self` the ledger mints `tau` every block; under `yuma` it mints
+//! Under `paper` and `paper_no_self` every block adds `tau * R / ||R||_2` to the stakes (the
+//! paper's eq. 6), so it mints `tau * ||R||_1 / ||R||_2`: `tau` when one neuron holds all the
+//! rank, up to `tau * sqrt(n)` when `n` share it equally. Under `yuma` it mints
 //! `tau * tempo` at every block whose height is a multiple of `tempo`, split by Yuma's
 //! emission shares. The Yuma parameters are kept (and hashed) under every mechanism.
 //!
@@ -60,7 +62,8 @@ pub struct Genesis {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GenesisParams {
-    /// TAO minted per block.
+    /// Inflation per block, in TAO (what a block mints depends on the mechanism: see the
+    /// module's docs).
     pub tau: f64,
     /// The weight-change bound.
     pub epsilon: f64,

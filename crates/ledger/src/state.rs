@@ -14,7 +14,8 @@ use crate::fixed::{Fixed, WEIGHT_ONE};
 /// The ledger's parameters, fixed at genesis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Params {
-    /// TAO minted per block at the start (`tau`).
+    /// Inflation per block at the start (`tau`; a block under `paper` mints
+    /// `tau * ||R||_1 / ||R||_2`).
     pub tau: Fixed,
     /// The weight-change bound `epsilon`, in weight units (`2^-31`); an update with
     /// `||W_i_new - W_i_old||_2 >= epsilon` is refused.
