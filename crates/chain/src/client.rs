@@ -334,6 +334,20 @@ impl Failover {
         Ok(self.client.as_mut().expect("connected just above"))
     }
 
+    /// Runs `op` on the connected client (connecting first if needed); when the call fails
+    /// because the node is lost, forgets the client ([`Failover::note`]), so that the next
+    /// call asks another.
+    pub async fn call<T>(&mut self, op: impl AsyncFnOnce(&mut Client) -> Result<T>) -> Result<T> {
+        let r = match self.client().await {
+            Ok(c) => op(c).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &r {
+            self.note(e);
+        }
+        r
+    }
+
     /// Forgets the client when `e` says its node is lost ([`Error::is_lost`]), so that the
     /// next call connects to another; whether it did.
     pub fn note(&mut self, e: &Error) -> bool {

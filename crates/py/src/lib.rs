@@ -568,14 +568,7 @@ impl Ledger {
     {
         block_on(py, async {
             let mut link = self.link.lock().await;
-            let r = match link.client().await {
-                Ok(c) => op(c.clone()).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = &r {
-                link.note(e);
-            }
-            r
+            link.call(async |c: &mut Client| op(c.clone()).await).await
         })?
         .map_err(ledger_error)
     }

@@ -4,11 +4,12 @@
 //! specs, the stake-ordered queue and the competitive mask. A Python model only sees requests
 //! that passed them, and its exceptions become `internal` answers, never a crash.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bt_chain::Failover;
+use bt_chain::{Client, Failover};
 use bt_keys::PublicKey;
 use bt_neuron::ledger::{LedgerView, Snapshot};
 use bt_wire::{
@@ -17,7 +18,7 @@ use bt_wire::{
     SynapseResult, Tensor, TensorSpec,
 };
 use numpy::ndarray::{ArrayD, IxDyn};
-use numpy::{IntoPyArray, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
+use numpy::{IntoPyArray, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -42,23 +43,24 @@ fn to_tensor(x: &Bound<'_, PyAny>, what: &str) -> PyResult<Tensor> {
             }
         }
         let array = py.import("numpy")?.call_method1("asarray", (x,))?;
-        if array.downcast::<numpy::PyUntypedArray>().is_ok() {
-            return to_array_tensor(&array, what);
-        }
+        return to_array_tensor(&array, what);
     }
     to_array_tensor(x, what)
+}
+
+/// The values of `a` in row-major order: its own buffer when it is contiguous, else a copy.
+fn values<'a, T: numpy::Element + Copy>(a: &'a PyReadonlyArrayDyn<'_, T>) -> Cow<'a, [T]> {
+    match a.as_slice() {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(a.as_array().iter().copied().collect()),
+    }
 }
 
 fn to_array_tensor(x: &Bound<'_, PyAny>, what: &str) -> PyResult<Tensor> {
     let bad = |e: bt_wire::WireError| PyValueError::new_err(format!("{what}: {e}"));
     if let Ok(a) = x.downcast::<PyArrayDyn<f32>>() {
         let a = a.readonly();
-        let shape = a.shape().to_vec();
-        return match a.as_slice() {
-            Ok(s) => Tensor::from_f32(shape, s),
-            Err(_) => Tensor::from_f32(shape, &a.as_array().iter().copied().collect::<Vec<_>>()),
-        }
-        .map_err(bad);
+        return Tensor::from_f32(a.shape().to_vec(), &values(&a)).map_err(bad);
     }
     if let Ok(a) = x.downcast::<PyArrayDyn<f64>>() {
         let a = a.readonly();
@@ -67,12 +69,7 @@ fn to_array_tensor(x: &Bound<'_, PyAny>, what: &str) -> PyResult<Tensor> {
     }
     if let Ok(a) = x.downcast::<PyArrayDyn<i64>>() {
         let a = a.readonly();
-        let shape = a.shape().to_vec();
-        return match a.as_slice() {
-            Ok(s) => Tensor::from_i64(shape, s),
-            Err(_) => Tensor::from_i64(shape, &a.as_array().iter().copied().collect::<Vec<_>>()),
-        }
-        .map_err(bad);
+        return Tensor::from_i64(a.shape().to_vec(), &values(&a)).map_err(bad);
     }
     if let Ok(a) = x.downcast::<PyArrayDyn<i32>>() {
         let a = a.readonly();
@@ -425,6 +422,29 @@ impl PyModel {
             run().map_err(|e| model_error(py, e))
         })
     }
+
+    /// Forward for `caller` (None when requests were fused).
+    fn run_forward(
+        &self,
+        caller: Option<&PublicKey>,
+        inputs: &[Tensor],
+    ) -> SynapseResult<Vec<Tensor>> {
+        self.call(&self.forward, caller, inputs, None)?
+            .ok_or_else(|| "forward returned None".into())
+    }
+
+    /// Backward for `caller`: acknowledged and ignored without a `backward` callable.
+    fn run_backward(
+        &self,
+        caller: Option<&PublicKey>,
+        inputs: &[Tensor],
+        grad_outputs: &[Tensor],
+    ) -> SynapseResult<Option<Vec<Tensor>>> {
+        match &self.backward {
+            Some(b) => self.call(b, caller, inputs, Some(grad_outputs)),
+            None => Ok(None),
+        }
+    }
 }
 
 impl Synapse for PyModel {
@@ -437,13 +457,11 @@ impl Synapse for PyModel {
     }
 
     fn forward(&self, inputs: &[Tensor]) -> SynapseResult<Vec<Tensor>> {
-        self.call(&self.forward, None, inputs, None)?
-            .ok_or_else(|| "forward returned None".into())
+        self.run_forward(None, inputs)
     }
 
     fn forward_from(&self, caller: &PublicKey, inputs: &[Tensor]) -> SynapseResult<Vec<Tensor>> {
-        self.call(&self.forward, Some(caller), inputs, None)?
-            .ok_or_else(|| "forward returned None".into())
+        self.run_forward(Some(caller), inputs)
     }
 
     fn backward(
@@ -451,10 +469,7 @@ impl Synapse for PyModel {
         inputs: &[Tensor],
         grad_outputs: &[Tensor],
     ) -> SynapseResult<Option<Vec<Tensor>>> {
-        match &self.backward {
-            Some(b) => self.call(b, None, inputs, Some(grad_outputs)),
-            None => Ok(None),
-        }
+        self.run_backward(None, inputs, grad_outputs)
     }
 
     fn backward_from(
@@ -463,10 +478,7 @@ impl Synapse for PyModel {
         inputs: &[Tensor],
         grad_outputs: &[Tensor],
     ) -> SynapseResult<Option<Vec<Tensor>>> {
-        match &self.backward {
-            Some(b) => self.call(b, Some(caller), inputs, Some(grad_outputs)),
-            None => Ok(None),
-        }
+        self.run_backward(Some(caller), inputs, grad_outputs)
     }
 
     fn batchable(&self) -> bool {
@@ -482,32 +494,37 @@ impl Synapse for PyModel {
 enum Stakes {
     /// Set by hand (`Axon.set_stake`); no mask.
     Memory(Arc<MemoryStakes>),
-    /// The ledger's metagraph, refreshed in the background.
+    /// The ledger's metagraph, refreshed in the background and by `Axon.refresh` over one
+    /// connection.
     Ledger {
         view: Arc<LedgerView>,
-        urls: Vec<String>,
+        link: Arc<tokio::sync::Mutex<Failover>>,
         refresh: Duration,
     },
 }
 
-/// Reads the metagraph and installs it in `view`.
-async fn refresh_view(link: &mut Failover, view: &LedgerView) -> bt_chain::Result<u64> {
-    let r = async {
-        let c = link.client().await?;
-        c.metagraph(None, true).await
-    }
-    .await;
-    match r {
-        Ok(mg) => {
-            let height = mg.height;
-            view.update(Snapshot::from_metagraph(&mg));
-            Ok(height)
-        }
-        Err(e) => {
-            link.note(&e);
-            Err(e)
+impl Stakes {
+    /// The view the Rust axon reads.
+    fn view(&self) -> Arc<dyn StakeView> {
+        match self {
+            Stakes::Memory(m) => m.clone(),
+            Stakes::Ledger { view, .. } => view.clone(),
         }
     }
+}
+
+/// Reads the metagraph and installs it in `view`; its height.
+async fn refresh_view(
+    link: &tokio::sync::Mutex<Failover>,
+    view: &LedgerView,
+) -> bt_chain::Result<u64> {
+    let mg = link
+        .lock()
+        .await
+        .call(async |c: &mut Client| c.metagraph(None, true).await)
+        .await?;
+    view.update(Snapshot::from_metagraph(&mg));
+    Ok(mg.height)
 }
 
 /// Serves a Python model: `forward(caller, inputs) -> outputs` and optionally
@@ -583,15 +600,12 @@ impl Axon {
                 }
                 Stakes::Ledger {
                     view: Arc::new(LedgerView::new(me, temperature, mask)),
-                    urls: l.urls(py),
+                    link: Arc::new(tokio::sync::Mutex::new(Failover::new(l.urls(py)))),
                     refresh: seconds(refresh)?.max(Duration::from_millis(100)),
                 }
             }
         };
-        let view: Arc<dyn StakeView> = match &stakes {
-            Stakes::Memory(m) => m.clone(),
-            Stakes::Ledger { view, .. } => view.clone(),
-        };
+        let view = stakes.view();
         let config = AxonConfig {
             workers,
             queue_capacity,
@@ -623,18 +637,17 @@ impl Axon {
         })?;
         if let Stakes::Ledger {
             view,
-            urls,
+            link,
             refresh,
         } = &self.stakes
         {
-            let mut link = Failover::new(urls.clone());
-            block_on(py, refresh_view(&mut link, view))?.map_err(ledger_error)?;
-            let (view, every) = (view.clone(), *refresh);
+            block_on(py, refresh_view(link, view))?.map_err(ledger_error)?;
+            let (view, link, every) = (view.clone(), link.clone(), *refresh);
             self.refresher = Some(runtime()?.spawn(async move {
                 loop {
                     tokio::time::sleep(every).await;
                     // A lost node is noted by the failover; the next round asks another.
-                    let _ = refresh_view(&mut link, &view).await;
+                    let _ = refresh_view(&link, &view).await;
                 }
             }));
         }
@@ -683,21 +696,16 @@ impl Axon {
 
     /// Reads the ledger's metagraph now (stakes and masks); returns its height.
     fn refresh(&self, py: Python<'_>) -> PyResult<u64> {
-        let Stakes::Ledger { view, urls, .. } = &self.stakes else {
+        let Stakes::Ledger { view, link, .. } = &self.stakes else {
             return Err(BtError::new_err("this axon has no ledger"));
         };
-        let mut link = Failover::new(urls.clone());
-        block_on(py, refresh_view(&mut link, view))?.map_err(ledger_error)
+        block_on(py, refresh_view(link, view))?.map_err(ledger_error)
     }
 
     /// The share of its answer this axon gives `caller` (the competitive mask; 1 without a
     /// ledger or with the mask off).
     fn response_scale(&self, caller: &str) -> PyResult<f32> {
-        let caller = public_key(caller)?;
-        Ok(match &self.stakes {
-            Stakes::Memory(m) => m.response_scale(&caller),
-            Stakes::Ledger { view, .. } => view.response_scale(&caller),
-        })
+        Ok(self.stakes.view().response_scale(&public_key(caller)?))
     }
 
     /// Pauses (False: every request is answered `unavailable`) or resumes serving.
