@@ -16,6 +16,8 @@ use bt_net::tournament::TournamentConfig;
 use bt_net::up::{
     DEFAULT_BLOCKS_PER_STEP, ModelPreset, RoleKind, Transport, UpConfig, up, up_seeds,
 };
+use bt_neuron::learner::BackwardUpdate;
+use bt_neuron::router::RouterConfig;
 use clap::{Args, Subcommand};
 
 /// `bt net ...`.
@@ -42,6 +44,14 @@ pub struct UpArgs {
     /// The competitive mask: on (axons serve callers by the weight they give) or off.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     pub mask: String,
+    /// Each learner's per-peer adapter (docs/neuron.md): on (peers' answers pass through a
+    /// learned map that starts at zero) or off (added raw).
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    pub peer_adapter: String,
+    /// How learners apply their peers' Backward gradients: with-own-step (added to their next
+    /// step's gradient) or own-optimizer (a second AdamW at once).
+    #[arg(long, default_value = "with-own-step", value_parser = ["with-own-step", "own-optimizer"])]
+    pub backward: String,
     /// How the neurons talk: `lockstep` (in process, one global step at a time, the ledger on
     /// a logical clock; the same seed gives the same report) or `grpc` (axons, dendrites and a
     /// ledger node on loopback sockets, the wall clock).
@@ -119,6 +129,14 @@ impl UpArgs {
             tempo: self.tempo,
             adversary: RoleKind::adversary(&self.adversary)?,
             mask: self.mask == "on",
+            backward: match self.backward.as_str() {
+                "own-optimizer" => BackwardUpdate::OwnOptimizer,
+                _ => BackwardUpdate::WithOwnStep,
+            },
+            router: RouterConfig {
+                adapter: self.peer_adapter == "on",
+                ..RouterConfig::default()
+            },
             validators: self.validators,
             ..UpConfig::default()
         })

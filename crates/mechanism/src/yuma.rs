@@ -192,6 +192,10 @@ fn columns<T: Scalar + Send + Sync>(
         rank: vec![zero; n],
         bond_sums: vec![zero; n],
     };
+    if n == 0 {
+        // No column to compute (an epoch before anyone registered).
+        return out;
+    }
     // Where each voter's row crosses into each block: `splits[k * (blocks + 1) + b]` is the
     // offset in `W`'s arrays of voter k's first entry at column `b * COLUMN_BLOCK` or above.
     let blocks = n.div_ceil(COLUMN_BLOCK);

@@ -79,6 +79,13 @@ fn zero_rows_and_no_weights_fall_back_to_stake() {
 }
 
 #[test]
+fn an_epoch_of_no_neurons_is_empty() {
+    // A ledger's first Yuma epoch can come before anyone registers.
+    let out = run(&[], &[], None, YumaParams::DEFAULT);
+    assert!(out.emission.is_empty() && out.consensus.is_empty() && out.incentive.is_empty());
+}
+
+#[test]
 fn an_empty_row_votes_zero_in_consensus() {
     // Rows 0 and 1 (60% of stake) give column 2 everything; row 3 (40%) is empty.
     let w = vec![

@@ -32,7 +32,7 @@ use bt_keys::{Keypair, PublicKey};
 use bt_ledger::{Call, State, Transaction, build_block};
 use bt_neuron::core::{Core, Effect, Millis};
 use bt_neuron::data::{Batch, TextData};
-use bt_neuron::learner::{Learner, Mode, OptimConfig, PeerOutput, StepOutcome};
+use bt_neuron::learner::{Learner, Mode, PeerOutput, StepOutcome};
 use bt_neuron::ledger::{LedgerView, Snapshot};
 use bt_neuron::neuron::core_config;
 use bt_neuron::router::Routing;
@@ -64,7 +64,11 @@ struct Member {
     view: LedgerView,
     core: Core,
     snapshot: Option<Snapshot>,
+    /// Draws the training batches: the twin's own generator starts from the same seed, so
+    /// both see the same batches.
     rng: ChaCha8Rng,
+    /// Draws the router's training noise.
+    route_rng: ChaCha8Rng,
     alone: Twin,
     /// What determines the twin's losses, when a [`Twins`] store keeps them.
     twin_key: Option<String>,
@@ -402,7 +406,7 @@ fn member(
     let mut ncfg = neuron_config(cfg, k, role, Some("lockstep"));
     ncfg.router.max_peers = lockstep_max_peers(cfg);
     let device = io(DeviceSpec::parse(&ncfg.train.device).and_then(|d| d.open()))?;
-    let optim = OptimConfig::default();
+    let optim = ncfg.optim.clone();
     let seed = ncfg.train.seed;
     let fresh = || -> Result<Arc<Learner>> {
         Ok(Arc::new(io(Learner::new(
@@ -480,6 +484,7 @@ fn member(
         core: Core::new(core_cfg),
         snapshot: None,
         rng: ChaCha8Rng::seed_from_u64(seed.wrapping_add(1)),
+        route_rng: ChaCha8Rng::seed_from_u64(bt_neuron::neuron::route_seed(seed, 0)),
         alone,
         twin_key,
         data,
@@ -519,7 +524,7 @@ fn route(
     if !available.iter().any(|a| *a) {
         return Ok(None);
     }
-    let rng: Option<&mut dyn rand::RngCore> = if train { Some(&mut m.rng) } else { None };
+    let rng: Option<&mut dyn rand::RngCore> = if train { Some(&mut m.route_rng) } else { None };
     let routing = io(m
         .learner
         .route(&batch.ids, batch.b, batch.t, &available, rng))?;

@@ -49,6 +49,13 @@ pub struct NeuronJson {
     /// again): the yardstick the mechanism does not shape; `null` over grpc.
     #[serde(default)]
     pub removal_cost_open: Option<f64>,
+    /// The smallest removal cost one consumer measured for it (`null`: no consumer's router
+    /// chose it); below 0, removing it helped that consumer: its answers did harm.
+    #[serde(default)]
+    pub removal_cost_min_consumer: Option<f64>,
+    /// The largest removal cost one consumer measured for it (`null` as above).
+    #[serde(default)]
+    pub removal_cost_max_consumer: Option<f64>,
     /// Place by removal cost (1 = highest).
     pub cost_place: usize,
     /// The paper's second-order approximation of the removal cost.
@@ -130,6 +137,18 @@ pub fn json(run: &NetRun) -> ReportJson {
                         .as_ref()
                         .and_then(|c| c.get(k))
                         .map(|c| c.exact),
+                    removal_cost_min_consumer: last
+                        .by_consumer
+                        .get(k)
+                        .copied()
+                        .flatten()
+                        .map(|r| r.0),
+                    removal_cost_max_consumer: last
+                        .by_consumer
+                        .get(k)
+                        .copied()
+                        .flatten()
+                        .map(|r| r.1),
                     cost_place: cost_place[k],
                     second_order: last.cost[k].second,
                     self_weight: snap.w.get(n.uid).and_then(|r| r.get(n.uid)).copied(),
@@ -194,6 +213,11 @@ impl Stat {
             _ => "undefined".to_string(),
         }
     }
+
+    /// As [`Stat::show`], without a sign on the mean (for losses).
+    fn show_unsigned(&self, digits: usize) -> String {
+        self.show(digits).trim_start_matches('+').to_string()
+    }
 }
 
 /// One role over seeds: the mean over its neurons in each run, then over runs.
@@ -213,6 +237,28 @@ pub struct RoleSummary {
     pub better_than_alone: Stat,
 }
 
+/// One neuron (by name) over seeds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NeuronSummary {
+    /// Its name.
+    pub name: String,
+    /// Its role.
+    pub role: String,
+    /// Held-out loss of its twin alone.
+    pub loss_alone: Stat,
+    /// Held-out loss in the network.
+    pub loss_network: Stat,
+    /// Loss alone minus loss in the network (positive: the network helped).
+    pub gain: Stat,
+    /// Seeds in which it ended better in the network than alone.
+    pub better: usize,
+    /// The smallest removal cost one of its consumers measured, in each seed (below 0: its
+    /// answers did that consumer harm).
+    pub removal_cost_min_consumer: Stat,
+    /// The largest removal cost one of its consumers measured, in each seed.
+    pub removal_cost_max_consumer: Stat,
+}
+
 /// `summary.json`: many seeds of one network.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -230,6 +276,9 @@ pub struct Summary {
     pub pearson_second_cost: Stat,
     /// Each role, in the order they first appear.
     pub roles: Vec<RoleSummary>,
+    /// Each neuron, in the order they first appear.
+    #[serde(default)]
+    pub neurons: Vec<NeuronSummary>,
 }
 
 /// The summary of several runs' reports.
@@ -271,7 +320,41 @@ pub fn summary(reports: &[ReportJson]) -> Summary {
             })),
         })
         .collect();
+    let mut names: Vec<(String, String)> = Vec::new();
+    for r in reports {
+        for n in &r.neurons {
+            if !names.iter().any(|(m, _)| m == &n.name) {
+                names.push((n.name.clone(), n.role.clone()));
+            }
+        }
+    }
+    let of = |name: &str, f: &dyn Fn(&NeuronJson) -> Option<f64>| -> Vec<Option<f64>> {
+        reports
+            .iter()
+            .map(|r| r.neurons.iter().find(|n| n.name == name).and_then(f))
+            .collect()
+    };
+    let neurons = names
+        .into_iter()
+        .map(|(name, role)| NeuronSummary {
+            loss_alone: Stat::of(of(&name, &|n| n.loss_alone)),
+            loss_network: Stat::of(of(&name, &|n| n.loss_network)),
+            gain: Stat::of(of(&name, &|n| Some(n.loss_alone? - n.loss_network?))),
+            better: of(&name, &|n| {
+                Some(f64::from(u8::from(n.loss_network? < n.loss_alone?)))
+            })
+            .into_iter()
+            .flatten()
+            .filter(|b| *b > 0.0)
+            .count(),
+            removal_cost_min_consumer: Stat::of(of(&name, &|n| n.removal_cost_min_consumer)),
+            removal_cost_max_consumer: Stat::of(of(&name, &|n| n.removal_cost_max_consumer)),
+            name,
+            role,
+        })
+        .collect();
     Summary {
+        neurons,
         seeds: reports.iter().map(|r| r.seed).collect(),
         transport: reports
             .first()
@@ -349,6 +432,34 @@ pub fn summary_markdown(s: &Summary, reports: &[ReportJson]) -> String {
         out,
         "
 Places count from 1 = highest, averaged over a role's neurons in each run.
+"
+    );
+    let _ = writeln!(
+        out,
+        "| neuron | role | held-out loss alone | in the network | gain | seeds better | removal cost, least to one consumer | most to one consumer |
+|---|---|---|---|---|---|---|---|"
+    );
+    for n in &s.neurons {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} of {} | {} | {} |",
+            n.name,
+            n.role,
+            n.loss_alone.show_unsigned(3),
+            n.loss_network.show_unsigned(3),
+            n.gain.show(3),
+            n.better,
+            n.gain.n,
+            n.removal_cost_min_consumer.show(4),
+            n.removal_cost_max_consumer.show(4)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "
+Gain: loss alone minus loss in the network (nats per byte; positive: the network helped). \
+The removal cost columns are over the consumers whose routers chose the neuron in each seed \
+(a seed where none did is left out).
 "
     );
     let _ = writeln!(

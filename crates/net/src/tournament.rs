@@ -757,6 +757,8 @@ mod tests {
             rank_place: 1,
             removal_cost: masked,
             removal_cost_open: Some(open),
+            removal_cost_min_consumer: None,
+            removal_cost_max_consumer: None,
             cost_place: 1,
             second_order: 0.0,
             self_weight: None,

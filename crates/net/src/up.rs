@@ -14,6 +14,7 @@ use crate::local::{
 };
 use bt_chain::Client;
 use bt_ledger::{Mechanism, RAO_PER_TAO};
+use bt_neuron::learner::BackwardUpdate;
 use bt_neuron::ledger::Snapshot;
 use bt_neuron::model::ModelConfig;
 use bt_neuron::router::RouterConfig;
@@ -349,6 +350,8 @@ pub struct UpConfig {
     pub adversary: RoleKind,
     /// Whether the axons apply the competitive mask.
     pub mask: bool,
+    /// How the learners apply their peers' Backward gradients.
+    pub backward: BackwardUpdate,
     /// Whether every epoch measures the held-out losses (for the loss curves); otherwise only
     /// the end of the run does (a tournament's runs). Lockstep only.
     pub held_out_each_epoch: bool,
@@ -381,6 +384,7 @@ impl Default for UpConfig {
             progress: true,
             adversary: RoleKind::Selfish,
             mask: true,
+            backward: BackwardUpdate::default(),
             held_out_each_epoch: true,
             validators: 1,
         }
@@ -501,6 +505,9 @@ pub struct Measurement {
     pub height: u64,
     /// By neuron (in role order): the exact cost and the Taylor terms, summed over consumers.
     pub cost: Vec<RemovalCost>,
+    /// By neuron (in role order): the smallest and the largest exact cost one consumer
+    /// measured (`None` when no consumer's router chose it).
+    pub by_consumer: Vec<Option<(f64, f64)>>,
     /// By neuron (in role order): the ledger rank then.
     pub rank: Vec<f64>,
 }
@@ -593,6 +600,7 @@ pub(crate) fn neuron_config(
         0.0
     };
     c.network.mask = cfg.mask;
+    c.optim.backward = cfg.backward;
     c.train.seed = cfg.seed.wrapping_add(k as u64);
     c.train.epoch_steps = cfg.epoch_steps;
     c.train.batch = cfg.batch;
@@ -898,6 +906,7 @@ pub(crate) fn all_measurements(
         epoch: None,
         height: final_snapshot.height,
         cost: sum_over_consumers(final_costs, uids),
+        by_consumer: consumer_range(final_costs, uids),
         rank: uids
             .iter()
             .map(|&u| final_snapshot.neurons[u].rank)
@@ -925,6 +934,26 @@ pub(crate) fn sum_over_consumers(costs: &[Vec<RemovalCost>], uids: &[usize]) -> 
         .collect()
 }
 
+/// The smallest and the largest removal cost one consumer measured for each neuron (in role
+/// order), over the consumers whose routers chose it.
+pub(crate) fn consumer_range(
+    costs: &[Vec<RemovalCost>],
+    uids: &[usize],
+) -> Vec<Option<(f64, f64)>> {
+    uids.iter()
+        .map(|&j| {
+            costs
+                .iter()
+                .filter_map(|c| {
+                    c.get(j)
+                        .filter(|x| x.batches > 0)
+                        .map(|x| (x.exact, x.exact))
+                })
+                .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
+        })
+        .collect()
+}
+
 /// The measurements every neuron took at the same epochs, summed over consumers; `per` holds
 /// each consumer's measurements.
 pub(crate) fn interval_measurements(per: &[&[EpochCosts]], uids: &[usize]) -> Vec<Measurement> {
@@ -947,6 +976,7 @@ pub(crate) fn interval_measurements(per: &[&[EpochCosts]], uids: &[usize]) -> Ve
             epoch: Some(m.epoch),
             height: m.height,
             cost: sum_over_consumers(&all, uids),
+            by_consumer: consumer_range(&all, uids),
             rank: uids
                 .iter()
                 .map(|&u| m.rank.get(u).copied().unwrap_or(0.0))

@@ -1,5 +1,6 @@
 //! The lockstep network is repeatable: a small network run twice with the same seed writes the
 //! same `report.json` and the same tables in `report.md`, and another seed gives another run.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -118,6 +119,22 @@ async fn many_seeds_write_each_report_and_a_summary() -> anyhow::Result<()> {
     assert_eq!(roles, ["honest", "noise", "selfish"]);
     assert_eq!(summary.roles[0].rank_place.n, 2);
     assert!(md.contains("Spearman(ledger rank, removal cost)"), "{md}");
+    // Each neuron over the seeds: its gain is the mean of the reports' own.
+    let names: Vec<&str> = summary.neurons.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["honest0", "noise", "selfish"]);
+    for n in &summary.neurons {
+        let gains: Vec<f64> = reports
+            .iter()
+            .map(|r| {
+                let x = r.neurons.iter().find(|m| m.name == n.name).unwrap();
+                x.loss_alone.unwrap() - x.loss_network.unwrap()
+            })
+            .collect();
+        assert_eq!(n.gain.n, 2);
+        assert!((n.gain.mean.unwrap() - (gains[0] + gains[1]) / 2.0).abs() < 1e-12);
+        assert_eq!(n.better, gains.iter().filter(|g| **g > 0.0).count());
+        assert!(md.contains(&format!("| {} | {} |", n.name, n.role)), "{md}");
+    }
     assert!(dir.path().join("summary.md").exists());
     Ok(())
 }

@@ -76,9 +76,11 @@ async fn a_tiny_network_never_ranks_noise_above_an_honest_neuron() -> anyhow::Re
 
     // Over sockets the wall clock decides how far the rows move between blocks, so the run
     // is not repeatable (the lockstep tests pin outcomes exactly); on a busy machine an honest
-    // neuron that no one came to weigh can end at rank 0 beside the noise neuron. What must
-    // hold on every run: the noise neuron is never ranked above an honest one, and strictly
-    // below the best of them.
+    // neuron that no one came to weigh can end at rank 0 beside the noise neuron, and with the
+    // learners' adapters starting closed, one run in four of this test left every honest rank
+    // at 0 (docs/neuron.md, Learning from peers). What must hold on every run: the noise
+    // neuron is never ranked above an honest one, and its measured value (removal cost) is
+    // below every honest neuron's.
     let last = run.measurements.last().expect("a final measurement");
     let noise = run
         .neurons
@@ -100,19 +102,17 @@ async fn a_tiny_network_never_ranks_noise_above_an_honest_neuron() -> anyhow::Re
             run.neurons[k].role.name,
             last.rank[k]
         );
+        assert!(
+            last.cost[noise].exact < last.cost[k].exact,
+            "noise removal cost {} is not below {}'s {}:\n{text}",
+            last.cost[noise].exact,
+            run.neurons[k].role.name,
+            last.cost[k].exact
+        );
     }
-    let best = honest
-        .iter()
-        .map(|&k| last.rank[k])
-        .fold(f64::NEG_INFINITY, f64::max);
-    assert!(
-        last.rank[noise] < best,
-        "noise rank {} is not below the best honest rank {best}:\n{text}",
-        last.rank[noise]
-    );
-    // The report's place column says the same.
+    // The report's place column says the same (ties share the better place).
     let place = places(&last.rank);
-    assert!(honest.iter().any(|&k| place[k] < place[noise]));
+    assert!(honest.iter().all(|&k| place[k] <= place[noise]));
     Ok(())
 }
 

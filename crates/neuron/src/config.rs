@@ -541,6 +541,11 @@ rule = "payoff"
             ("[router]\nk = 0", "1 <= k_min <= k"),
             ("[weights]\nrule = \"greedy\"", "unknown variant `greedy`"),
             ("[optim]\nlr = -1.0", "optim.lr"),
+            (
+                "[optim]\nbackward = \"sideways\"",
+                "unknown variant `sideways`",
+            ),
+            ("[router]\nadapter = 1", "expected a boolean"),
             ("behaviour = \"evil\"", "unknown variant `evil`"),
             ("[data]\nheld_out = 1.0", "data.held_out"),
             ("[data]\ntokenizer = \"gpt2\"", "model.vocab is 256"),

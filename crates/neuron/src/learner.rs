@@ -4,14 +4,16 @@
 //! of its own parameters, and the gradients to send back.
 //!
 //! The representation the head reads is `h(x) = trunk(x) + c(x)`, where `c(x)` is
-//! - the gated mixture `G(x) = sum_j g_j(x) m_j y_j(x)` of the peers' answers (network mode;
-//!   `m_j` is the mask the peer's axon applied), with the student standing in for examples
-//!   whose chosen peers all failed;
+//! - the gated mixture `G(x) = sum_j g_j(x) A_j m_j y_j(x)` of the peers' answers (network
+//!   mode; `m_j` is the mask the peer's axon applied, `A_j` this learner's adapter for peer
+//!   `j`, which starts at zero so that a new learner computes what its twin alone does), with
+//!   the student standing in for examples whose chosen peers all failed;
 //! - the student `dist(x)` (paper eq. 11), when the network is unreachable;
 //! - nothing, for a learner trained alone (the baseline).
 //!
 //! A neuron answers its peers' Forward with `trunk(x) + dist(x)`: its student replaces the
-//! network, so a query never recurses (paper section 2.8).
+//! network, so a query never recurses (paper section 2.8). The gradients its peers send back
+//! wait, summed, and join its next own step ([`BackwardUpdate::WithOwnStep`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -26,13 +28,28 @@ use crate::error::{Error, Result};
 use crate::model::{Encoder, Head, ModelConfig, Params, causal_mask, cross_entropy, ids_tensor};
 use crate::router::{Router, RouterConfig, Routing};
 
+/// How the gradients peers send through Backward reach the trunk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackwardUpdate {
+    /// Summed and added to the gradient of the learner's next own step, through its one
+    /// optimiser: the trunk descends its own loss plus its consumers' losses, on one scale.
+    #[default]
+    WithOwnStep,
+    /// Each applied at once by a second AdamW (`peer_lr`). Adam normalises every gradient, so
+    /// even a consumer's faint or noisy gradient moves every trunk weight by about `peer_lr`.
+    OwnOptimizer,
+}
+
 /// Optimiser settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimConfig {
     /// AdamW learning rate of the learner's own step.
     pub lr: f64,
-    /// AdamW learning rate of the updates peers send through Backward.
+    /// How peers' Backward gradients are applied.
+    pub backward: BackwardUpdate,
+    /// AdamW learning rate of the peers' updates under `backward = "own_optimizer"`.
     pub peer_lr: f64,
     /// Weight decay.
     pub weight_decay: f64,
@@ -42,6 +59,7 @@ impl Default for OptimConfig {
     fn default() -> OptimConfig {
         OptimConfig {
             lr: 3e-3,
+            backward: BackwardUpdate::WithOwnStep,
             peer_lr: 1e-3,
             weight_decay: 0.0,
         }
@@ -139,8 +157,16 @@ pub struct Learner {
     student: Encoder,
     head: Head,
     router: Router,
+    /// One `[d, d]` map per peer uid, starting at zero: peer `j`'s term is `g_j A_j y_j`.
+    adapters: Option<Vec<Tensor>>,
     opt: Mutex<AdamW>,
     peer_opt: Mutex<AdamW>,
+    /// The trunk's parameters, in name order (what Backward updates).
+    trunk_vars: Vec<Var>,
+    /// Peers' Backward gradients not yet taken into a step, aligned with `trunk_vars`.
+    pending: Mutex<Vec<Option<Tensor>>>,
+    /// Whether Backward waits for the next own step ([`BackwardUpdate::WithOwnStep`]).
+    accumulate: bool,
     masks: Mutex<HashMap<usize, Tensor>>,
 }
 
@@ -171,16 +197,30 @@ impl Learner {
         let head = Head::new(&mut p, "head", cfg)?;
         let router = Router::new(&mut p, "router", cfg.d, router_cfg.max_peers)?;
         let student = Encoder::new(&mut p, "student", cfg, cfg.student_layers)?;
+        let accumulate = optim.backward == BackwardUpdate::WithOwnStep;
+        let adapters = match router_cfg.adapter {
+            false => None,
+            true => Some(
+                (0..router_cfg.max_peers)
+                    .map(|j| p.constant(&format!("adapter.{j:04}"), &[cfg.d, cfg.d], 0.0))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+        };
         let adam = |lr: f64| ParamsAdamW {
             lr,
             weight_decay: optim.weight_decay,
             ..ParamsAdamW::default()
         };
         let opt = AdamW::new(
-            vars_with_prefix(&vars, &["trunk.", "head.", "router.", "student."]),
+            vars_with_prefix(
+                &vars,
+                &["trunk.", "head.", "router.", "student.", "adapter."],
+            ),
             adam(optim.lr),
         )?;
-        let peer_opt = AdamW::new(vars_with_prefix(&vars, &["trunk."]), adam(optim.peer_lr))?;
+        let trunk_vars = vars_with_prefix(&vars, &["trunk."]);
+        let peer_opt = AdamW::new(trunk_vars.clone(), adam(optim.peer_lr))?;
+        let pending = Mutex::new(vec![None; trunk_vars.len()]);
         Ok(Learner {
             cfg: cfg.clone(),
             router_cfg: router_cfg.clone(),
@@ -190,8 +230,12 @@ impl Learner {
             student,
             head,
             router,
+            adapters,
             opt: Mutex::new(opt),
             peer_opt: Mutex::new(peer_opt),
+            trunk_vars,
+            pending,
+            accumulate,
             masks: Mutex::new(HashMap::new()),
         })
     }
@@ -290,7 +334,8 @@ impl Learner {
     }
 
     /// Applies a peer's gradient of its loss with respect to what this learner served:
-    /// back-propagates it into the trunk and takes a step with the peer optimiser.
+    /// back-propagates it into the trunk, then keeps the result for the next own step
+    /// ([`BackwardUpdate::WithOwnStep`]) or takes a step with the peer optimiser at once.
     pub fn apply_peer_gradient(&self, ids: &[u32], b: usize, t: usize, grad: &[f32]) -> Result<()> {
         let d = self.cfg.d;
         if grad.len() != b * t * d {
@@ -309,9 +354,35 @@ impl Learner {
         let out = self.trunk.forward(&x, &mask)?;
         let g = Tensor::from_vec(grad.to_vec(), (b, t, d), &self.device)?;
         let grads = (out * g)?.sum_all()?.backward()?;
+        if self.accumulate {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            for (var, acc) in self.trunk_vars.iter().zip(pending.iter_mut()) {
+                if let Some(g) = grads.get(var.as_tensor()) {
+                    *acc = Some(match acc.take() {
+                        Some(a) => (a + g)?,
+                        None => g.clone(),
+                    });
+                }
+            }
+            return Ok(());
+        }
         let mut opt = self.peer_opt.lock().unwrap_or_else(|e| e.into_inner());
         opt.step(&grads)?;
         Ok(())
+    }
+
+    /// Whether peers' Backward gradients wait for this learner's next step.
+    pub fn pending_peer_gradients(&self) -> bool {
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.iter().any(Option::is_some)
+    }
+
+    /// Peer `j`'s term of the mixture before its gate: `A_j y` with the adapter, else `y`.
+    fn peer_term(&self, peer: usize, y: &Tensor) -> Result<Tensor> {
+        match self.adapters.as_ref().and_then(|a| a.get(peer)) {
+            Some(a) => Ok(y.broadcast_matmul(&a.t()?)?),
+            None => Ok(y.clone()),
+        }
     }
 
     /// Builds the mixture input of the head from the peers' answers.
@@ -360,7 +431,7 @@ impl Learner {
         let mut gated: Option<Tensor> = None;
         for (p, var) in &vars {
             let g = gates.narrow(1, *p, 1)?.reshape((b, 1, 1))?;
-            let term = var.as_tensor().broadcast_mul(&g)?;
+            let term = self.peer_term(*p, var.as_tensor())?.broadcast_mul(&g)?;
             gated = Some(match gated {
                 None => term,
                 Some(acc) => (acc + term)?,
@@ -464,7 +535,19 @@ impl Learner {
             Some(a) => (ce + a)?,
             None => ce,
         };
-        let grads = total.backward()?;
+        let mut grads = total.backward()?;
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            for (var, acc) in self.trunk_vars.iter().zip(pending.iter_mut()) {
+                if let Some(p) = acc.take() {
+                    let g = match grads.get(var.as_tensor()) {
+                        Some(g) => (g + p)?,
+                        None => p,
+                    };
+                    grads.insert(var.as_tensor(), g);
+                }
+            }
+        }
         {
             let mut opt = self.opt.lock().unwrap_or_else(|e| e.into_inner());
             opt.step(&grads)?;
@@ -562,7 +645,10 @@ impl Learner {
         let mut probes = Vec::with_capacity(mixture.vars.len());
         for (peer, var) in &mixture.vars {
             let gate = mixture.gates.narrow(1, *peer, 1)?.reshape((b, 1, 1))?;
-            let dh = var.as_tensor().broadcast_mul(&gate)?.neg()?;
+            let dh = self
+                .peer_term(*peer, var.as_tensor())?
+                .broadcast_mul(&gate)?
+                .neg()?;
             let removed = cross_entropy(&self.head.forward(&(&h + &dh)?)?, &y)?;
             let exact = f64::from(removed.to_scalar::<f32>()?) - base;
             let first = f64::from((&dce_dh * &dh)?.sum_all()?.to_scalar::<f32>()?);

@@ -116,7 +116,10 @@ pub struct Neuron {
     snapshot: Option<Snapshot>,
     my_uid: Option<usize>,
     backward: JoinSet<()>,
+    /// Draws the training batches (the same stream as a twin alone with this seed).
     rng: ChaCha8Rng,
+    /// Draws the router's training noise, apart from the batches.
+    route_rng: ChaCha8Rng,
     resumed: Option<Resumed>,
 }
 
@@ -231,9 +234,11 @@ impl Neuron {
         )?;
         let peers = cfg.router.max_peers;
         let rng = ChaCha8Rng::seed_from_u64(batch_seed(cfg.train.seed, state.step));
+        let route_rng = ChaCha8Rng::seed_from_u64(route_seed(cfg.train.seed, state.step));
         let core = Core::resume(core_config(&cfg), state);
         let mut n = Neuron {
             rng,
+            route_rng,
             cfg,
             learner,
             data,
@@ -488,8 +493,11 @@ impl Neuron {
                 break;
             }
             let learner = self.learner.clone();
-            let rng: Option<&mut dyn rand::RngCore> =
-                if train { Some(&mut self.rng) } else { None };
+            let rng: Option<&mut dyn rand::RngCore> = if train {
+                Some(&mut self.route_rng)
+            } else {
+                None
+            };
             let routing = blocking(|| learner.route(&batch.ids, b, t, &available, rng))?;
             let queries = self.core.queries(&routing.rows_per_peer(), &self.known());
             let outs = self.query(batch, &queries).await;
@@ -829,6 +837,12 @@ pub fn core_config(cfg: &NeuronConfig) -> CoreConfig {
 /// The seed of a neuron's batches and routing noise: `seed + 1` from step 0, and another
 /// stream for each step it resumes from, so a restarted neuron does not retrain on the batches
 /// it began with.
+/// The seed of the router's noise from `step` on: apart from the batches', so that a
+/// neuron's batches do not depend on how often it routed.
+pub fn route_seed(seed: u64, step: usize) -> u64 {
+    batch_seed(seed, step) ^ 0x726f_7574_655f_6e7a
+}
+
 fn batch_seed(seed: u64, step: usize) -> u64 {
     let start = seed.wrapping_add(1);
     if step == 0 {

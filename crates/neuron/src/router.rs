@@ -29,6 +29,10 @@ pub struct RouterConfig {
     pub w_importance: f64,
     /// Weight of the load loss `CV(load)^2`.
     pub w_load: f64,
+    /// Pass each peer's answer through its own learned `[d, d]` map that starts at zero
+    /// (`g_j A_j y_j`), so that a new learner starts as its twin alone and opens each peer
+    /// only as far as that lowers its loss; `false` adds the answers raw (`g_j y_j`).
+    pub adapter: bool,
 }
 
 impl Default for RouterConfig {
@@ -39,6 +43,7 @@ impl Default for RouterConfig {
             max_peers: 16,
             w_importance: 0.01,
             w_load: 0.01,
+            adapter: true,
         }
     }
 }

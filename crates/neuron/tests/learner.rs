@@ -29,6 +29,7 @@ fn router(peers: usize) -> RouterConfig {
         max_peers: peers,
         w_importance: 0.1,
         w_load: 0.1,
+        adapter: true,
     }
 }
 
@@ -76,22 +77,31 @@ fn every_parameter_gets_a_gradient() {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     // Peer 0 is the learner itself (never chosen); 1..3 answer.
     let available = [false, true, true, true];
-    let batch = data.train_batch(8, 16, &mut rng);
-    let routing = l
-        .route(&batch.ids, 8, 16, &available, Some(&mut rng))
-        .unwrap();
-    assert!(
-        routing
-            .chosen
-            .iter()
-            .all(|c| c.len() == 2 && !c.contains(&0))
-    );
-    let outs = fake_outputs(&routing, 16, 16, &mut rng);
-    let step = l
-        .train_step(&batch, Mode::Network, Some(&routing), &outs)
-        .unwrap();
+    let mut step = None;
+    let mut outs = Vec::new();
+    // The adapters start closed, so the first step opens them and the second sends the
+    // peers a gradient.
+    for _ in 0..2 {
+        let batch = data.train_batch(8, 16, &mut rng);
+        let routing = l
+            .route(&batch.ids, 8, 16, &available, Some(&mut rng))
+            .unwrap();
+        assert!(
+            routing
+                .chosen
+                .iter()
+                .all(|c| c.len() == 2 && !c.contains(&0))
+        );
+        outs = fake_outputs(&routing, 16, 16, &mut rng);
+        step = Some(
+            l.train_step(&batch, Mode::Network, Some(&routing), &outs)
+                .unwrap(),
+        );
+    }
+    let step = step.unwrap();
     assert!(step.distill.is_some() && step.balance.is_some(), "{step:?}");
-    // One Adam step moves every parameter that received a non-zero gradient by about lr.
+    // An Adam step moves every parameter that received a non-zero gradient by about lr; the
+    // one adapter that stays shut is that of peer 0, which never answered.
     let mut unmoved = Vec::new();
     for ((name, v), (_, old)) in l.named_vars().into_iter().zip(&before) {
         let new: Vec<f32> = v.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
@@ -100,9 +110,10 @@ fn every_parameter_gets_a_gradient() {
             unmoved.push(name);
         }
     }
-    assert!(
-        unmoved.is_empty(),
-        "parameters with no gradient: {unmoved:?}"
+    assert_eq!(
+        unmoved,
+        vec!["adapter.0000".to_string()],
+        "parameters with no gradient"
     );
     // Every peer that answered gets a gradient of its output's shape.
     assert_eq!(step.peer_grads.len(), outs.len());
@@ -117,6 +128,47 @@ fn every_parameter_gets_a_gradient() {
         "gates sum to one per example: {total}"
     );
     assert_eq!(step.importance[0], 0.0);
+}
+
+#[test]
+fn a_new_learner_starts_as_its_twin_alone() {
+    // With the adapters closed, peers' answers do not change the loss, and the gradient they
+    // get back is zero until the learner opens them.
+    let l = learner(9);
+    let twin = learner(9);
+    let data = TextData::load("bundled:sotu_1930s", None, 0.1, 16).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    let batch = data.train_batch(4, 16, &mut rng);
+    let routing = l
+        .route(&batch.ids, 4, 16, &[false, true, true, true], None)
+        .unwrap();
+    let outs = fake_outputs(&routing, 16, 16, &mut rng);
+    let with = l
+        .evaluate(&batch, Mode::Network, Some(&routing), &outs)
+        .unwrap();
+    let alone = twin.evaluate(&batch, Mode::Alone, None, &[]).unwrap();
+    assert!((with - alone).abs() < 1e-6, "{with} vs {alone}");
+    let step = l
+        .train_step(&batch, Mode::Network, Some(&routing), &outs)
+        .unwrap();
+    assert!(
+        step.peer_grads
+            .iter()
+            .all(|g| g.grad.iter().all(|v| *v == 0.0))
+    );
+}
+
+/// Sets every peer adapter of `l` to random values (as if opened by training).
+fn open_adapters(l: &Learner, rng: &mut ChaCha8Rng) {
+    for (name, var) in l.named_vars() {
+        if name.starts_with("adapter.") {
+            let n = var.as_tensor().elem_count();
+            let values: Vec<f32> = (0..n).map(|_| rng.random_range(-0.3..0.3)).collect();
+            let t = candle_core::Tensor::from_vec(values, var.as_tensor().dims(), &Device::Cpu)
+                .unwrap();
+            var.set(&t).unwrap();
+        }
+    }
 }
 
 #[test]
@@ -136,12 +188,13 @@ fn peer_gradient_equals_finite_difference() {
         &OptimConfig {
             lr: 0.0,
             peer_lr: 0.0,
-            weight_decay: 0.0,
+            ..OptimConfig::default()
         },
         &Device::Cpu,
         3,
     )
     .unwrap();
+    open_adapters(&frozen, &mut rng);
     let routing = frozen.route(&batch.ids, 2, 8, &available, None).unwrap();
     let _ = l;
     let step = frozen
@@ -192,19 +245,36 @@ fn training_alone_lowers_the_loss() {
 }
 
 #[test]
-fn peer_updates_change_what_is_served() {
+fn peer_updates_join_the_next_step() {
+    // Two equal learners take the same step on their own batch; one has first received a
+    // peer's gradient pushing its served output up, which its step takes in.
     let l = learner(7);
+    let twin = learner(7);
     let ids: Vec<u32> = (0..32).map(|i| (i * 7 % 256) as u32).collect();
     let before = l.serve(&ids, 2, 16).unwrap();
     assert_eq!(before.len(), 2 * 16 * 16);
-    // Push the served output up: gradient of loss = -sum(out).
+    // Gradient of the peer's loss = -sum(out), five times over.
     let grad = vec![-1.0f32; before.len()];
     for _ in 0..5 {
         l.apply_peer_gradient(&ids, 2, 16, &grad).unwrap();
     }
-    let after = l.serve(&ids, 2, 16).unwrap();
-    let (sb, sa): (f32, f32) = (before.iter().sum(), after.iter().sum());
-    assert!(sa > sb, "sum of served output {sb} -> {sa}");
+    assert!(l.pending_peer_gradients() && !twin.pending_peer_gradients());
+    assert_eq!(
+        l.serve(&ids, 2, 16).unwrap(),
+        before,
+        "nothing moves before the step"
+    );
+    let data = TextData::load("bundled:sotu_1790s", None, 0.1, 16).unwrap();
+    let batch = data.train_batch(4, 16, &mut ChaCha8Rng::seed_from_u64(8));
+    l.train_step(&batch, Mode::Alone, None, &[]).unwrap();
+    twin.train_step(&batch, Mode::Alone, None, &[]).unwrap();
+    assert!(!l.pending_peer_gradients(), "the step took them");
+    let sum = |l: &Learner| l.serve(&ids, 2, 16).unwrap().iter().sum::<f32>();
+    let (with, without) = (sum(&l), sum(&twin));
+    assert!(
+        with > without,
+        "sum of served output {without} alone -> {with} with the peer's gradient"
+    );
 }
 
 #[test]
@@ -344,6 +414,7 @@ fn removal_probes_match_the_evaluated_loss_and_its_slope() {
     let l = learner(5);
     let data = TextData::load("bundled:sotu_2000s", None, 0.1, 16).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(6);
+    open_adapters(&l, &mut rng);
     let batch = data.train_batch(4, 16, &mut rng);
     let available = [false, true, true, true];
     let routing = l.route(&batch.ids, 4, 16, &available, None).unwrap();
@@ -406,7 +477,8 @@ fn a_frozen_synapse_serves_its_model_and_ignores_backward() {
             .unwrap()
     };
     for (behaviour, moves) in [(Behaviour::Honest, true), (Behaviour::Frozen, false)] {
-        let s = LearnerSynapse::new(Arc::new(learner(5)), behaviour, 0);
+        let l = Arc::new(learner(5));
+        let s = LearnerSynapse::new(l.clone(), behaviour, 0);
         let before = answer(&s);
         assert_eq!(
             before,
@@ -416,6 +488,8 @@ fn a_frozen_synapse_serves_its_model_and_ignores_backward() {
         );
         s.backward(std::slice::from_ref(&x), std::slice::from_ref(&g))
             .unwrap();
-        assert_eq!(answer(&s) != before, moves, "{behaviour:?}");
+        // The gradient waits for the learner's next step.
+        assert_eq!(answer(&s), before);
+        assert_eq!(l.pending_peer_gradients(), moves, "{behaviour:?}");
     }
 }
