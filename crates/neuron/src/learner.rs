@@ -160,13 +160,13 @@ pub struct Learner {
     /// One `[d, d]` map per peer uid, starting at zero: peer `j`'s term is `g_j A_j y_j`.
     adapters: Option<Vec<Tensor>>,
     opt: Mutex<AdamW>,
-    peer_opt: Mutex<AdamW>,
+    /// The separate optimiser of peers' updates under [`BackwardUpdate::OwnOptimizer`];
+    /// `None` when they wait for the next own step ([`BackwardUpdate::WithOwnStep`]).
+    peer_opt: Option<Mutex<AdamW>>,
     /// The trunk's parameters, in name order (what Backward updates).
     trunk_vars: Vec<Var>,
     /// Peers' Backward gradients not yet taken into a step, aligned with `trunk_vars`.
     pending: Mutex<Vec<Option<Tensor>>>,
-    /// Whether Backward waits for the next own step ([`BackwardUpdate::WithOwnStep`]).
-    accumulate: bool,
     masks: Mutex<HashMap<usize, Tensor>>,
 }
 
@@ -197,7 +197,6 @@ impl Learner {
         let head = Head::new(&mut p, "head", cfg)?;
         let router = Router::new(&mut p, "router", cfg.d, router_cfg.max_peers)?;
         let student = Encoder::new(&mut p, "student", cfg, cfg.student_layers)?;
-        let accumulate = optim.backward == BackwardUpdate::WithOwnStep;
         let adapters = match router_cfg.adapter {
             false => None,
             true => Some(
@@ -219,7 +218,13 @@ impl Learner {
             adam(optim.lr),
         )?;
         let trunk_vars = vars_with_prefix(&vars, &["trunk."]);
-        let peer_opt = AdamW::new(trunk_vars.clone(), adam(optim.peer_lr))?;
+        let peer_opt = match optim.backward {
+            BackwardUpdate::WithOwnStep => None,
+            BackwardUpdate::OwnOptimizer => Some(Mutex::new(AdamW::new(
+                trunk_vars.clone(),
+                adam(optim.peer_lr),
+            )?)),
+        };
         let pending = Mutex::new(vec![None; trunk_vars.len()]);
         Ok(Learner {
             cfg: cfg.clone(),
@@ -232,10 +237,9 @@ impl Learner {
             router,
             adapters,
             opt: Mutex::new(opt),
-            peer_opt: Mutex::new(peer_opt),
+            peer_opt,
             trunk_vars,
             pending,
-            accumulate,
             masks: Mutex::new(HashMap::new()),
         })
     }
@@ -354,7 +358,12 @@ impl Learner {
         let out = self.trunk.forward(&x, &mask)?;
         let g = Tensor::from_vec(grad.to_vec(), (b, t, d), &self.device)?;
         let grads = (out * g)?.sum_all()?.backward()?;
-        if self.accumulate {
+        if let Some(peer_opt) = &self.peer_opt {
+            let mut opt = peer_opt.lock().unwrap_or_else(|e| e.into_inner());
+            opt.step(&grads)?;
+            return Ok(());
+        }
+        {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             for (var, acc) in self.trunk_vars.iter().zip(pending.iter_mut()) {
                 if let Some(g) = grads.get(var.as_tensor()) {
@@ -364,10 +373,7 @@ impl Learner {
                     });
                 }
             }
-            return Ok(());
         }
-        let mut opt = self.peer_opt.lock().unwrap_or_else(|e| e.into_inner());
-        opt.step(&grads)?;
         Ok(())
     }
 
