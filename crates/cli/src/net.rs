@@ -17,7 +17,7 @@ use bt_net::up::{
     DEFAULT_BLOCKS_PER_STEP, ModelPreset, RoleKind, Transport, UpConfig, up, up_seeds,
 };
 use bt_neuron::learner::BackwardUpdate;
-use bt_neuron::router::RouterConfig;
+use bt_neuron::router::{AdapterInit, RouterConfig};
 use clap::{Args, Subcommand};
 
 /// `bt net ...`.
@@ -45,8 +45,9 @@ pub struct UpArgs {
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     pub mask: String,
     /// Each learner's per-peer adapter (docs/neuron.md): on (peers' answers pass through a
-    /// learned map that starts at zero) or off (added raw).
-    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    /// learned map that starts at zero), open (a learned map that starts as the identity) or
+    /// off (added raw).
+    #[arg(long, default_value = "on", value_parser = ["on", "open", "off"])]
     pub peer_adapter: String,
     /// How learners apply their peers' Backward gradients: with-own-step (added to their next
     /// step's gradient) or own-optimizer (a second AdamW at once).
@@ -134,7 +135,11 @@ impl UpArgs {
                 _ => BackwardUpdate::WithOwnStep,
             },
             router: RouterConfig {
-                adapter: self.peer_adapter == "on",
+                adapter: self.peer_adapter != "off",
+                adapter_init: match self.peer_adapter.as_str() {
+                    "open" => AdapterInit::Identity,
+                    _ => AdapterInit::Zero,
+                },
                 ..RouterConfig::default()
             },
             validators: self.validators,

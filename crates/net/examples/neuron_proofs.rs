@@ -6,7 +6,8 @@
 //!    escapes, and their loss does not jump;
 //! 4. step time alone and in the network, with the network's share.
 //!
-//! `cargo run --release -p bt-net --example neuron_proofs -- [--steps N] [--limit BYTES]`
+//! `cargo run --release -p bt-net --example neuron_proofs -- [--steps N] [--limit BYTES]
+//! [--after-kill N] [--peer-adapter on|open|off]`
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use bt_net::local::{LedgerParams, funder, hotkey, start_ledger, train_together};
 use bt_neuron::learner::Mode;
+use bt_neuron::router::AdapterInit;
 use bt_neuron::serve::Behaviour;
 use bt_neuron::{Neuron, NeuronConfig};
 
@@ -22,6 +24,7 @@ struct Args {
     steps: usize,
     limit: usize,
     after_kill: usize,
+    adapter: String,
 }
 
 fn args() -> Result<Args, String> {
@@ -29,6 +32,7 @@ fn args() -> Result<Args, String> {
         steps: 300,
         limit: 4000,
         after_kill: 50,
+        adapter: "on".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -42,9 +46,18 @@ fn args() -> Result<Args, String> {
             "--steps" => a.steps = val("--steps")?,
             "--limit" => a.limit = val("--limit")?,
             "--after-kill" => a.after_kill = val("--after-kill")?,
+            "--peer-adapter" => {
+                a.adapter = it.next().ok_or("--peer-adapter needs a value")?;
+                if !["on", "open", "off"].contains(&a.adapter.as_str()) {
+                    return Err(format!(
+                        "--peer-adapter must be on, open or off; got {:?}",
+                        a.adapter
+                    ));
+                }
+            }
             other => {
                 return Err(format!(
-                    "unknown flag {other}; use --steps, --limit, --after-kill"
+                    "unknown flag {other}; use --steps, --limit, --after-kill, --peer-adapter"
                 ));
             }
         }
@@ -55,11 +68,15 @@ fn args() -> Result<Args, String> {
     Ok(a)
 }
 
-fn config(name: &str, source: &str, seed: u64, ledger: Option<&str>) -> NeuronConfig {
+fn config(a: &Args, name: &str, source: &str, seed: u64, ledger: Option<&str>) -> NeuronConfig {
     let mut cfg = NeuronConfig {
         name: name.into(),
         ..NeuronConfig::default()
     };
+    cfg.router.adapter = a.adapter != "off";
+    if a.adapter == "open" {
+        cfg.router.adapter_init = AdapterInit::Identity;
+    }
     cfg.data.source = source.into();
     cfg.network.ledger = ledger.map(str::to_string);
     cfg.network.stake_tao = 100.0;
@@ -75,7 +92,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let little = |cfg: &mut NeuronConfig| cfg.data.limit = Some(a.limit);
 
     // Alone: the little-data neuron with no network at all.
-    let mut alone_cfg = config("little", "bundled:sotu_1930s", 11, None);
+    let mut alone_cfg = config(&a, "little", "bundled:sotu_1930s", 11, None);
     little(&mut alone_cfg);
     alone_cfg.network.stake_tao = 0.0;
     let mut alone = Neuron::start(alone_cfg, hotkey("little-alone")?, None).await?;
@@ -106,7 +123,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     let mut neurons = Vec::new();
     for (k, (name, source, behaviour)) in specs.iter().enumerate() {
-        let mut cfg = config(name, source, 11 + k as u64, Some(&url));
+        let mut cfg = config(&a, name, source, 11 + k as u64, Some(&url));
         if *name == "little" {
             little(&mut cfg);
         }

@@ -546,6 +546,10 @@ rule = "payoff"
                 "unknown variant `sideways`",
             ),
             ("[router]\nadapter = 1", "expected a boolean"),
+            (
+                "[router]\nadapter_init = \"ones\"",
+                "unknown variant `ones`",
+            ),
             ("behaviour = \"evil\"", "unknown variant `evil`"),
             ("[data]\nheld_out = 1.0", "data.held_out"),
             ("[data]\ntokenizer = \"gpt2\"", "model.vocab is 256"),

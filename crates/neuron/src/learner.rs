@@ -20,13 +20,14 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use candle_core::{Device, Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use candle_nn::{ParamsAdamW, VarMap};
 use serde::{Deserialize, Serialize};
 
 use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::model::{Encoder, Head, ModelConfig, Params, causal_mask, cross_entropy, ids_tensor};
-use crate::router::{Router, RouterConfig, Routing};
+use crate::optim::AdamW;
+use crate::router::{AdapterInit, Router, RouterConfig, Routing};
 
 /// How the gradients peers send through Backward reach the trunk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,7 +202,13 @@ impl Learner {
             false => None,
             true => Some(
                 (0..router_cfg.max_peers)
-                    .map(|j| p.constant(&format!("adapter.{j:04}"), &[cfg.d, cfg.d], 0.0))
+                    .map(|j| {
+                        let name = format!("adapter.{j:04}");
+                        match router_cfg.adapter_init {
+                            AdapterInit::Zero => p.constant(&name, &[cfg.d, cfg.d], 0.0),
+                            AdapterInit::Identity => p.identity(&name, cfg.d),
+                        }
+                    })
                     .collect::<Result<Vec<_>>>()?,
             ),
         };

@@ -2,8 +2,9 @@
 //!
 //! - [`model`]: the candle networks (byte-level transformer trunk and student, head).
 //! - [`ops`]: fused CPU kernels with their own backward passes (GELU, layer norm, causal
-//!   attention, cross-entropy, bias addition), checked against the elementary
+//!   attention, cross-entropy, the linear layer), checked against the elementary
 //!   versions.
+//! - [`optim`]: AdamW updated in place, one pass per parameter.
 //! - [`router`]: noisy top-k gating over peers with importance and load losses.
 //! - [`learner`]: one training step given the peers' answers; the gradients to send back.
 //! - [`data`]: bundled public-domain text, split into training and held-out parts.
@@ -42,6 +43,7 @@ pub mod ledger;
 pub mod model;
 pub mod neuron;
 pub mod ops;
+pub mod optim;
 pub mod router;
 pub mod serve;
 pub mod weights;

@@ -2,7 +2,7 @@
 //! serves, and the distilled student), the next-token head, and the parameters they live in.
 //!
 //! Every op here has a backward pass: candle's fused `LayerNorm`, `softmax_last_dim` and `sdpa`
-//! silently stop gradients, so layer norm, softmax, GELU, cross-entropy and bias addition are
+//! silently stop gradients, so layer norm, softmax, GELU, cross-entropy and the linear layer are
 //! either written out from elementary tensor ops or, on the CPU, run as this crate's own fused
 //! kernels with hand-written backward passes ([`crate::ops`]). `tests/learner.rs` checks that
 //! every parameter receives a gradient.
@@ -127,6 +127,14 @@ impl<'a> Params<'a> {
     pub fn constant(&mut self, name: &str, shape: &[usize], value: f32) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         self.insert(name, shape, vec![value; n])
+    }
+
+    /// A `[d, d]` identity matrix.
+    pub fn identity(&mut self, name: &str, d: usize) -> Result<Tensor> {
+        let values = (0..d * d)
+            .map(|i| if i / d == i % d { 1.0 } else { 0.0 })
+            .collect();
+        self.insert(name, &[d, d], values)
     }
 
     /// A linear layer `[in] -> [out]`, uniform in `±1/sqrt(in)` (PyTorch's default), with bias.

@@ -1,5 +1,5 @@
 //! Fused CPU kernels, each with its own backward pass: GELU, layer norm, causal multi-head
-//! attention (its softmax included), cross-entropy and bias addition.
+//! attention (its softmax included), cross-entropy and the linear layer (product and bias).
 //!
 //! Built from elementary candle ops, these take most of a training step (GELU's backward
 //! alone runs ten element-wise passes; a bias gradient goes through a generic strided
@@ -12,9 +12,9 @@
 //! reductions) are taken per fixed chunk of rows and then added in chunk order, so a result
 //! does not depend on the number of threads.
 
-use bt_vecmath::{dot, exp, gelu_bwd, gelu_fwd, multiversion, simd_level};
+use bt_vecmath::{dot, exp, gelu_bwd, gelu_fwd, max, multiversion, simd_level, sum};
 use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, CustomOp3, D, Layout, Result, Shape, Tensor, bail,
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, D, Layout, Result, Shape, Storage, Tensor, bail,
 };
 use rayon::prelude::*;
 
@@ -80,17 +80,13 @@ fn contiguous<'a, T: candle_core::WithDType>(s: &'a CpuStorage, l: &Layout) -> R
     }
 }
 
-fn host(t: &Tensor) -> Result<Vec<f32>> {
-    t.flatten_all()?.to_vec1()
-}
-
 /// `y[j] = e^(x[j] - max)` for every `j`; returns their sum.
 #[inline(always)]
 fn exp_shifted(x: &[f32], max: f32, y: &mut [f32]) -> f32 {
     for (y, &x) in y.iter_mut().zip(x) {
         *y = exp(x - max);
     }
-    y.iter().sum()
+    sum(y)
 }
 
 /// GELU, tanh approximation (the same function as candle's `gelu`).
@@ -164,18 +160,10 @@ impl CustomOp3 for LayerNorm {
         let d = gamma.len();
         let mut y = vec![0f32; x.len()];
         let task = task_len(d);
+        let level = simd_level();
         y.par_chunks_mut(task)
             .zip(x.par_chunks(task))
-            .for_each(|(y, x)| {
-                for (xr, yr) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
-                    let mean = xr.iter().sum::<f32>() / d as f32;
-                    let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
-                    let r = 1.0 / (var + 1e-5).sqrt();
-                    for i in 0..d {
-                        yr[i] = (xr[i] - mean) * r * gamma[i] + beta[i];
-                    }
-                }
-            });
+            .for_each(|(y, x)| layer_norm_fwd_dispatch(level, x, gamma, beta, y));
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -188,43 +176,13 @@ impl CustomOp3 for LayerNorm {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let d = gamma.elem_count();
-        let (xv, gv, gm) = (host(x)?, host(grad)?, host(gamma)?);
-        let mut dx = vec![0f32; xv.len()];
-        let task = task_len(d);
+        let mut dx = vec![0f32; x.elem_count()];
         // Per chunk of rows: its share of dgamma (first d) and dbeta (last d).
-        let parts: Vec<Vec<f32>> = dx
-            .par_chunks_mut(task)
-            .zip(xv.par_chunks(task).zip(gv.par_chunks(task)))
-            .map(|(dx, (xv, gv))| {
-                let mut part = vec![0f32; 2 * d];
-                let (dgamma, dbeta) = part.split_at_mut(d);
-                let mut xhat = vec![0f32; d];
-                for ((xr, gr), dxr) in xv
-                    .chunks_exact(d)
-                    .zip(gv.chunks_exact(d))
-                    .zip(dx.chunks_exact_mut(d))
-                {
-                    let mean = xr.iter().sum::<f32>() / d as f32;
-                    let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
-                    let r = 1.0 / (var + 1e-5).sqrt();
-                    let (mut m1, mut m2) = (0f32, 0f32);
-                    for i in 0..d {
-                        xhat[i] = (xr[i] - mean) * r;
-                        let gg = gr[i] * gm[i];
-                        m1 += gg;
-                        m2 += gg * xhat[i];
-                        dgamma[i] += gr[i] * xhat[i];
-                        dbeta[i] += gr[i];
-                    }
-                    m1 /= d as f32;
-                    m2 /= d as f32;
-                    for i in 0..d {
-                        dxr[i] = r * (gr[i] * gm[i] - m1 - xhat[i] * m2);
-                    }
-                }
-                part
+        let parts = with_values(x, |xv| {
+            with_values(grad, |gv| {
+                with_values(gamma, |gm| Ok(layer_norm_bwd(xv, gv, gm, &mut dx)))
             })
-            .collect();
+        })?;
         let mut dgamma = sum_partials(parts, 2 * d);
         let dbeta = dgamma.split_off(d);
         let dev = x.device();
@@ -234,6 +192,93 @@ impl CustomOp3 for LayerNorm {
             Some(Tensor::from_vec(dbeta, d, dev)?),
         ))
     }
+}
+
+/// Layer norm forward on whole rows of `gamma.len()` values. The mean and variance are sums
+/// in vector lanes ([`sum`], [`dot`]), not one add after another.
+#[inline(always)]
+fn layer_norm_fwd_rows(x: &[f32], gamma: &[f32], beta: &[f32], y: &mut [f32]) {
+    let d = gamma.len();
+    for (xr, yr) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
+        let mean = sum(xr) / d as f32;
+        for (c, &v) in yr.iter_mut().zip(xr) {
+            *c = v - mean;
+        }
+        let r = 1.0 / (dot(yr, yr) / d as f32 + 1e-5).sqrt();
+        for ((v, &g), &b) in yr.iter_mut().zip(gamma).zip(beta) {
+            *v = *v * r * g + b;
+        }
+    }
+}
+
+/// Layer norm backward on whole rows: writes `dx` and adds the rows' share of the gain's
+/// gradient to `part[..d]` and the bias's to `part[d..]`; `scratch` holds `2 d` values.
+#[inline(always)]
+fn layer_norm_bwd_rows(
+    xv: &[f32],
+    gv: &[f32],
+    gm: &[f32],
+    dx: &mut [f32],
+    part: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let d = gm.len();
+    let (dgamma, dbeta) = part.split_at_mut(d);
+    let (xhat, gg) = scratch.split_at_mut(d);
+    for ((xr, gr), dxr) in xv
+        .chunks_exact(d)
+        .zip(gv.chunks_exact(d))
+        .zip(dx.chunks_exact_mut(d))
+    {
+        let mean = sum(xr) / d as f32;
+        for (c, &v) in xhat.iter_mut().zip(xr) {
+            *c = v - mean;
+        }
+        let r = 1.0 / (dot(xhat, xhat) / d as f32 + 1e-5).sqrt();
+        for i in 0..d {
+            xhat[i] *= r;
+            gg[i] = gr[i] * gm[i];
+            dgamma[i] += gr[i] * xhat[i];
+            dbeta[i] += gr[i];
+        }
+        let m1 = sum(gg) / d as f32;
+        let m2 = dot(gg, xhat) / d as f32;
+        for i in 0..d {
+            dxr[i] = r * (gg[i] - m1 - xhat[i] * m2);
+        }
+    }
+}
+
+multiversion!(layer_norm_fwd_dispatch => layer_norm_fwd_rows(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    y: &mut [f32],
+));
+multiversion!(layer_norm_bwd_dispatch => layer_norm_bwd_rows(
+    xv: &[f32],
+    gv: &[f32],
+    gm: &[f32],
+    dx: &mut [f32],
+    part: &mut [f32],
+    scratch: &mut [f32],
+));
+
+/// Layer norm's backward over rows of `gm.len()` values: writes `dx` and returns, per chunk of
+/// rows, that chunk's share of the gain's gradient (first half) and the bias's (second half).
+fn layer_norm_bwd(xv: &[f32], gv: &[f32], gm: &[f32], dx: &mut [f32]) -> Vec<Vec<f32>> {
+    let d = gm.len();
+    let task = task_len(d);
+    let level = simd_level();
+    dx.par_chunks_mut(task)
+        .zip(xv.par_chunks(task).zip(gv.par_chunks(task)))
+        .map(|(dx, (xv, gv))| {
+            let mut part = vec![0f32; 2 * d];
+            let mut scratch = vec![0f32; 2 * d];
+            layer_norm_bwd_dispatch(level, xv, gv, gm, dx, &mut part, &mut scratch);
+            part
+        })
+        .collect()
 }
 
 /// Causal multi-head self-attention over packed projections `qkv` `[b, t, 3d]` (queries,
@@ -289,77 +334,172 @@ impl CausalAttention {
     }
 }
 
-/// `y += a x`.
-#[inline(always)]
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
-    }
+/// Keys scored, and columns summed, at a time: two AVX2 registers or one AVX-512 register of
+/// accumulators that stay in registers through a whole sum.
+const BLOCK: usize = 16;
+
+/// `n` rounded up to whole blocks of [`BLOCK`].
+fn padded(n: usize) -> usize {
+    n.div_ceil(BLOCK) * BLOCK
 }
 
-/// Softmax weights of query `i` over keys `0..=i` of head `h` (into `p[..=i]`).
+/// Columns `col..col + dh` of the `t` rows of `src` (row stride `w`), transposed into `dst`
+/// `[dh, tp]`: `dst[c * tp + j] = src[j * w + col + c]`. Positions `t..tp` stay zero.
 #[inline(always)]
-fn attn_weights(qkv: &[f32], s: AttnShape, h: usize, i: usize, p: &mut [f32]) {
-    let w = 3 * s.d;
-    let q = &qkv[i * w + h * s.dh..][..s.dh];
-    let mut max = f32::NEG_INFINITY;
-    for (j, pj) in p[..=i].iter_mut().enumerate() {
-        let k = &qkv[j * w + s.d + h * s.dh..][..s.dh];
-        *pj = s.scale * dot(q, k);
-        max = max.max(*pj);
-    }
-    for pj in &mut p[..=i] {
-        *pj = exp(*pj - max);
-    }
-    let sum: f32 = p[..=i].iter().sum();
-    for pj in &mut p[..=i] {
-        *pj /= sum;
-    }
-}
-
-/// Forward for one batch item: `qkv` `[t, 3d]` → `y` `[t, d]`.
-#[inline(always)]
-fn attn_fwd_item(qkv: &[f32], y: &mut [f32], s: AttnShape) {
-    let w = 3 * s.d;
-    let mut p = vec![0f32; s.t];
-    for h in 0..s.heads {
-        for i in 0..s.t {
-            attn_weights(qkv, s, h, i, &mut p);
-            let yi = &mut y[i * s.d + h * s.dh..][..s.dh];
-            for (j, &pj) in p[..=i].iter().enumerate() {
-                axpy(yi, pj, &qkv[j * w + 2 * s.d + h * s.dh..][..s.dh]);
-            }
+fn gather_t(src: &[f32], w: usize, col: usize, dh: usize, t: usize, tp: usize, dst: &mut [f32]) {
+    // Row by row of `dst`: its stores are contiguous and the strided accesses are loads.
+    for (c, row) in dst.chunks_exact_mut(tp).take(dh).enumerate() {
+        for (j, v) in row[..t].iter_mut().enumerate() {
+            *v = src[j * w + col + c];
         }
     }
 }
 
-/// Backward for one batch item: `qkv` `[t, 3d]`, `dy` `[t, d]` → `dqkv` `[t, 3d]` (zeroed).
+/// Columns `col..col + dh` of the `t` rows of `src` (row stride `w`) into `dst` `[t, dhp]`,
+/// rows padded with zeros to `dhp`.
+#[inline(always)]
+fn gather_rows(
+    src: &[f32],
+    w: usize,
+    col: usize,
+    dh: usize,
+    t: usize,
+    dhp: usize,
+    dst: &mut [f32],
+) {
+    for j in 0..t {
+        dst[j * dhp..][..dh].copy_from_slice(&src[j * w + col..][..dh]);
+    }
+}
+
+/// `out[j] = scale * sum_c q[c] * kt[c * tp + j]` for every `j < n`, rounded up to whole
+/// blocks (`out` and the rows of `kt` hold `tp` values).
+#[inline(always)]
+fn scores(q: &[f32], kt: &[f32], tp: usize, n: usize, scale: f32, out: &mut [f32]) {
+    for j0 in (0..n).step_by(BLOCK) {
+        let mut acc = [0f32; BLOCK];
+        for (c, &qc) in q.iter().enumerate() {
+            for (a, &k) in acc.iter_mut().zip(&kt[c * tp + j0..][..BLOCK]) {
+                *a += qc * k;
+            }
+        }
+        for (o, a) in out[j0..j0 + BLOCK].iter_mut().zip(&acc) {
+            *o = a * scale;
+        }
+    }
+}
+
+/// `out[c] = sum_{r in rows} weights[r * stride] m[r * dhp + c]` for `c < out.len()`: a
+/// weighted sum of rows of `m` `[.., dhp]`, each block of columns summed in registers.
+#[inline(always)]
+fn weighted_rows(
+    weights: &[f32],
+    stride: usize,
+    rows: std::ops::Range<usize>,
+    m: &[f32],
+    dhp: usize,
+    out: &mut [f32],
+) {
+    for c0 in (0..dhp).step_by(BLOCK) {
+        let mut acc = [0f32; BLOCK];
+        for r in rows.clone() {
+            let wr = weights[r * stride];
+            for (a, &v) in acc.iter_mut().zip(&m[r * dhp + c0..][..BLOCK]) {
+                *a += wr * v;
+            }
+        }
+        let n = out.len().saturating_sub(c0).min(BLOCK);
+        out[c0..c0 + n].copy_from_slice(&acc[..n]);
+    }
+}
+
+/// Softmax of `p` in place.
+#[inline(always)]
+fn softmax_in_place(p: &mut [f32]) {
+    let top = max(p);
+    for v in p.iter_mut() {
+        *v = exp(*v - top);
+    }
+    let inv = 1.0 / sum(p);
+    for v in p.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// Forward for one batch item: `qkv` `[t, 3d]` → `y` `[t, d]`.
+///
+/// Per head the keys are transposed once, so that a query's scores against keys `0..=i` are
+/// `dh` multiply-adds over contiguous blocks of keys (no horizontal sum per key), and
+/// `y_i = sum_j p_j v_j` is summed in registers a block of columns at a time.
+#[inline(always)]
+fn attn_fwd_item(qkv: &[f32], y: &mut [f32], s: AttnShape) {
+    let (w, tp, dhp) = (3 * s.d, padded(s.t), padded(s.dh));
+    let (mut kt, mut vp) = (vec![0f32; s.dh * tp], vec![0f32; s.t * dhp]);
+    let mut p = vec![0f32; tp];
+    for h in 0..s.heads {
+        let qo = h * s.dh;
+        gather_t(qkv, w, s.d + qo, s.dh, s.t, tp, &mut kt);
+        gather_rows(qkv, w, 2 * s.d + qo, s.dh, s.t, dhp, &mut vp);
+        for i in 0..s.t {
+            scores(&qkv[i * w + qo..][..s.dh], &kt, tp, i + 1, s.scale, &mut p);
+            softmax_in_place(&mut p[..=i]);
+            weighted_rows(&p, 1, 0..i + 1, &vp, dhp, &mut y[i * s.d + qo..][..s.dh]);
+        }
+    }
+}
+
+/// Backward for one batch item: `qkv` `[t, 3d]`, `dy` `[t, d]` → `dqkv` `[t, 3d]`.
+///
+/// Per head: the weights `P` and `dS = P (dP - rowsum(P dP))` of every query first (`P`
+/// recomputed, `dP_ij = dY_i . V_j` from the transposed values as the scores come from the
+/// transposed keys), then `dQ_i = sum_j dS_ij K_j`, `dK_j = sum_i dS_ij Q_i` and
+/// `dV_j = sum_i P_ij dY_i`, each summed in registers.
 #[inline(always)]
 fn attn_bwd_item(qkv: &[f32], dy: &[f32], dqkv: &mut [f32], s: AttnShape) {
-    let w = 3 * s.d;
-    let (mut p, mut ds) = (vec![0f32; s.t], vec![0f32; s.t]);
+    let (w, tp, dhp) = (3 * s.d, padded(s.t), padded(s.dh));
+    let (mut kt, mut vt) = (vec![0f32; s.dh * tp], vec![0f32; s.dh * tp]);
+    let (mut qp, mut kp, mut dyp) = (
+        vec![0f32; s.t * dhp],
+        vec![0f32; s.t * dhp],
+        vec![0f32; s.t * dhp],
+    );
+    let (mut pm, mut ds, mut dp) = (vec![0f32; s.t * tp], vec![0f32; s.t * tp], vec![0f32; tp]);
     for h in 0..s.heads {
         let (qo, ko, vo) = (h * s.dh, s.d + h * s.dh, 2 * s.d + h * s.dh);
+        gather_t(qkv, w, ko, s.dh, s.t, tp, &mut kt);
+        gather_t(qkv, w, vo, s.dh, s.t, tp, &mut vt);
+        gather_rows(qkv, w, qo, s.dh, s.t, dhp, &mut qp);
+        gather_rows(qkv, w, ko, s.dh, s.t, dhp, &mut kp);
+        gather_rows(dy, s.d, qo, s.dh, s.t, dhp, &mut dyp);
         for i in 0..s.t {
-            attn_weights(qkv, s, h, i, &mut p);
-            let dyi = &dy[i * s.d + h * s.dh..][..s.dh];
-            let mut c = 0f32;
+            let p = &mut pm[i * tp..][..tp];
+            scores(&qp[i * dhp..][..s.dh], &kt, tp, i + 1, s.scale, p);
+            softmax_in_place(&mut p[..=i]);
+            scores(&dyp[i * dhp..][..s.dh], &vt, tp, i + 1, 1.0, &mut dp);
+            let c = dot(&p[..=i], &dp[..=i]);
+            let dsi = &mut ds[i * tp..][..tp];
             for j in 0..=i {
-                // dP_ij, then dV_j += P_ij dY_i.
-                ds[j] = dot(dyi, &qkv[j * w + vo..][..s.dh]);
-                c += p[j] * ds[j];
-                axpy(&mut dqkv[j * w + vo..][..s.dh], p[j], dyi);
+                dsi[j] = s.scale * p[j] * (dp[j] - c);
             }
-            let qi = &qkv[i * w + qo..][..s.dh];
-            for j in 0..=i {
-                let g = s.scale * p[j] * (ds[j] - c);
-                axpy(
-                    &mut dqkv[i * w + qo..][..s.dh],
-                    g,
-                    &qkv[j * w + ko..][..s.dh],
-                );
-                axpy(&mut dqkv[j * w + ko..][..s.dh], g, qi);
-            }
+            weighted_rows(dsi, 1, 0..i + 1, &kp, dhp, &mut dqkv[i * w + qo..][..s.dh]);
+        }
+        for j in 0..s.t {
+            weighted_rows(
+                &ds[j..],
+                tp,
+                j..s.t,
+                &qp,
+                dhp,
+                &mut dqkv[j * w + ko..][..s.dh],
+            );
+            weighted_rows(
+                &pm[j..],
+                tp,
+                j..s.t,
+                &dyp,
+                dhp,
+                &mut dqkv[j * w + vo..][..s.dh],
+            );
         }
     }
 }
@@ -453,17 +593,13 @@ impl CustomOp2 for CrossEntropy {
             bail!("target {target} is outside the {v} classes");
         }
         let rows = task_len(v) / v;
+        let level = simd_level();
         let parts: Vec<f64> = x
             .par_chunks(rows * v)
             .zip(y.par_chunks(rows))
             .map(|(x, y)| {
-                let mut loss = 0f64;
-                let mut e = vec![0f32; v];
-                for (xr, &target) in x.chunks_exact(v).zip(y) {
-                    let max = xr.iter().fold(f32::NEG_INFINITY, |m, &a| m.max(a));
-                    let lse = exp_shifted(xr, max, &mut e).ln() + max;
-                    loss += f64::from(lse - xr[target as usize]);
-                }
+                let (mut loss, mut e) = (0f64, vec![0f32; v]);
+                cross_entropy_fwd_dispatch(level, x, y, &mut e, &mut loss);
                 loss
             })
             .collect();
@@ -483,32 +619,209 @@ impl CustomOp2 for CrossEntropy {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (n, v) = x.dims2()?;
         let scale = grad.to_scalar::<f32>()? / n as f32;
-        let xv = host(x)?;
         let yv: Vec<u32> = y.flatten_all()?.to_vec1()?;
-        let mut dx = vec![0f32; xv.len()];
+        let mut dx = vec![0f32; n * v];
         let rows = task_len(v) / v;
-        dx.par_chunks_mut(rows * v)
-            .zip(xv.par_chunks(rows * v).zip(yv.par_chunks(rows)))
-            .for_each(|(dx, (xv, yv))| {
-                for ((xr, dr), &target) in xv.chunks_exact(v).zip(dx.chunks_exact_mut(v)).zip(yv) {
-                    let max = xr.iter().fold(f32::NEG_INFINITY, |m, &a| m.max(a));
-                    let sum = exp_shifted(xr, max, dr);
-                    for d in dr.iter_mut() {
-                        *d *= scale / sum;
-                    }
-                    dr[target as usize] -= scale;
-                }
-            });
+        with_values(x, |xv| {
+            cross_entropy_bwd(xv, &yv, scale, rows, v, &mut dx);
+            Ok(())
+        })?;
         Ok((Some(Tensor::from_vec(dx, (n, v), x.device())?), None))
     }
 }
 
-/// `x [.., out] + bias [out]`; the bias gradient is one contiguous column sum.
-struct BiasAdd;
+/// The summed cross-entropy of whole rows of `e.len()` logits against `y`, added to `loss`.
+#[inline(always)]
+fn cross_entropy_fwd_rows(x: &[f32], y: &[u32], e: &mut [f32], loss: &mut f64) {
+    let v = e.len();
+    for (xr, &target) in x.chunks_exact(v).zip(y) {
+        let top = max(xr);
+        let lse = exp_shifted(xr, top, e).ln() + top;
+        *loss += f64::from(lse - xr[target as usize]);
+    }
+}
 
-impl CustomOp2 for BiasAdd {
+/// Cross-entropy's gradient `scale (softmax(x) - onehot(y))` on whole rows of `v` logits.
+#[inline(always)]
+fn cross_entropy_bwd_rows(xv: &[f32], yv: &[u32], scale: f32, v: usize, dx: &mut [f32]) {
+    for ((xr, dr), &target) in xv.chunks_exact(v).zip(dx.chunks_exact_mut(v)).zip(yv) {
+        let sum = exp_shifted(xr, max(xr), dr);
+        for d in dr.iter_mut() {
+            *d *= scale / sum;
+        }
+        dr[target as usize] -= scale;
+    }
+}
+
+multiversion!(cross_entropy_fwd_dispatch => cross_entropy_fwd_rows(
+    x: &[f32],
+    y: &[u32],
+    e: &mut [f32],
+    loss: &mut f64,
+));
+multiversion!(cross_entropy_bwd_dispatch => cross_entropy_bwd_rows(
+    xv: &[f32],
+    yv: &[u32],
+    scale: f32,
+    v: usize,
+    dx: &mut [f32],
+));
+
+/// Cross-entropy's gradient, `rows` rows of `v` logits per task.
+fn cross_entropy_bwd(xv: &[f32], yv: &[u32], scale: f32, rows: usize, v: usize, dx: &mut [f32]) {
+    let level = simd_level();
+    dx.par_chunks_mut(rows * v)
+        .zip(xv.par_chunks(rows * v).zip(yv.par_chunks(rows)))
+        .for_each(|(dx, (xv, yv))| cross_entropy_bwd_dispatch(level, xv, yv, scale, v, dx));
+}
+
+/// A read-only matrix view over a slice: element `(i, j)` at `data[i * rs + j * cs]`.
+#[derive(Clone, Copy)]
+struct MatRef<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// `data` as a row-major `[rows, cols]` matrix.
+    fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Result<MatRef<'a>> {
+        if data.len() != rows * cols {
+            bail!("{} values for a [{rows}, {cols}] matrix", data.len());
+        }
+        Ok(MatRef {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        })
+    }
+
+    /// The transpose (a view: no copy).
+    fn t(self) -> MatRef<'a> {
+        MatRef {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+}
+
+/// `dst = lhs rhs` (or `dst += lhs rhs` when `accumulate`), `dst` row-major, with the `gemm`
+/// crate candle's own matrix product uses, on rayon's threads.
+fn gemm(dst: &mut [f32], lhs: MatRef<'_>, rhs: MatRef<'_>, accumulate: bool) -> Result<()> {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    if rhs.rows != k || dst.len() != m * n {
+        bail!(
+            "matrix product of [{m}, {k}] and [{}, {n}] into {} values",
+            rhs.rows,
+            dst.len()
+        );
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill(0.0);
+        }
+        return Ok(());
+    }
+    // Every element each view reads lies inside its slice (views are built from whole,
+    // checked matrices; the largest offset is the last element's).
+    for v in [lhs, rhs] {
+        assert!((v.rows - 1) * v.rs + (v.cols - 1) * v.cs < v.data.len());
+    }
+    let threads = rayon::current_num_threads();
+    let parallelism = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: `dst` holds `m * n` values written at row stride `n`, column stride 1; the
+    // assertion above bounds every read of `lhs` and `rhs`; the three do not alias (`dst` is
+    // borrowed mutably, the others shared).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+    Ok(())
+}
+
+/// Runs `f` on the values of `t`, row-major, borrowed from its CPU storage (copied first only
+/// when `t` is not contiguous).
+fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(s) => f(contiguous::<f32>(s, layout)?),
+        _ => bail!("fused op runs on the CPU only"),
+    }
+}
+
+/// Column sums of the rows of `g` (`n` columns), by chunks of rows added in chunk order.
+fn column_sums(g: &[f32], n: usize) -> Vec<f32> {
+    let parts: Vec<Vec<f32>> = g
+        .par_chunks(task_len(n))
+        .map(|rows| {
+            let mut part = vec![0f32; n];
+            for r in rows.chunks_exact(n) {
+                for (d, v) in part.iter_mut().zip(r) {
+                    *d += v;
+                }
+            }
+            part
+        })
+        .collect();
+    sum_partials(parts, n)
+}
+
+/// A linear layer `x W^T + b` (`x` `[.., k]`, `W` `[n, k]`, `b` `[n]`) as one graph node: the
+/// product starts from the bias rows, and the backward pass is two products and a column sum.
+/// Built from candle ops it is five nodes (two reshapes, the weight's transpose, the product
+/// and the bias), each of which allocates a zeroed gradient and adds into it, the transpose's
+/// through a strided copy.
+struct LinearOp;
+
+/// `(rows, k, n)` of a linear layer's input `x` `[.., k]` and weight `[n, k]`.
+fn linear_dims(x: &[usize], w: &[usize], bias: usize) -> Result<(usize, usize, usize)> {
+    let (&[n, k], Some(&kx)) = (w, x.last()) else {
+        bail!("linear layer needs x [.., k] and a weight [n, k], got {x:?} and {w:?}");
+    };
+    if kx != k || bias != n {
+        bail!("linear layer: x {x:?}, weight {w:?} and a bias of {bias}");
+    }
+    Ok((x.iter().product::<usize>() / k.max(1), k, n))
+}
+
+impl CustomOp3 for LinearOp {
     fn name(&self) -> &'static str {
-        "bt-bias-add"
+        "bt-linear"
     }
 
     fn cpu_fwd(
@@ -517,47 +830,57 @@ impl CustomOp2 for BiasAdd {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous::<f32>(s1, l1)?;
-        let b = contiguous::<f32>(s2, l2)?;
-        let mut y = vec![0f32; x.len()];
-        let task = task_len(b.len());
-        y.par_chunks_mut(task)
-            .zip(x.par_chunks(task))
-            .for_each(|(y, x)| {
-                for (yr, xr) in y.chunks_exact_mut(b.len()).zip(x.chunks_exact(b.len())) {
-                    for ((v, xx), bb) in yr.iter_mut().zip(xr).zip(b) {
-                        *v = xx + bb;
-                    }
-                }
-            });
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
+        let (x, w, b) = (
+            contiguous::<f32>(s1, l1)?,
+            contiguous::<f32>(s2, l2)?,
+            contiguous::<f32>(s3, l3)?,
+        );
+        let (rows, k, n) = linear_dims(l1.dims(), l2.dims(), b.len())?;
+        let mut y = Vec::with_capacity(rows * n);
+        for _ in 0..rows {
+            y.extend_from_slice(b);
+        }
+        gemm(
+            &mut y,
+            MatRef::row_major(x, rows, k)?,
+            MatRef::row_major(w, n, k)?.t(),
+            true,
+        )?;
+        let mut dims = l1.dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = n;
+        }
+        Ok((CpuStorage::F32(y), Shape::from(dims)))
     }
 
     fn bwd(
         &self,
-        _x: &Tensor,
+        x: &Tensor,
+        w: &Tensor,
         b: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let n = b.elem_count();
-        let parts: Vec<Vec<f32>> = host(grad)?
-            .par_chunks(task_len(n))
-            .map(|rows| {
-                let mut part = vec![0f32; n];
-                for r in rows.chunks_exact(n) {
-                    for (d, v) in part.iter_mut().zip(r) {
-                        *d += v;
-                    }
-                }
-                part
-            })
-            .collect();
-        let db = sum_partials(parts, n);
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (rows, k, n) = linear_dims(x.dims(), w.dims(), b.elem_count())?;
+        let (mut dx, mut dw) = (vec![0f32; rows * k], vec![0f32; n * k]);
+        let db = with_values(grad, |g| {
+            let g = MatRef::row_major(g, rows, n)?;
+            with_values(w, |wv| {
+                gemm(&mut dx, g, MatRef::row_major(wv, n, k)?, false)
+            })?;
+            with_values(x, |xv| {
+                gemm(&mut dw, g.t(), MatRef::row_major(xv, rows, k)?, false)
+            })?;
+            Ok(column_sums(g.data, n))
+        })?;
+        let dev = x.device();
         Ok((
-            Some(grad.clone()),
-            Some(Tensor::from_vec(db, n, b.device())?),
+            Some(Tensor::from_vec(dx, x.shape(), dev)?),
+            Some(Tensor::from_vec(dw, (n, k), dev)?),
+            Some(Tensor::from_vec(db, n, dev)?),
         ))
     }
 }
@@ -623,15 +946,17 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor, fused: bool) -> Result<T
 
 /// `x W^T + b` for `x` `[.., in]`, `weight` `[out, in]`, `bias` `[out]`.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor, fused: bool) -> Result<Tensor> {
+    if fused {
+        return x.contiguous()?.apply_op3(weight, bias, LinearOp);
+    }
     let dims = x.dims().to_vec();
     let k = dims[dims.len() - 1];
     let rows: usize = dims[..dims.len() - 1].iter().product();
-    let y = x.contiguous()?.reshape((rows, k))?.matmul(&weight.t()?)?;
-    let y = if fused {
-        y.apply_op2(bias, BiasAdd)?
-    } else {
-        y.broadcast_add(bias)?
-    };
+    let y = x
+        .contiguous()?
+        .reshape((rows, k))?
+        .matmul(&weight.t()?)?
+        .broadcast_add(bias)?;
     let mut out = dims;
     if let Some(last) = out.last_mut() {
         *last = weight.dim(0)?;
@@ -650,6 +975,10 @@ mod tests {
             .map(|i| (((i as u64 * 2654435761 + seed * 97) % 1000) as f32 / 250.0) - 2.0)
             .collect();
         Var::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn host(t: &Tensor) -> Result<Vec<f32>> {
+        t.flatten_all()?.to_vec1()
     }
 
     fn close(a: &Tensor, b: &Tensor, what: &str) {
@@ -698,6 +1027,13 @@ mod tests {
         check(&[qkv], "causal_attention", |t, f| {
             causal_attention(&t[0], 2, &mask, f)
         });
+        let qkv = rand(&[2, 19, 3 * 8], 10);
+        let mask19 = crate::model::causal_mask(19, &Device::Cpu).unwrap();
+        check(
+            &[qkv],
+            "causal_attention (more positions than a block of keys)",
+            |t, f| causal_attention(&t[0], 2, &mask19, f),
+        );
         let qkv = rand(&[1, 7, 3 * 40], 9);
         let mask7 = crate::model::causal_mask(7, &Device::Cpu).unwrap();
         check(

@@ -33,6 +33,21 @@ pub struct RouterConfig {
     /// (`g_j A_j y_j`), so that a new learner starts as its twin alone and opens each peer
     /// only as far as that lowers its loss; `false` adds the answers raw (`g_j y_j`).
     pub adapter: bool,
+    /// Where each adapter starts: `zero` (closed, the default: a new learner computes what its
+    /// twin alone does) or `identity` (open: `A_j = I`, the raw answer from the first step,
+    /// which the learner can then reshape).
+    pub adapter_init: AdapterInit,
+}
+
+/// The starting value of a learner's per-peer adapter `A_j`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdapterInit {
+    /// `A_j = 0`: peer `j` contributes nothing until the learner's loss opens it.
+    #[default]
+    Zero,
+    /// `A_j = I`: peer `j`'s answer is added as it comes, then reshaped by training.
+    Identity,
 }
 
 impl Default for RouterConfig {
@@ -44,6 +59,7 @@ impl Default for RouterConfig {
             w_importance: 0.01,
             w_load: 0.01,
             adapter: true,
+            adapter_init: AdapterInit::Zero,
         }
     }
 }

@@ -3,9 +3,9 @@
 #![allow(clippy::unwrap_used)]
 
 use bt_neuron::data::TextData;
-use bt_neuron::learner::{Learner, Mode, OptimConfig, PeerOutput};
+use bt_neuron::learner::{BackwardUpdate, Learner, Mode, OptimConfig, PeerOutput};
 use bt_neuron::model::ModelConfig;
-use bt_neuron::router::RouterConfig;
+use bt_neuron::router::{AdapterInit, RouterConfig};
 use candle_core::Device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -29,7 +29,7 @@ fn router(peers: usize) -> RouterConfig {
         max_peers: peers,
         w_importance: 0.1,
         w_load: 0.1,
-        adapter: true,
+        ..RouterConfig::default()
     }
 }
 
@@ -158,6 +158,51 @@ fn a_new_learner_starts_as_its_twin_alone() {
     );
 }
 
+#[test]
+fn an_open_adapter_starts_as_the_raw_answer() {
+    // `adapter_init = "identity"` computes what a learner without adapters computes (same
+    // seed: the adapters draw nothing from the generator), and unlike a closed one it sends
+    // its peers a gradient from the first step.
+    let make = |adapter: bool, adapter_init: AdapterInit| {
+        let r = RouterConfig {
+            adapter,
+            adapter_init,
+            ..router(4)
+        };
+        Learner::new(&small(), &r, &OptimConfig::default(), &Device::Cpu, 9).unwrap()
+    };
+    let (open, raw) = (
+        make(true, AdapterInit::Identity),
+        make(false, AdapterInit::Zero),
+    );
+    let data = TextData::load("bundled:sotu_1930s", None, 0.1, 16).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    let batch = data.train_batch(4, 16, &mut rng);
+    let routing = open
+        .route(&batch.ids, 4, 16, &[false, true, true, true], None)
+        .unwrap();
+    let outs = fake_outputs(&routing, 16, 16, &mut rng);
+    let eval = |l: &Learner| {
+        l.evaluate(&batch, Mode::Network, Some(&routing), &outs)
+            .unwrap()
+    };
+    let (a, b) = (eval(&open), eval(&raw));
+    assert!((a - b).abs() < 1e-6, "open adapter {a} vs raw {b}");
+    let alone = make(true, AdapterInit::Zero);
+    assert!(
+        (a - eval(&alone)).abs() > 1e-4,
+        "the peers' answers change the loss"
+    );
+    let step = open
+        .train_step(&batch, Mode::Network, Some(&routing), &outs)
+        .unwrap();
+    assert!(
+        step.peer_grads
+            .iter()
+            .any(|g| g.grad.iter().any(|v| *v != 0.0))
+    );
+}
+
 /// Sets every peer adapter of `l` to random values (as if opened by training).
 fn open_adapters(l: &Learner, rng: &mut ChaCha8Rng) {
     for (name, var) in l.named_vars() {
@@ -274,6 +319,30 @@ fn peer_updates_join_the_next_step() {
     assert!(
         with > without,
         "sum of served output {without} alone -> {with} with the peer's gradient"
+    );
+}
+
+#[test]
+fn own_optimizer_applies_peer_gradients_at_once() {
+    // Under `backward = "own_optimizer"` a peer's gradient moves the trunk when it arrives,
+    // through the second AdamW, and nothing waits for the next step.
+    let optim = OptimConfig {
+        backward: BackwardUpdate::OwnOptimizer,
+        ..OptimConfig::default()
+    };
+    let l = Learner::new(&small(), &router(4), &optim, &Device::Cpu, 7).unwrap();
+    let ids: Vec<u32> = (0..32).map(|i| (i * 7 % 256) as u32).collect();
+    let before = l.serve(&ids, 2, 16).unwrap();
+    let grad = vec![-1.0f32; before.len()];
+    l.apply_peer_gradient(&ids, 2, 16, &grad).unwrap();
+    assert!(!l.pending_peer_gradients());
+    let after = l.serve(&ids, 2, 16).unwrap();
+    let sum = |v: &[f32]| v.iter().sum::<f32>();
+    assert!(
+        sum(&after) > sum(&before),
+        "sum of served output {} -> {}",
+        sum(&before),
+        sum(&after)
     );
 }
 

@@ -34,7 +34,8 @@ pub fn exp(x: f32) -> f32 {
     // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2_E + ROUND) - ROUND;
+    let shifted = x * LOG2_E + ROUND;
+    let n = shifted - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4_f32;
     p = p * r + 1.398_199_9e-3;
@@ -43,8 +44,11 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
-    // 2^n through the exponent bits; n is in [-126, 127] after the clamp.
-    er * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // 2^n through the exponent bits; n is in [-126, 127] after the clamp. `shifted` is
+    // `ROUND + n` exactly, so its bits less ROUND's are `n`: integer arithmetic on the bits
+    // vectorises, where `n as i32` (a saturating conversion) compiles to scalar code.
+    let n_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
+    er * f32::from_bits(((n_bits + 127) as u32) << 23)
 }
 
 /// `tanh` through one [`exp`], accurate to a few ulps in f32 and vectorisable.
@@ -86,6 +90,23 @@ pub fn sum(x: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail.iter().sum::<f32>()
+}
+
+/// The largest value of `x` (`-inf` for none), in [`LANES`] partial maxima so that it
+/// vectorises. NaNs are ignored, as `f32::max` ignores them.
+#[inline(always)]
+pub fn max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = a.max(v);
+        }
+    }
+    acc.iter()
+        .chain(tail)
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
 }
 
 /// `sum(x[i] * y[i])` over the shorter slice, in [`LANES`] partial sums like [`sum`].
@@ -247,6 +268,18 @@ mod tests {
         assert!(worst < 2e-7, "worst relative error {worst}");
         assert!(exp(-1e4) > 0.0 && exp(-1e4) < 2e-38);
         assert!(exp(1e4).is_finite());
+    }
+
+    #[test]
+    fn max_is_the_largest_and_ignores_nan() {
+        assert_eq!(max(&[]), f32::NEG_INFINITY);
+        for n in [1usize, 15, 16, 17, 100] {
+            let mut x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.61).sin()).collect();
+            let want = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            assert_eq!(max(&x), want, "n = {n}");
+            x[n / 2] = f32::NAN;
+            assert!(!max(&x).is_nan(), "n = {n}");
+        }
     }
 
     #[test]
