@@ -7,7 +7,7 @@
 //! 4. step time alone and in the network, with the network's share.
 //!
 //! `cargo run --release -p bt-net --example neuron_proofs -- [--steps N] [--limit BYTES]
-//! [--after-kill N] [--peer-adapter on|open|off]`
+//! [--after-kill N] [--peer-adapter on|open|off] [--backward with-own-step|own-optimizer]`
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -15,7 +15,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
 use bt_net::local::{LedgerParams, funder, hotkey, start_ledger, train_together};
-use bt_neuron::learner::Mode;
+use bt_neuron::learner::{BackwardUpdate, Mode};
 use bt_neuron::router::AdapterInit;
 use bt_neuron::serve::Behaviour;
 use bt_neuron::{Neuron, NeuronConfig};
@@ -25,6 +25,7 @@ struct Args {
     limit: usize,
     after_kill: usize,
     adapter: String,
+    backward: BackwardUpdate,
 }
 
 fn args() -> Result<Args, String> {
@@ -33,6 +34,7 @@ fn args() -> Result<Args, String> {
         limit: 4000,
         after_kill: 50,
         adapter: "on".into(),
+        backward: BackwardUpdate::WithOwnStep,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -55,9 +57,21 @@ fn args() -> Result<Args, String> {
                     ));
                 }
             }
+            "--backward" => {
+                a.backward = match it.next().as_deref() {
+                    Some("with-own-step") => BackwardUpdate::WithOwnStep,
+                    Some("own-optimizer") => BackwardUpdate::OwnOptimizer,
+                    other => {
+                        return Err(format!(
+                            "--backward must be with-own-step or own-optimizer; got {other:?}"
+                        ));
+                    }
+                }
+            }
             other => {
                 return Err(format!(
-                    "unknown flag {other}; use --steps, --limit, --after-kill, --peer-adapter"
+                    "unknown flag {other}; use --steps, --limit, --after-kill, --peer-adapter, \
+                     --backward"
                 ));
             }
         }
@@ -77,6 +91,7 @@ fn config(a: &Args, name: &str, source: &str, seed: u64, ledger: Option<&str>) -
     if a.adapter == "open" {
         cfg.router.adapter_init = AdapterInit::Identity;
     }
+    cfg.optim.backward = a.backward;
     cfg.data.source = source.into();
     cfg.network.ledger = ledger.map(str::to_string);
     cfg.network.stake_tao = 100.0;

@@ -194,17 +194,25 @@ impl CustomOp3 for LayerNorm {
     }
 }
 
+/// Writes the row `x` less its mean to `out` and returns `1 / sqrt(var + 1e-5)`, the scale
+/// that normalises it.
+#[inline(always)]
+fn centre(x: &[f32], out: &mut [f32]) -> f32 {
+    let d = x.len() as f32;
+    let mean = sum(x) / d;
+    for (c, &v) in out.iter_mut().zip(x) {
+        *c = v - mean;
+    }
+    1.0 / (dot(out, out) / d + 1e-5).sqrt()
+}
+
 /// Layer norm forward on whole rows of `gamma.len()` values. The mean and variance are sums
 /// in vector lanes ([`sum`], [`dot`]), not one add after another.
 #[inline(always)]
 fn layer_norm_fwd_rows(x: &[f32], gamma: &[f32], beta: &[f32], y: &mut [f32]) {
     let d = gamma.len();
     for (xr, yr) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
-        let mean = sum(xr) / d as f32;
-        for (c, &v) in yr.iter_mut().zip(xr) {
-            *c = v - mean;
-        }
-        let r = 1.0 / (dot(yr, yr) / d as f32 + 1e-5).sqrt();
+        let r = centre(xr, yr);
         for ((v, &g), &b) in yr.iter_mut().zip(gamma).zip(beta) {
             *v = *v * r * g + b;
         }
@@ -230,11 +238,7 @@ fn layer_norm_bwd_rows(
         .zip(gv.chunks_exact(d))
         .zip(dx.chunks_exact_mut(d))
     {
-        let mean = sum(xr) / d as f32;
-        for (c, &v) in xhat.iter_mut().zip(xr) {
-            *c = v - mean;
-        }
-        let r = 1.0 / (dot(xhat, xhat) / d as f32 + 1e-5).sqrt();
+        let r = centre(xr, xhat);
         for i in 0..d {
             xhat[i] *= r;
             gg[i] = gr[i] * gm[i];
