@@ -2,10 +2,10 @@
 //! get their gradients, the router's choices respect availability, checkpoints round-trip.
 #![allow(clippy::unwrap_used)]
 
-use bt_neuron::data::TextData;
+use bt_neuron::data::{Batch, TextData};
 use bt_neuron::learner::{BackwardUpdate, Learner, Mode, OptimConfig, PeerOutput};
 use bt_neuron::model::ModelConfig;
-use bt_neuron::router::{AdapterInit, RouterConfig};
+use bt_neuron::router::{AdapterInit, RouterConfig, Routing};
 use candle_core::Device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -44,12 +44,7 @@ fn learner(seed: u64) -> Learner {
     .unwrap()
 }
 
-fn fake_outputs(
-    routing: &bt_neuron::router::Routing,
-    t: usize,
-    d: usize,
-    rng: &mut ChaCha8Rng,
-) -> Vec<PeerOutput> {
+fn fake_outputs(routing: &Routing, t: usize, d: usize, rng: &mut ChaCha8Rng) -> Vec<PeerOutput> {
     routing
         .rows_per_peer()
         .into_iter()
@@ -63,6 +58,19 @@ fn fake_outputs(
             rows,
         })
         .collect()
+}
+
+/// A batch of 4 x 16 bytes, `l`'s routing of it over peers 1 to 3 (without router noise) and
+/// random answers from the peers it chose.
+fn routed_batch(l: &Learner) -> (Batch, Routing, Vec<PeerOutput>) {
+    let data = TextData::load("bundled:sotu_1930s", None, 0.1, 16).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    let batch = data.train_batch(4, 16, &mut rng);
+    let routing = l
+        .route(&batch.ids, 4, 16, &[false, true, true, true], None)
+        .unwrap();
+    let outs = fake_outputs(&routing, 16, 16, &mut rng);
+    (batch, routing, outs)
 }
 
 #[test]
@@ -136,13 +144,7 @@ fn a_new_learner_starts_as_its_twin_alone() {
     // get back is zero until the learner opens them.
     let l = learner(9);
     let twin = learner(9);
-    let data = TextData::load("bundled:sotu_1930s", None, 0.1, 16).unwrap();
-    let mut rng = ChaCha8Rng::seed_from_u64(10);
-    let batch = data.train_batch(4, 16, &mut rng);
-    let routing = l
-        .route(&batch.ids, 4, 16, &[false, true, true, true], None)
-        .unwrap();
-    let outs = fake_outputs(&routing, 16, 16, &mut rng);
+    let (batch, routing, outs) = routed_batch(&l);
     let with = l
         .evaluate(&batch, Mode::Network, Some(&routing), &outs)
         .unwrap();
@@ -175,13 +177,7 @@ fn an_open_adapter_starts_as_the_raw_answer() {
         make(true, AdapterInit::Identity),
         make(false, AdapterInit::Zero),
     );
-    let data = TextData::load("bundled:sotu_1930s", None, 0.1, 16).unwrap();
-    let mut rng = ChaCha8Rng::seed_from_u64(10);
-    let batch = data.train_batch(4, 16, &mut rng);
-    let routing = open
-        .route(&batch.ids, 4, 16, &[false, true, true, true], None)
-        .unwrap();
-    let outs = fake_outputs(&routing, 16, 16, &mut rng);
+    let (batch, routing, outs) = routed_batch(&open);
     let eval = |l: &Learner| {
         l.evaluate(&batch, Mode::Network, Some(&routing), &outs)
             .unwrap()
