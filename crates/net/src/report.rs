@@ -89,6 +89,53 @@ pub struct ReportJson {
     pub pearson_second_cost: Option<f64>,
     /// The neurons, by uid.
     pub neurons: Vec<NeuronJson>,
+    /// The machine that ran it ([`machine`]); `null` in reports written before it was
+    /// recorded. A lockstep run repeats exactly on one machine, not across CPUs.
+    #[serde(default)]
+    pub machine: Option<String>,
+}
+
+/// The machine a run's numbers belong to: the CPU's model, the vector level the kernels
+/// dispatch to, and its data caches, which size the matrix products' blocks. Two CPUs that
+/// differ in any of these can round a lockstep run differently (`docs/net.md`).
+pub fn machine() -> String {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let model = read("/proc/cpuinfo").and_then(|info| {
+        info.lines().find_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            (key.trim() == "model name").then(|| value.trim().to_string())
+        })
+    });
+    let level = match bt_vecmath::simd_level() {
+        2 => "AVX-512",
+        1 => "AVX2+FMA",
+        _ => "no wide vectors",
+    };
+    let caches: Vec<String> = (0..8)
+        .filter_map(|i| {
+            let dir = format!("/sys/devices/system/cpu/cpu0/cache/index{i}");
+            let kind = read(&format!("{dir}/type"))?;
+            (kind != "Instruction").then_some(())?;
+            let level = read(&format!("{dir}/level"))?;
+            let size = read(&format!("{dir}/size"))?;
+            Some(format!("L{level} {size}"))
+        })
+        .collect();
+    let mut out = format!(
+        "{} ({}, {level}",
+        model.as_deref().unwrap_or("unknown CPU"),
+        std::env::consts::ARCH
+    );
+    if !caches.is_empty() {
+        out.push_str("; ");
+        out.push_str(&caches.join(", "));
+    }
+    out.push(')');
+    out
 }
 
 fn finite(x: f64) -> Option<f64> {
@@ -170,6 +217,7 @@ pub fn json(run: &NetRun) -> ReportJson {
         pearson_rank_cost: agree.and_then(|a| finite(a.rank_pearson)),
         pearson_second_cost: agree.and_then(|a| finite(a.second_pearson)),
         neurons,
+        machine: Some(machine()),
     }
 }
 
@@ -385,6 +433,15 @@ pub fn summary_markdown(s: &Summary, reports: &[ReportJson]) -> String {
         s.transport,
         s.mechanism
     );
+    let mut machines: Vec<&str> = reports
+        .iter()
+        .filter_map(|r| r.machine.as_deref())
+        .collect();
+    machines.sort_unstable();
+    machines.dedup();
+    if !machines.is_empty() {
+        let _ = writeln!(out, "Machine: {}.\n", machines.join("; "));
+    }
     let _ = writeln!(
         out,
         "Mean ± sample standard deviation over the seeds.
@@ -579,6 +636,7 @@ pub fn markdown(run: &NetRun, plots: &[PathBuf]) -> String {
         cfg.mechanism,
         snap.height
     );
+    let _ = writeln!(s, "Machine: {}.\n", machine());
     let Some(last) = run.measurements.last() else {
         let _ = writeln!(s, "No measurement was taken.");
         return s;
@@ -714,6 +772,23 @@ pub fn write(run: &NetRun, dir: &Path) -> Result<(PathBuf, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_names_its_machine_and_older_reports_still_read() {
+        let m = machine();
+        assert!(m.contains(std::env::consts::ARCH), "{m}");
+        assert!(m.ends_with(')'), "{m}");
+        // A report.json written before the machine was recorded (the tournament reads them
+        // back to resume) reads with `machine: null`.
+        let old = r#"{"seed": 1, "mechanism": "paper", "transport": "lockstep",
+            "blocks_per_step": 7, "steps": 3, "stopped_early": false, "height": 22,
+            "spearman_rank_cost": null, "pearson_rank_cost": null,
+            "pearson_second_cost": null, "neurons": []}"#;
+        let r: ReportJson = serde_json::from_str(old).unwrap();
+        assert_eq!(r.machine, None);
+        let s = summary(std::slice::from_ref(&r));
+        assert!(!summary_markdown(&s, &[r]).contains("Machine:"));
+    }
 
     #[test]
     fn stats_skip_undefined_values() {

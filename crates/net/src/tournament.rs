@@ -395,8 +395,9 @@ struct RunFile {
     wall_s: f64,
 }
 
-/// The row of a run an earlier tournament finished with these settings; `None` when there is
-/// none (or its files are not whole, or are of other settings): the run is then done again.
+/// The row of a run an earlier tournament finished with these settings on this machine;
+/// `None` when there is none (or its files are not whole, are of other settings, or come from
+/// another machine, which may round the same run differently): the run is then done again.
 fn finished(c: &UpConfig) -> Option<Row> {
     let read = |name: &str| std::fs::read(c.out.join(name)).ok();
     let run: RunFile = serde_json::from_slice(&read("run.json")?).ok()?;
@@ -404,7 +405,8 @@ fn finished(c: &UpConfig) -> Option<Row> {
         return None;
     }
     let report: ReportJson = serde_json::from_slice(&read("report.json")?).ok()?;
-    (!report.stopped_early).then(|| Row::of(&report, c.mask, c.adversary, run.wall_s))
+    let here = report.machine.as_deref() == Some(crate::report::machine().as_str());
+    (here && !report.stopped_early).then(|| Row::of(&report, c.mask, c.adversary, run.wall_s))
 }
 
 /// The rows of one setting (mechanism and mask) against one adversary.
@@ -778,6 +780,7 @@ mod tests {
             spearman_rank_cost: Some(0.5),
             pearson_rank_cost: Some(0.4),
             pearson_second_cost: None,
+            machine: None,
             neurons: vec![
                 neuron("honest", false, 0.5, 0.6, 0.5, 3.0),
                 neuron("noise", false, 0.1, -0.2, 0.1, 1.0),

@@ -72,6 +72,18 @@ fn resume_keeps_the_whole_runs_of_the_same_settings_and_redoes_the_rest() -> any
     assert_eq!((again.resumed, again.rows.len()), (1, 2));
     assert_eq!(timeless(&again.rows), timeless(&first.rows));
     assert!(std::fs::read_to_string(&damaged)?.contains("\"wall_s\""));
+    // A run from another machine, which may round the same run differently, is done again.
+    let report = dir
+        .path()
+        .join("runs/yuma-mask-on-sybil-seed-0/report.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
+    json["machine"] = "another CPU (x86_64, AVX2+FMA)".into();
+    std::fs::write(&report, json.to_string())?;
+    assert_eq!(run(&cfg, &AtomicBool::new(false))?.resumed, 1);
+    assert_eq!(
+        serde_json::from_str::<ReportJson>(&std::fs::read_to_string(&report)?)?.machine,
+        Some(bt_net::report::machine())
+    );
     // Other settings keep nothing.
     cfg.network.steps = 3;
     assert_eq!(run(&cfg, &AtomicBool::new(false))?.resumed, 0);
