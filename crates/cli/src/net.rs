@@ -49,6 +49,10 @@ pub struct UpArgs {
     /// off (added raw).
     #[arg(long, default_value = "on", value_parser = ["on", "open", "off"])]
     pub peer_adapter: String,
+    /// Weight of each learner's remote-only objective (the head's loss on its peers' answers
+    /// alone, `router.w_remote`); 0 leaves it out.
+    #[arg(long, default_value_t = 0.0)]
+    pub remote_loss: f64,
     /// How learners apply their peers' Backward gradients: with-own-step (added to their next
     /// step's gradient) or own-optimizer (a second AdamW at once).
     #[arg(long, default_value = "with-own-step", value_parser = ["with-own-step", "own-optimizer"])]
@@ -140,6 +144,7 @@ impl UpArgs {
                     "open" => AdapterInit::Identity,
                     _ => AdapterInit::Zero,
                 },
+                w_remote: self.remote_loss,
                 ..RouterConfig::default()
             },
             validators: self.validators,

@@ -7,7 +7,8 @@
 //! 4. step time alone and in the network, with the network's share.
 //!
 //! `cargo run --release -p bt-net --example neuron_proofs -- [--steps N] [--limit BYTES]
-//! [--after-kill N] [--peer-adapter on|open|off] [--backward with-own-step|own-optimizer]`
+//! [--after-kill N] [--peer-adapter on|open|off] [--backward with-own-step|own-optimizer]
+//! [--remote-loss W]`
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -26,6 +27,7 @@ struct Args {
     after_kill: usize,
     adapter: String,
     backward: BackwardUpdate,
+    w_remote: f64,
 }
 
 fn args() -> Result<Args, String> {
@@ -35,6 +37,7 @@ fn args() -> Result<Args, String> {
         after_kill: 50,
         adapter: "on".into(),
         backward: BackwardUpdate::WithOwnStep,
+        w_remote: 0.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,6 +60,10 @@ fn args() -> Result<Args, String> {
                     ));
                 }
             }
+            "--remote-loss" => {
+                let v = it.next().ok_or("--remote-loss needs a value")?;
+                a.w_remote = v.parse().map_err(|e| format!("--remote-loss: {e}"))?;
+            }
             "--backward" => {
                 a.backward = match it.next().as_deref() {
                     Some("with-own-step") => BackwardUpdate::WithOwnStep,
@@ -71,7 +78,7 @@ fn args() -> Result<Args, String> {
             other => {
                 return Err(format!(
                     "unknown flag {other}; use --steps, --limit, --after-kill, --peer-adapter, \
-                     --backward"
+                     --backward, --remote-loss"
                 ));
             }
         }
@@ -92,6 +99,7 @@ fn config(a: &Args, name: &str, source: &str, seed: u64, ledger: Option<&str>) -
         cfg.router.adapter_init = AdapterInit::Identity;
     }
     cfg.optim.backward = a.backward;
+    cfg.router.w_remote = a.w_remote;
     cfg.data.source = source.into();
     cfg.network.ledger = ledger.map(str::to_string);
     cfg.network.stake_tao = 100.0;

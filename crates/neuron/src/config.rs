@@ -546,6 +546,7 @@ rule = "payoff"
                 "unknown variant `sideways`",
             ),
             ("[router]\nadapter = 1", "expected a boolean"),
+            ("[router]\nw_remote = -1.0", "router.w_remote"),
             (
                 "[router]\nadapter_init = \"ones\"",
                 "unknown variant `ones`",

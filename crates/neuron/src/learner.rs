@@ -111,6 +111,9 @@ pub struct StepOutcome {
     pub distill: Option<f32>,
     /// Router balance loss, when there was one.
     pub balance: Option<f32>,
+    /// The remote-only cross-entropy (the head on the peers' answers alone), when
+    /// `router.w_remote > 0` and a peer answered.
+    pub remote: Option<f32>,
     /// Gradients for the peers that answered.
     pub peer_grads: Vec<PeerGradient>,
     /// Gate mass of each peer in this batch (mean over examples).
@@ -468,6 +471,21 @@ impl Learner {
         })
     }
 
+    /// The head's cross-entropy on the peers' gated answers alone, over the rows a peer
+    /// answered (`valid` is 1 for those).
+    fn remote_loss(&self, gated: &Tensor, y: &Tensor, valid: &[f32]) -> Result<Tensor> {
+        let rows: Vec<u32> = (0..valid.len() as u32)
+            .filter(|&r| valid[r as usize] > 0.0)
+            .collect();
+        let (gated, y) = if rows.len() == valid.len() {
+            (gated.clone(), y.clone())
+        } else {
+            let idx = Tensor::from_vec(rows.clone(), rows.len(), &self.device)?;
+            (gated.index_select(&idx, 0)?, y.index_select(&idx, 0)?)
+        };
+        cross_entropy(&self.head.forward(&gated)?, &y)
+    }
+
     /// A batch's inputs, targets and causal mask as tensors (ids checked).
     fn batch_tensors(&self, batch: &Batch) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, t) = (batch.b, batch.t);
@@ -511,16 +529,23 @@ impl Learner {
                 let n_valid: f32 = valid.iter().sum();
                 let mut aux = None;
                 if n_valid > 0.0 {
+                    let gated = gated.ok_or_else(|| Error::BadInput("no peer terms".into()))?;
+                    if self.router_cfg.w_remote > 0.0 {
+                        let remote = self.remote_loss(&gated, &y, &valid)?;
+                        outcome.remote = Some(remote.to_scalar::<f32>()?);
+                        aux = Some((remote * self.router_cfg.w_remote)?);
+                    }
                     // Distil the peers' mixture (not the student's own fallback) into the student.
-                    let gmix = gated
-                        .ok_or_else(|| Error::BadInput("no peer terms".into()))?
-                        .detach();
+                    let gmix = gated.detach();
                     let rows = Tensor::from_vec(valid.clone(), (b, 1, 1), &self.device)?;
                     let diff = (student - gmix)?.broadcast_mul(&rows)?;
                     let distill =
                         (diff.sqr()?.sum_all()? / f64::from(n_valid * (t * self.cfg.d) as f32))?;
                     outcome.distill = Some(distill.to_scalar::<f32>()?);
-                    aux = Some(distill);
+                    aux = Some(match aux {
+                        Some(a) => (a + distill)?,
+                        None => distill,
+                    });
                 }
                 if let Some(bal) = self
                     .router

@@ -37,6 +37,11 @@ pub struct RouterConfig {
     /// twin alone does) or `identity` (open: `A_j = I`, the raw answer from the first step,
     /// which the learner can then reshape).
     pub adapter_init: AdapterInit,
+    /// Weight of the remote-only objective: the head's cross-entropy on the peers' gated
+    /// answers alone (`head(sum_j g_j A_j y_j)`), added to the learner's loss so that the
+    /// adapters, the gates and (through Backward) the peers learn to predict the text by
+    /// themselves (bittensor's remote target). `0` (the default) leaves it out.
+    pub w_remote: f64,
 }
 
 /// The starting value of a learner's per-peer adapter `A_j`.
@@ -60,6 +65,7 @@ impl Default for RouterConfig {
             w_load: 0.01,
             adapter: true,
             adapter_init: AdapterInit::Zero,
+            w_remote: 0.0,
         }
     }
 }
@@ -79,7 +85,11 @@ impl RouterConfig {
                 self.max_peers
             )));
         }
-        for (name, v) in [("w_importance", self.w_importance), ("w_load", self.w_load)] {
+        for (name, v) in [
+            ("w_importance", self.w_importance),
+            ("w_load", self.w_load),
+            ("w_remote", self.w_remote),
+        ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(Error::Config(format!(
                     "router.{name} must be finite and >= 0, got {v}"

@@ -199,6 +199,42 @@ fn an_open_adapter_starts_as_the_raw_answer() {
     );
 }
 
+#[test]
+fn the_remote_objective_is_the_head_on_the_peers_answers_alone() {
+    // With `w_remote > 0` the step also scores the head on the gated answers alone, and that
+    // loss trains the learner; at 0 it is left out.
+    let make = |w_remote: f64| {
+        let r = RouterConfig {
+            w_remote,
+            ..router(4)
+        };
+        Learner::new(&small(), &r, &OptimConfig::default(), &Device::Cpu, 9).unwrap()
+    };
+    let (with, without) = (make(1.0), make(0.0));
+    let (batch, routing, outs) = routed_batch(&with);
+    let step = with
+        .train_step(&batch, Mode::Network, Some(&routing), &outs)
+        .unwrap();
+    let plain = without
+        .train_step(&batch, Mode::Network, Some(&routing), &outs)
+        .unwrap();
+    assert_eq!(plain.remote, None);
+    // The adapters start closed, so the head first reads zeros: the loss of a uniform guess
+    // over its 256 bytes, up to the head's bias.
+    let remote = step.remote.expect("the remote loss is reported");
+    assert!((remote - 256f32.ln()).abs() < 0.5, "{remote}");
+    assert_eq!(step.loss, plain.loss, "the first forward pass is the same");
+    let eval = |l: &Learner| {
+        l.evaluate(&batch, Mode::Network, Some(&routing), &outs)
+            .unwrap()
+    };
+    assert_ne!(
+        eval(&with),
+        eval(&without),
+        "the objective changed the step"
+    );
+}
+
 /// Sets every peer adapter of `l` to random values (as if opened by training).
 fn open_adapters(l: &Learner, rng: &mut ChaCha8Rng) {
     for (name, var) in l.named_vars() {
