@@ -97,8 +97,14 @@ pub struct ReportJson {
 
 /// The machine a run's numbers belong to: the CPU's model, the vector level the kernels
 /// dispatch to, and its data caches, which size the matrix products' blocks. Two CPUs that
-/// differ in any of these can round a lockstep run differently (`docs/net.md`).
-pub fn machine() -> String {
+/// differ in any of these can round a lockstep run differently (`docs/net.md`). Read once per
+/// process.
+pub fn machine() -> &'static str {
+    static MACHINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    MACHINE.get_or_init(read_machine)
+}
+
+fn read_machine() -> String {
     let read = |path: &str| {
         std::fs::read_to_string(path)
             .ok()
@@ -217,7 +223,7 @@ pub fn json(run: &NetRun) -> ReportJson {
         pearson_rank_cost: agree.and_then(|a| finite(a.rank_pearson)),
         pearson_second_cost: agree.and_then(|a| finite(a.second_pearson)),
         neurons,
-        machine: Some(machine()),
+        machine: Some(machine().to_string()),
     }
 }
 

@@ -405,7 +405,7 @@ fn finished(c: &UpConfig) -> Option<Row> {
         return None;
     }
     let report: ReportJson = serde_json::from_slice(&read("report.json")?).ok()?;
-    let here = report.machine.as_deref() == Some(crate::report::machine().as_str());
+    let here = report.machine.as_deref() == Some(crate::report::machine());
     (here && !report.stopped_early).then(|| Row::of(&report, c.mask, c.adversary, run.wall_s))
 }
 

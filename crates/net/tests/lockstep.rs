@@ -83,10 +83,7 @@ async fn the_same_seed_gives_the_same_report_and_another_seed_another() -> anyho
     // One block of registrations, then three a step.
     assert_eq!(report.height, 1 + 8 * 3);
     // The machine it ran on, since another CPU may round the same run differently.
-    assert_eq!(
-        report.machine.as_deref(),
-        Some(bt_net::report::machine().as_str())
-    );
+    assert_eq!(report.machine.as_deref(), Some(bt_net::report::machine()));
     assert_eq!(report.neurons.len(), 4);
     let roles: Vec<&str> = report.neurons.iter().map(|n| n.role.as_str()).collect();
     assert_eq!(roles, ["honest", "honest", "noise", "selfish"]);

@@ -82,7 +82,7 @@ fn resume_keeps_the_whole_runs_of_the_same_settings_and_redoes_the_rest() -> any
     assert_eq!(run(&cfg, &AtomicBool::new(false))?.resumed, 1);
     assert_eq!(
         serde_json::from_str::<ReportJson>(&std::fs::read_to_string(&report)?)?.machine,
-        Some(bt_net::report::machine())
+        Some(bt_net::report::machine().to_string())
     );
     // Other settings keep nothing.
     cfg.network.steps = 3;

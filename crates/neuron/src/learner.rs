@@ -29,6 +29,14 @@ use crate::model::{Encoder, Head, ModelConfig, Params, causal_mask, cross_entrop
 use crate::optim::AdamW;
 use crate::router::{AdapterInit, Router, RouterConfig, Routing};
 
+/// `a + b`, or `b` alone when there is no `a`: one more term of a loss.
+fn plus(a: Option<Tensor>, b: Tensor) -> Result<Tensor> {
+    Ok(match a {
+        Some(a) => (a + b)?,
+        None => b,
+    })
+}
+
 /// How the gradients peers send through Backward reach the trunk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -480,7 +488,8 @@ impl Learner {
         let (gated, y) = if rows.len() == valid.len() {
             (gated.clone(), y.clone())
         } else {
-            let idx = Tensor::from_vec(rows.clone(), rows.len(), &self.device)?;
+            let n = rows.len();
+            let idx = Tensor::from_vec(rows, n, &self.device)?;
             (gated.index_select(&idx, 0)?, y.index_select(&idx, 0)?)
         };
         cross_entropy(&self.head.forward(&gated)?, &y)
@@ -533,7 +542,7 @@ impl Learner {
                     if self.router_cfg.w_remote > 0.0 {
                         let remote = self.remote_loss(&gated, &y, &valid)?;
                         outcome.remote = Some(remote.to_scalar::<f32>()?);
-                        aux = Some((remote * self.router_cfg.w_remote)?);
+                        aux = Some(plus(aux, (remote * self.router_cfg.w_remote)?)?);
                     }
                     // Distil the peers' mixture (not the student's own fallback) into the student.
                     let gmix = gated.detach();
@@ -542,20 +551,14 @@ impl Learner {
                     let distill =
                         (diff.sqr()?.sum_all()? / f64::from(n_valid * (t * self.cfg.d) as f32))?;
                     outcome.distill = Some(distill.to_scalar::<f32>()?);
-                    aux = Some(match aux {
-                        Some(a) => (a + distill)?,
-                        None => distill,
-                    });
+                    aux = Some(plus(aux, distill)?);
                 }
                 if let Some(bal) = self
                     .router
                     .balance_loss(routing, &gates, &self.router_cfg)?
                 {
                     outcome.balance = Some(bal.to_scalar::<f32>()?);
-                    aux = Some(match aux {
-                        Some(a) => (a + bal)?,
-                        None => bal,
-                    });
+                    aux = Some(plus(aux, bal)?);
                 }
                 ((local + mix)?, aux, vars)
             }
@@ -569,10 +572,7 @@ impl Learner {
                 outcome.loss
             )));
         }
-        let total = match aux {
-            Some(a) => (ce + a)?,
-            None => ce,
-        };
+        let total = plus(aux, ce)?;
         let mut grads = total.backward()?;
         {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());

@@ -6,7 +6,8 @@
 //! that is a thousand allocations a step. Here the moments live beside each parameter as plain
 //! vectors and one loop updates the moments and the parameter together. The arithmetic is
 //! candle_nn's, in the same order and in `f32` with the same constants, so both give the same
-//! parameters, to the bit (`tests` checks it). Parameters on another device use candle_nn's optimiser.
+//! parameters, to the bit (`tests` checks it). Parameters on another device use candle_nn's
+//! optimiser.
 //!
 //! ```
 //! use bt_neuron::optim::AdamW;
@@ -219,8 +220,8 @@ mod tests {
             w.as_tensor().to_vec1().unwrap()
         };
         // The same operations in the same order: equal to the bit.
-        assert_eq!(run(true), run(false));
-        let a = run(true);
-        assert_ne!(a, init);
+        let fused = run(true);
+        assert_eq!(fused, run(false));
+        assert_ne!(fused, init);
     }
 }
