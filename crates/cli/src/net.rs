@@ -17,7 +17,7 @@ use bt_net::up::{
     DEFAULT_BLOCKS_PER_STEP, ModelPreset, RoleKind, Transport, UpConfig, up, up_seeds,
 };
 use bt_neuron::learner::BackwardUpdate;
-use bt_neuron::router::{AdapterInit, RouterConfig};
+use bt_neuron::router::{PeerAdapter, RouterConfig};
 use clap::{Args, Subcommand};
 
 /// `bt net ...`.
@@ -47,16 +47,16 @@ pub struct UpArgs {
     /// Each learner's per-peer adapter (docs/neuron.md): on (peers' answers pass through a
     /// learned map that starts at zero), open (a learned map that starts as the identity) or
     /// off (added raw).
-    #[arg(long, default_value = "on", value_parser = ["on", "open", "off"])]
-    pub peer_adapter: String,
+    #[arg(long, default_value = "on")]
+    pub peer_adapter: PeerAdapter,
     /// Weight of each learner's remote-only objective (the head's loss on its peers' answers
     /// alone, `router.w_remote`); 0 leaves it out.
     #[arg(long, default_value_t = 0.0)]
     pub remote_loss: f64,
     /// How learners apply their peers' Backward gradients: with-own-step (added to their next
     /// step's gradient) or own-optimizer (a second AdamW at once).
-    #[arg(long, default_value = "with-own-step", value_parser = ["with-own-step", "own-optimizer"])]
-    pub backward: String,
+    #[arg(long, default_value = "with-own-step")]
+    pub backward: BackwardUpdate,
     /// How the neurons talk: `lockstep` (in process, one global step at a time, the ledger on
     /// a logical clock; the same seed gives the same report) or `grpc` (axons, dendrites and a
     /// ledger node on loopback sockets, the wall clock).
@@ -134,19 +134,12 @@ impl UpArgs {
             tempo: self.tempo,
             adversary: RoleKind::adversary(&self.adversary)?,
             mask: self.mask == "on",
-            backward: match self.backward.as_str() {
-                "own-optimizer" => BackwardUpdate::OwnOptimizer,
-                _ => BackwardUpdate::WithOwnStep,
-            },
+            backward: self.backward,
             router: RouterConfig {
-                adapter: self.peer_adapter != "off",
-                adapter_init: match self.peer_adapter.as_str() {
-                    "open" => AdapterInit::Identity,
-                    _ => AdapterInit::Zero,
-                },
                 w_remote: self.remote_loss,
                 ..RouterConfig::default()
-            },
+            }
+            .with_peer_adapter(self.peer_adapter),
             validators: self.validators,
             ..UpConfig::default()
         })

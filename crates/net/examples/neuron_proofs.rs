@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bt_net::local::{LedgerParams, funder, hotkey, start_ledger, train_together};
 use bt_neuron::learner::{BackwardUpdate, Mode};
-use bt_neuron::router::AdapterInit;
+use bt_neuron::router::PeerAdapter;
 use bt_neuron::serve::Behaviour;
 use bt_neuron::{Neuron, NeuronConfig};
 
@@ -25,9 +25,23 @@ struct Args {
     steps: usize,
     limit: usize,
     after_kill: usize,
-    adapter: String,
+    adapter: PeerAdapter,
     backward: BackwardUpdate,
     w_remote: f64,
+}
+
+/// The next argument, parsed, or an error naming `flag`.
+fn parsed<T: std::str::FromStr>(
+    it: &mut impl Iterator<Item = String>,
+    flag: &str,
+) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    it.next()
+        .ok_or(format!("{flag} needs a value"))?
+        .parse()
+        .map_err(|e| format!("{flag}: {e}"))
 }
 
 fn args() -> Result<Args, String> {
@@ -35,46 +49,19 @@ fn args() -> Result<Args, String> {
         steps: 300,
         limit: 4000,
         after_kill: 50,
-        adapter: "on".into(),
+        adapter: PeerAdapter::On,
         backward: BackwardUpdate::WithOwnStep,
         w_remote: 0.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut val = |name: &str| -> Result<usize, String> {
-            it.next()
-                .ok_or(format!("{name} needs a value"))?
-                .parse()
-                .map_err(|e| format!("{name}: {e}"))
-        };
         match flag.as_str() {
-            "--steps" => a.steps = val("--steps")?,
-            "--limit" => a.limit = val("--limit")?,
-            "--after-kill" => a.after_kill = val("--after-kill")?,
-            "--peer-adapter" => {
-                a.adapter = it.next().ok_or("--peer-adapter needs a value")?;
-                if !["on", "open", "off"].contains(&a.adapter.as_str()) {
-                    return Err(format!(
-                        "--peer-adapter must be on, open or off; got {:?}",
-                        a.adapter
-                    ));
-                }
-            }
-            "--remote-loss" => {
-                let v = it.next().ok_or("--remote-loss needs a value")?;
-                a.w_remote = v.parse().map_err(|e| format!("--remote-loss: {e}"))?;
-            }
-            "--backward" => {
-                a.backward = match it.next().as_deref() {
-                    Some("with-own-step") => BackwardUpdate::WithOwnStep,
-                    Some("own-optimizer") => BackwardUpdate::OwnOptimizer,
-                    other => {
-                        return Err(format!(
-                            "--backward must be with-own-step or own-optimizer; got {other:?}"
-                        ));
-                    }
-                }
-            }
+            "--steps" => a.steps = parsed(&mut it, "--steps")?,
+            "--limit" => a.limit = parsed(&mut it, "--limit")?,
+            "--after-kill" => a.after_kill = parsed(&mut it, "--after-kill")?,
+            "--peer-adapter" => a.adapter = parsed(&mut it, "--peer-adapter")?,
+            "--remote-loss" => a.w_remote = parsed(&mut it, "--remote-loss")?,
+            "--backward" => a.backward = parsed(&mut it, "--backward")?,
             other => {
                 return Err(format!(
                     "unknown flag {other}; use --steps, --limit, --after-kill, --peer-adapter, \
@@ -94,10 +81,7 @@ fn config(a: &Args, name: &str, source: &str, seed: u64, ledger: Option<&str>) -
         name: name.into(),
         ..NeuronConfig::default()
     };
-    cfg.router.adapter = a.adapter != "off";
-    if a.adapter == "open" {
-        cfg.router.adapter_init = AdapterInit::Identity;
-    }
+    cfg.router = cfg.router.with_peer_adapter(a.adapter);
     cfg.optim.backward = a.backward;
     cfg.router.w_remote = a.w_remote;
     cfg.data.source = source.into();

@@ -566,4 +566,35 @@ rule = "payoff"
             assert!(e.contains(want), "{text:?}: {e}");
         }
     }
+
+    #[test]
+    fn command_line_spellings_of_adapter_and_backward() {
+        use crate::learner::BackwardUpdate;
+        use crate::router::{AdapterInit, PeerAdapter, RouterConfig};
+        for (text, adapter, init) in [
+            ("on", true, AdapterInit::Zero),
+            ("open", true, AdapterInit::Identity),
+            ("off", false, AdapterInit::Zero),
+        ] {
+            let mode: PeerAdapter = text.parse().unwrap();
+            let r = RouterConfig::default().with_peer_adapter(mode);
+            assert_eq!((r.adapter, r.adapter_init), (adapter, init), "{text}");
+        }
+        for (text, want) in [
+            ("with-own-step", BackwardUpdate::WithOwnStep),
+            ("own_optimizer", BackwardUpdate::OwnOptimizer),
+        ] {
+            assert_eq!(text.parse::<BackwardUpdate>().unwrap(), want);
+        }
+        let e = "closed".parse::<PeerAdapter>().unwrap_err();
+        assert!(
+            matches!(&e, Error::Config(m) if m.contains("on, open or off")),
+            "{e}"
+        );
+        let e = "sideways".parse::<BackwardUpdate>().unwrap_err();
+        assert!(
+            matches!(&e, Error::Config(m) if m.contains("\"sideways\"")),
+            "{e}"
+        );
+    }
 }

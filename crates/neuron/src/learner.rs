@@ -50,6 +50,22 @@ pub enum BackwardUpdate {
     OwnOptimizer,
 }
 
+impl std::str::FromStr for BackwardUpdate {
+    type Err = Error;
+
+    /// Parses the command-line spelling `with-own-step` or `own-optimizer` (the config file's
+    /// `with_own_step` and `own_optimizer` too).
+    fn from_str(s: &str) -> Result<BackwardUpdate> {
+        match s {
+            "with-own-step" | "with_own_step" => Ok(BackwardUpdate::WithOwnStep),
+            "own-optimizer" | "own_optimizer" => Ok(BackwardUpdate::OwnOptimizer),
+            _ => Err(Error::Config(format!(
+                "backward must be with-own-step or own-optimizer, got {s:?}"
+            ))),
+        }
+    }
+}
+
 /// Optimiser settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

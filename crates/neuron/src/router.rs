@@ -55,6 +55,35 @@ pub enum AdapterInit {
     Identity,
 }
 
+/// The per-peer adapter as the command line names it: `on` (learned, starting closed), `open`
+/// (learned, starting as the identity) or `off` (answers added raw). One spelling for `bt net
+/// up` and the examples; [`RouterConfig::with_peer_adapter`] applies it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PeerAdapter {
+    /// `adapter = true`, `adapter_init = "zero"` (the default).
+    #[default]
+    On,
+    /// `adapter = true`, `adapter_init = "identity"`.
+    Open,
+    /// `adapter = false`.
+    Off,
+}
+
+impl std::str::FromStr for PeerAdapter {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<PeerAdapter> {
+        match s {
+            "on" => Ok(PeerAdapter::On),
+            "open" => Ok(PeerAdapter::Open),
+            "off" => Ok(PeerAdapter::Off),
+            _ => Err(Error::Config(format!(
+                "peer adapter must be on, open or off, got {s:?}"
+            ))),
+        }
+    }
+}
+
 impl Default for RouterConfig {
     fn default() -> RouterConfig {
         RouterConfig {
@@ -71,6 +100,18 @@ impl Default for RouterConfig {
 }
 
 impl RouterConfig {
+    /// This configuration with the per-peer adapter set as `mode` says.
+    pub fn with_peer_adapter(self, mode: PeerAdapter) -> RouterConfig {
+        RouterConfig {
+            adapter: mode != PeerAdapter::Off,
+            adapter_init: match mode {
+                PeerAdapter::Open => AdapterInit::Identity,
+                PeerAdapter::On | PeerAdapter::Off => AdapterInit::Zero,
+            },
+            ..self
+        }
+    }
+
     /// Checks the values.
     pub fn validate(&self) -> Result<()> {
         if self.k == 0 || self.k_min == 0 || self.k_min > self.k {
