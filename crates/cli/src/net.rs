@@ -17,7 +17,7 @@ use bt_net::up::{
     DEFAULT_BLOCKS_PER_STEP, ModelPreset, RoleKind, Transport, UpConfig, up, up_seeds,
 };
 use bt_neuron::learner::BackwardUpdate;
-use bt_neuron::router::{PeerAdapter, RouterConfig};
+use bt_neuron::router::{PeerAdapter, RemoteWeight, RouterConfig};
 use clap::{Args, Subcommand};
 
 /// `bt net ...`.
@@ -50,9 +50,10 @@ pub struct UpArgs {
     #[arg(long, default_value = "on")]
     pub peer_adapter: PeerAdapter,
     /// Weight of each learner's remote-only objective (the head's loss on its peers' answers
-    /// alone, `router.w_remote`); 0 leaves it out.
-    #[arg(long, default_value_t = 0.0)]
-    pub remote_loss: f64,
+    /// alone, `router.w_remote`): a number (0 leaves it out) or auto (by the size of each
+    /// learner's text).
+    #[arg(long, default_value = "0")]
+    pub remote_loss: RemoteWeight,
     /// How learners apply their peers' Backward gradients: with-own-step (added to their next
     /// step's gradient) or own-optimizer (a second AdamW at once).
     #[arg(long, default_value = "with-own-step")]

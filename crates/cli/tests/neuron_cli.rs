@@ -99,7 +99,13 @@ fn net_up_refuses_bad_sizes() {
     );
     let e = error_of(&["net", "up", "--seeds", "0"]);
     assert!(e.contains("--seeds must be at least 1, got 0"), "{e}");
-    for bad in [["--transport", "udp"], ["--model", "huge"]] {
+    for bad in [
+        ["--transport", "udp"],
+        ["--model", "huge"],
+        ["--remote-loss", "much"],
+        ["--peer-adapter", "shut"],
+        ["--backward", "sideways"],
+    ] {
         let mut args = vec!["bt", "net", "up"];
         args.extend(bad);
         assert!(Cli::try_parse_from(args).is_err(), "{bad:?} parses");

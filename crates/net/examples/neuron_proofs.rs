@@ -8,7 +8,7 @@
 //!
 //! `cargo run --release -p bt-net --example neuron_proofs -- [--steps N] [--limit BYTES]
 //! [--after-kill N] [--peer-adapter on|open|off] [--backward with-own-step|own-optimizer]
-//! [--remote-loss W]`
+//! [--remote-loss W|auto]`
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bt_net::local::{LedgerParams, funder, hotkey, start_ledger, train_together};
 use bt_neuron::learner::{BackwardUpdate, Mode};
-use bt_neuron::router::PeerAdapter;
+use bt_neuron::router::{PeerAdapter, RemoteWeight};
 use bt_neuron::serve::Behaviour;
 use bt_neuron::{Neuron, NeuronConfig};
 
@@ -27,7 +27,7 @@ struct Args {
     after_kill: usize,
     adapter: PeerAdapter,
     backward: BackwardUpdate,
-    w_remote: f64,
+    w_remote: RemoteWeight,
 }
 
 /// The next argument, parsed, or an error naming `flag`.
@@ -51,7 +51,7 @@ fn args() -> Result<Args, String> {
         after_kill: 50,
         adapter: PeerAdapter::On,
         backward: BackwardUpdate::WithOwnStep,
-        w_remote: 0.0,
+        w_remote: RemoteWeight::Fixed(0.0),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {

@@ -404,7 +404,15 @@ fn member(
     twins: Option<&Twins>,
 ) -> Result<Member> {
     let mut ncfg = neuron_config(cfg, k, role, Some("lockstep"));
+    let data = io(TextData::load_with(
+        &ncfg.data.source,
+        ncfg.data.limit,
+        ncfg.data.held_out,
+        ncfg.model.seq,
+        ncfg.data.tokenizer,
+    ))?;
     ncfg.router.max_peers = lockstep_max_peers(cfg);
+    ncfg.router = ncfg.router.for_data(data.train_len());
     let device = io(DeviceSpec::parse(&ncfg.train.device).and_then(|d| d.open()))?;
     let optim = ncfg.optim.clone();
     let seed = ncfg.train.seed;
@@ -450,13 +458,6 @@ fn member(
             },
         ),
     };
-    let data = io(TextData::load_with(
-        &ncfg.data.source,
-        ncfg.data.limit,
-        ncfg.data.held_out,
-        ncfg.model.seq,
-        ncfg.data.tokenizer,
-    ))?;
     let held_out = data.held_out_batches(ncfg.train.batch, ncfg.model.seq, ncfg.train.eval_batches);
     if held_out.is_empty() {
         return Err(Error::Config(format!(

@@ -461,8 +461,19 @@ mod tests {
 
     #[test]
     fn defaults_and_the_documented_example_parse() {
+        use crate::router::RemoteWeight;
         let cfg = NeuronConfig::from_toml("").unwrap();
         assert_eq!(cfg.train.batch, 16);
+        for (text, want) in [
+            ("\"auto\"", RemoteWeight::Auto),
+            ("1", RemoteWeight::Fixed(1.0)),
+            ("0.25", RemoteWeight::Fixed(0.25)),
+        ] {
+            let cfg = NeuronConfig::from_toml(&format!("[router]\nw_remote = {text}")).unwrap();
+            assert_eq!(cfg.router.w_remote, want, "{text}");
+            let written = toml::to_string(&cfg).unwrap();
+            assert_eq!(NeuronConfig::from_toml(&written).unwrap(), cfg, "{written}");
+        }
         let doc = r#"
 [data]
 source = "bundled:moby_dick_a"
@@ -547,6 +558,14 @@ rule = "payoff"
             ),
             ("[router]\nadapter = 1", "expected a boolean"),
             ("[router]\nw_remote = -1.0", "router.w_remote"),
+            (
+                "[router]\nw_remote = \"most\"",
+                "router.w_remote must be a number or \"auto\", got \"most\"",
+            ),
+            (
+                "[router]\nw_remote = true",
+                "router.w_remote must be a number or",
+            ),
             (
                 "[router]\nadapter_init = \"ones\"",
                 "unknown variant `ones`",

@@ -27,7 +27,7 @@ use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::model::{Encoder, Head, ModelConfig, Params, causal_mask, cross_entropy, ids_tensor};
 use crate::optim::AdamW;
-use crate::router::{AdapterInit, Router, RouterConfig, Routing};
+use crate::router::{AdapterInit, RemoteWeight, Router, RouterConfig, Routing};
 
 /// `a + b`, or `b` alone when there is no `a`: one more term of a loss.
 fn plus(a: Option<Tensor>, b: Tensor) -> Result<Tensor> {
@@ -179,6 +179,8 @@ struct Mixture {
 pub struct Learner {
     cfg: ModelConfig,
     router_cfg: RouterConfig,
+    /// The remote-only objective's weight (`router_cfg.w_remote`, resolved).
+    w_remote: f64,
     device: Device,
     vars: VarMap,
     trunk: Encoder,
@@ -219,6 +221,13 @@ impl Learner {
     ) -> Result<Learner> {
         cfg.validate()?;
         router_cfg.validate()?;
+        let RemoteWeight::Fixed(w_remote) = router_cfg.w_remote else {
+            return Err(Error::Config(
+                "router.w_remote = \"auto\" depends on the learner's training text: resolve it \
+                 with RouterConfig::for_data before building the learner"
+                    .into(),
+            ));
+        };
         let vars = VarMap::new();
         let mut p = Params::new(&vars, device, seed);
         let trunk = Encoder::new(&mut p, "trunk", cfg, cfg.layers)?;
@@ -263,6 +272,7 @@ impl Learner {
         Ok(Learner {
             cfg: cfg.clone(),
             router_cfg: router_cfg.clone(),
+            w_remote,
             device: device.clone(),
             vars,
             trunk,
@@ -555,10 +565,10 @@ impl Learner {
                 let mut aux = None;
                 if n_valid > 0.0 {
                     let gated = gated.ok_or_else(|| Error::BadInput("no peer terms".into()))?;
-                    if self.router_cfg.w_remote > 0.0 {
+                    if self.w_remote > 0.0 {
                         let remote = self.remote_loss(&gated, &y, &valid)?;
                         outcome.remote = Some(remote.to_scalar::<f32>()?);
-                        aux = Some(plus(aux, (remote * self.router_cfg.w_remote)?)?);
+                        aux = Some(plus(aux, (remote * self.w_remote)?)?);
                     }
                     // Distil the peers' mixture (not the student's own fallback) into the student.
                     let gmix = gated.detach();

@@ -140,9 +140,17 @@ impl Neuron {
     ) -> Result<Neuron> {
         cfg.validate()?;
         let device = DeviceSpec::parse(&cfg.train.device)?.open()?;
+        let data = TextData::load_with(
+            &cfg.data.source,
+            cfg.data.limit,
+            cfg.data.held_out,
+            cfg.model.seq,
+            cfg.data.tokenizer,
+        )?;
+        let router = cfg.router.clone().for_data(data.train_len());
         let learner = Arc::new(Learner::new(
             &cfg.model,
-            &cfg.router,
+            &router,
             &cfg.optim,
             &device,
             cfg.train.seed,
@@ -172,13 +180,6 @@ impl Neuron {
                 step_recorded,
             });
         }
-        let data = TextData::load_with(
-            &cfg.data.source,
-            cfg.data.limit,
-            cfg.data.held_out,
-            cfg.model.seq,
-            cfg.data.tokenizer,
-        )?;
         let held_out =
             data.held_out_batches(cfg.train.batch, cfg.model.seq, cfg.train.eval_batches);
         if held_out.is_empty() {
@@ -197,7 +198,7 @@ impl Neuron {
         let served = if behaviour == Behaviour::Frozen {
             Arc::new(Learner::new(
                 &cfg.model,
-                &cfg.router,
+                &router,
                 &cfg.optim,
                 &device,
                 cfg.train.seed,

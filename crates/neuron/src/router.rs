@@ -40,8 +40,79 @@ pub struct RouterConfig {
     /// Weight of the remote-only objective: the head's cross-entropy on the peers' gated
     /// answers alone (`head(sum_j g_j A_j y_j)`), added to the learner's loss so that the
     /// adapters, the gates and (through Backward) the peers learn to predict the text by
-    /// themselves (bittensor's remote target). `0` (the default) leaves it out.
-    pub w_remote: f64,
+    /// themselves (bittensor's remote target). A number (`0` leaves it out) or `"auto"`
+    /// ([`RemoteWeight::Auto`]: by the size of the learner's own text).
+    pub w_remote: RemoteWeight,
+}
+
+/// The weight of a learner's remote-only objective ([`RouterConfig::w_remote`]): written as a
+/// number or as `"auto"` (in a config file and on the command line).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RemoteWeight {
+    /// `min(1, AUTO_TOKENS / training tokens)`: 1 for a learner with 4 096 training tokens
+    /// or fewer, falling as its own text grows (0.038 for a default network neuron's
+    /// 108 000). The less text a learner has, the more its one head must be able to read its
+    /// peers alone; [`RouterConfig::for_data`] fixes the value once the text is known.
+    Auto,
+    /// This weight.
+    Fixed(f64),
+}
+
+impl RemoteWeight {
+    /// The training text, in tokens, at and below which [`RemoteWeight::Auto`] is 1.
+    pub const AUTO_TOKENS: usize = 4096;
+
+    /// The weight for a learner with `train_tokens` tokens of its own.
+    pub fn resolve(self, train_tokens: usize) -> f64 {
+        match self {
+            RemoteWeight::Fixed(w) => w,
+            RemoteWeight::Auto => {
+                (RemoteWeight::AUTO_TOKENS as f64 / train_tokens.max(1) as f64).min(1.0)
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for RemoteWeight {
+    type Err = Error;
+
+    /// Parses `auto` or a number (checked by [`RouterConfig::validate`]).
+    fn from_str(s: &str) -> Result<RemoteWeight> {
+        if s == "auto" {
+            return Ok(RemoteWeight::Auto);
+        }
+        s.parse::<f64>().map(RemoteWeight::Fixed).map_err(|_| {
+            Error::Config(format!(
+                "router.w_remote must be a number or \"auto\", got {s:?}"
+            ))
+        })
+    }
+}
+
+impl Serialize for RemoteWeight {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            RemoteWeight::Auto => s.serialize_str("auto"),
+            RemoteWeight::Fixed(w) => s.serialize_f64(*w),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RemoteWeight {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(f64),
+            Word(String),
+        }
+        match Written::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("router.w_remote must be a number or \"auto\""))?
+        {
+            Written::Number(w) => Ok(RemoteWeight::Fixed(w)),
+            Written::Word(w) => w.parse().map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 /// The starting value of a learner's per-peer adapter `A_j`.
@@ -94,7 +165,7 @@ impl Default for RouterConfig {
             w_load: 0.01,
             adapter: true,
             adapter_init: AdapterInit::Zero,
-            w_remote: 0.0,
+            w_remote: RemoteWeight::Fixed(0.0),
         }
     }
 }
@@ -108,6 +179,17 @@ impl RouterConfig {
                 PeerAdapter::Open => AdapterInit::Identity,
                 PeerAdapter::On | PeerAdapter::Off => AdapterInit::Zero,
             },
+            ..self
+        }
+    }
+
+    /// This configuration for a learner with `train_tokens` tokens of its own text:
+    /// [`RemoteWeight::Auto`] becomes its [`RemoteWeight::Fixed`] value. A learner is built
+    /// from a configuration that went through this ([`crate::learner::Learner::new`] refuses
+    /// `Auto`).
+    pub fn for_data(self, train_tokens: usize) -> RouterConfig {
+        RouterConfig {
+            w_remote: RemoteWeight::Fixed(self.w_remote.resolve(train_tokens)),
             ..self
         }
     }
@@ -126,10 +208,14 @@ impl RouterConfig {
                 self.max_peers
             )));
         }
+        let w_remote = match self.w_remote {
+            RemoteWeight::Fixed(w) => w,
+            RemoteWeight::Auto => 0.0,
+        };
         for (name, v) in [
             ("w_importance", self.w_importance),
             ("w_load", self.w_load),
-            ("w_remote", self.w_remote),
+            ("w_remote", w_remote),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(Error::Config(format!(

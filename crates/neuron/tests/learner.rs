@@ -5,7 +5,7 @@
 use bt_neuron::data::{Batch, TextData};
 use bt_neuron::learner::{BackwardUpdate, Learner, Mode, OptimConfig, PeerOutput};
 use bt_neuron::model::ModelConfig;
-use bt_neuron::router::{AdapterInit, RouterConfig, Routing};
+use bt_neuron::router::{AdapterInit, RemoteWeight, RouterConfig, Routing};
 use candle_core::Device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -205,7 +205,7 @@ fn the_remote_objective_is_the_head_on_the_peers_answers_alone() {
     // loss trains the learner; at 0 it is left out.
     let make = |w_remote: f64| {
         let r = RouterConfig {
-            w_remote,
+            w_remote: RemoteWeight::Fixed(w_remote),
             ..router(4)
         };
         Learner::new(&small(), &r, &OptimConfig::default(), &Device::Cpu, 9).unwrap()
@@ -593,4 +593,49 @@ fn a_frozen_synapse_serves_its_model_and_ignores_backward() {
         assert_eq!(answer(&s), before);
         assert_eq!(l.pending_peer_gradients(), moves, "{behaviour:?}");
     }
+}
+
+#[test]
+fn an_automatic_remote_weight_follows_the_size_of_the_text_and_is_fixed_before_building() {
+    let auto = RouterConfig {
+        w_remote: RemoteWeight::Auto,
+        ..router(4)
+    };
+    let e = Learner::new(&small(), &auto, &OptimConfig::default(), &Device::Cpu, 1)
+        .err()
+        .expect("an unresolved weight is refused");
+    assert!(
+        matches!(&e, bt_neuron::Error::Config(m) if m.contains("RouterConfig::for_data")),
+        "{e}"
+    );
+    for (tokens, want) in [
+        (0, 1.0),
+        (3600, 1.0),
+        (4096, 1.0),
+        (8192, 0.5),
+        (108_000, 4096.0 / 108_000.0),
+    ] {
+        assert_eq!(
+            auto.clone().for_data(tokens).w_remote,
+            RemoteWeight::Fixed(want),
+            "{tokens} tokens"
+        );
+    }
+    // A fixed weight stays what it was, whatever the text.
+    let fixed = RouterConfig {
+        w_remote: RemoteWeight::Fixed(0.25),
+        ..router(4)
+    };
+    assert_eq!(fixed.for_data(10).w_remote, RemoteWeight::Fixed(0.25));
+    let resolved = auto.for_data(8192);
+    assert!(
+        Learner::new(
+            &small(),
+            &resolved,
+            &OptimConfig::default(),
+            &Device::Cpu,
+            1
+        )
+        .is_ok()
+    );
 }
