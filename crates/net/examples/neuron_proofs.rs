@@ -8,7 +8,8 @@
 //!
 //! `cargo run --release -p bt-net --example neuron_proofs -- [--steps N] [--limit BYTES]
 //! [--after-kill N] [--peer-adapter on|open|off] [--backward with-own-step|own-optimizer]
-//! [--remote-loss W|auto]`
+//! [--remote-loss W|auto] [--little-remote-loss W|auto]` (the second sets the little-data
+//! learner's own remote weight, when it should differ from its peers')
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -28,6 +29,8 @@ struct Args {
     adapter: PeerAdapter,
     backward: BackwardUpdate,
     w_remote: RemoteWeight,
+    /// The little-data learner's own remote weight, when it differs from its peers'.
+    little_w_remote: Option<RemoteWeight>,
 }
 
 /// The next argument, parsed, or an error naming `flag`.
@@ -52,6 +55,7 @@ fn args() -> Result<Args, String> {
         adapter: PeerAdapter::On,
         backward: BackwardUpdate::WithOwnStep,
         w_remote: RemoteWeight::Fixed(0.0),
+        little_w_remote: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -61,11 +65,14 @@ fn args() -> Result<Args, String> {
             "--after-kill" => a.after_kill = parsed(&mut it, "--after-kill")?,
             "--peer-adapter" => a.adapter = parsed(&mut it, "--peer-adapter")?,
             "--remote-loss" => a.w_remote = parsed(&mut it, "--remote-loss")?,
+            "--little-remote-loss" => {
+                a.little_w_remote = Some(parsed(&mut it, "--little-remote-loss")?);
+            }
             "--backward" => a.backward = parsed(&mut it, "--backward")?,
             other => {
                 return Err(format!(
                     "unknown flag {other}; use --steps, --limit, --after-kill, --peer-adapter, \
-                     --backward, --remote-loss"
+                     --backward, --remote-loss, --little-remote-loss"
                 ));
             }
         }
@@ -96,7 +103,10 @@ fn config(a: &Args, name: &str, source: &str, seed: u64, ledger: Option<&str>) -
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = args()?;
-    let little = |cfg: &mut NeuronConfig| cfg.data.limit = Some(a.limit);
+    let little = |cfg: &mut NeuronConfig| {
+        cfg.data.limit = Some(a.limit);
+        cfg.router.w_remote = a.little_w_remote.unwrap_or(a.w_remote);
+    };
 
     // Alone: the little-data neuron with no network at all.
     let mut alone_cfg = config(&a, "little", "bundled:sotu_1930s", 11, None);
