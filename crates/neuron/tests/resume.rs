@@ -1,6 +1,6 @@
 //! A neuron restarted from its checkpoint: it says so, continues at the saved step with the
 //! saved parameters, and a checkpoint it cannot use is refused with its own error instead of a
-//! fresh start.
+//! fresh start. Also what a starting neuron fixes from the text it loads (`w_remote = "auto"`).
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
@@ -135,4 +135,23 @@ async fn a_damaged_checkpoint_is_refused_not_replaced() {
         .err()
         .expect("refused");
     assert!(matches!(&e, Error::CheckpointMismatch { .. }), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_automatic_remote_weight_is_fixed_by_the_text_the_neuron_loads() {
+    use bt_neuron::router::RemoteWeight;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.train.checkpoint_dir = None;
+    cfg.router.w_remote = RemoteWeight::Auto;
+    for (limit, train_tokens) in [(2000, 2000), (20_000, 20_000)] {
+        cfg.data.limit = Some(limit);
+        let n = Neuron::start(cfg.clone(), key(), None).await.unwrap();
+        assert_eq!(
+            n.learner().router_config().w_remote,
+            RemoteWeight::Fixed(RemoteWeight::Auto.resolve(train_tokens)),
+            "limit {limit}"
+        );
+        n.shutdown().await.unwrap();
+    }
 }
