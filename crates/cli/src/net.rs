@@ -71,6 +71,10 @@ pub struct UpArgs {
     /// lost).
     #[arg(long, default_value_t = 1)]
     pub validators: usize,
+    /// Keep only the first N training bytes of each neuron's text (smaller private shares;
+    /// default: all of it, 108 000 bytes of each bundled text).
+    #[arg(long)]
+    pub text_bytes: Option<usize>,
     /// Run seeds `seed .. seed + K`, each report in OUT/seed-N, and write a summary (mean and
     /// standard deviation of every correlation, each role's places and gain over alone).
     #[arg(long, default_value_t = 1)]
@@ -142,6 +146,7 @@ impl UpArgs {
             }
             .with_peer_adapter(self.peer_adapter),
             validators: self.validators,
+            text_bytes: self.text_bytes,
             ..UpConfig::default()
         })
     }

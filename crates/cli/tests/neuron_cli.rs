@@ -110,6 +110,8 @@ fn net_up_refuses_bad_sizes() {
         args.extend(bad);
         assert!(Cli::try_parse_from(args).is_err(), "{bad:?} parses");
     }
+    let e = error_of(&["net", "up", "--text-bytes", "10"]);
+    assert!(e.contains("--text-bytes must be at least 66"), "{e}");
     let e = error_of(&["net", "up", "--steps", "0"]);
     assert!(e.contains("--steps must be at least 1"), "{e}");
     let e = error_of(&["net", "up", "--minutes", "0"]);

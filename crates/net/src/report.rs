@@ -12,8 +12,10 @@ use bt_mechanism::stats::{pearson, spearman};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::up::{Measurement, NetRun, RoleKind, Transport};
+use crate::up::{Measurement, NetRun, RoleKind, Transport, UpConfig};
 use bt_ledger::RAO_PER_TAO;
+use bt_neuron::learner::BackwardUpdate;
+use bt_neuron::router::{AdapterInit, RemoteWeight};
 
 /// One neuron in `report.json`. Values that are undefined (no measurement) are `null`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -93,6 +95,67 @@ pub struct ReportJson {
     /// recorded. A lockstep run repeats exactly on one machine, not across CPUs.
     #[serde(default)]
     pub machine: Option<String>,
+    /// The learners' and the network's settings besides the seed ([`Settings`]); `null` in
+    /// reports written before they were recorded.
+    #[serde(default)]
+    pub settings: Option<Settings>,
+}
+
+/// The options of `bt net up` that change what a run measures, besides the seed, the
+/// mechanism and the transport: so that two reports can be told apart.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Whether the axons applied the competitive mask.
+    pub mask: bool,
+    /// Whether each learner passed its peers' answers through its own adapter.
+    pub adapter: bool,
+    /// Where the adapters started.
+    pub adapter_init: AdapterInit,
+    /// How the learners took their peers' Backward gradients.
+    pub backward: BackwardUpdate,
+    /// The remote-only objective's weight, as configured (`auto` is resolved per learner).
+    pub w_remote: RemoteWeight,
+    /// Each neuron's training bytes when cut (`--text-bytes`); `null`: its whole text.
+    pub text_bytes: Option<usize>,
+}
+
+impl Settings {
+    /// The settings a run used.
+    pub fn of(cfg: &UpConfig) -> Settings {
+        Settings {
+            mask: cfg.mask,
+            adapter: cfg.router.adapter,
+            adapter_init: cfg.router.adapter_init,
+            backward: cfg.backward,
+            w_remote: cfg.router.w_remote,
+            text_bytes: cfg.text_bytes,
+        }
+    }
+
+    /// One line for the markdown reports.
+    pub fn line(&self) -> String {
+        format!(
+            "mask {}, adapter {}, backward {}, remote weight {}, {}",
+            if self.mask { "on" } else { "off" },
+            match (self.adapter, self.adapter_init) {
+                (false, _) => "off",
+                (true, AdapterInit::Zero) => "on (starts closed)",
+                (true, AdapterInit::Identity) => "open (starts as the identity)",
+            },
+            match self.backward {
+                BackwardUpdate::WithOwnStep => "with own step",
+                BackwardUpdate::OwnOptimizer => "own optimizer",
+            },
+            match self.w_remote {
+                RemoteWeight::Auto => "auto".to_string(),
+                RemoteWeight::Fixed(w) => format!("{w}"),
+            },
+            match self.text_bytes {
+                None => "whole texts".to_string(),
+                Some(n) => format!("{n} training bytes a neuron"),
+            }
+        )
+    }
 }
 
 /// The machine a run's numbers belong to: the CPU's model, the vector level the kernels
@@ -224,6 +287,7 @@ pub fn json(run: &NetRun) -> ReportJson {
         pearson_second_cost: agree.and_then(|a| finite(a.second_pearson)),
         neurons,
         machine: Some(machine().to_string()),
+        settings: Some(Settings::of(cfg)),
     }
 }
 
@@ -448,6 +512,15 @@ pub fn summary_markdown(s: &Summary, reports: &[ReportJson]) -> String {
     if !machines.is_empty() {
         let _ = writeln!(out, "Machine: {}.\n", machines.join("; "));
     }
+    let mut settings: Vec<String> = reports
+        .iter()
+        .filter_map(|r| r.settings.as_ref().map(Settings::line))
+        .collect();
+    settings.sort_unstable();
+    settings.dedup();
+    if !settings.is_empty() {
+        let _ = writeln!(out, "Settings: {}.\n", settings.join("; "));
+    }
     let _ = writeln!(
         out,
         "Mean ± sample standard deviation over the seeds.
@@ -643,6 +716,7 @@ pub fn markdown(run: &NetRun, plots: &[PathBuf]) -> String {
         snap.height
     );
     let _ = writeln!(s, "Machine: {}.\n", machine());
+    let _ = writeln!(s, "Settings: {}.\n", Settings::of(cfg).line());
     let Some(last) = run.measurements.last() else {
         let _ = writeln!(s, "No measurement was taken.");
         return s;
@@ -792,8 +866,38 @@ mod tests {
             "pearson_second_cost": null, "neurons": []}"#;
         let r: ReportJson = serde_json::from_str(old).unwrap();
         assert_eq!(r.machine, None);
+        assert_eq!(r.settings, None);
         let s = summary(std::slice::from_ref(&r));
-        assert!(!summary_markdown(&s, &[r]).contains("Machine:"));
+        let md = summary_markdown(&s, std::slice::from_ref(&r));
+        assert!(
+            !md.contains("Machine:") && !md.contains("Settings:"),
+            "{md}"
+        );
+        // A report with settings names them, and they survive the round trip.
+        let cfg = UpConfig {
+            mask: false,
+            text_bytes: Some(30_000),
+            router: bt_neuron::router::RouterConfig {
+                w_remote: RemoteWeight::Auto,
+                ..Default::default()
+            },
+            ..UpConfig::default()
+        };
+        let with = ReportJson {
+            settings: Some(Settings::of(&cfg)),
+            ..r
+        };
+        let back: ReportJson =
+            serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
+        assert_eq!(back, with);
+        let md = summary_markdown(&summary(std::slice::from_ref(&with)), &[with]);
+        assert!(
+            md.contains(
+                "Settings: mask off, adapter on (starts closed), backward with own step, \
+                 remote weight auto, 30000 training bytes a neuron."
+            ),
+            "{md}"
+        );
     }
 
     #[test]

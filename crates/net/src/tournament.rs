@@ -781,6 +781,7 @@ mod tests {
             pearson_rank_cost: Some(0.4),
             pearson_second_cost: None,
             machine: None,
+            settings: None,
             neurons: vec![
                 neuron("honest", false, 0.5, 0.6, 0.5, 3.0),
                 neuron("noise", false, 0.1, -0.2, 0.1, 1.0),

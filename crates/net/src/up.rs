@@ -355,6 +355,9 @@ pub struct UpConfig {
     /// Whether every epoch measures the held-out losses (for the loss curves); otherwise only
     /// the end of the run does (a tournament's runs). Lockstep only.
     pub held_out_each_epoch: bool,
+    /// Keep only the first this many training bytes of each neuron's text (all of it when
+    /// `None`): smaller private shares.
+    pub text_bytes: Option<usize>,
     /// Ledger validators (grpc only): 1 is a single node; more replicate the ledger on
     /// openraft, and neuron `k` talks to validator `k mod validators` first, then to the
     /// next when that one is lost.
@@ -387,6 +390,7 @@ impl Default for UpConfig {
             backward: BackwardUpdate::default(),
             held_out_each_epoch: true,
             validators: 1,
+            text_bytes: None,
         }
     }
 }
@@ -419,6 +423,14 @@ impl UpConfig {
         }
         if self.steps < 1 {
             return bad("--steps must be at least 1".into());
+        }
+        if let Some(n) = self.text_bytes
+            && n < self.model.seq + 2
+        {
+            return bad(format!(
+                "--text-bytes must be at least {} (one window of the model's sequence), got {n}",
+                self.model.seq + 2
+            ));
         }
         if !(1..=7).contains(&self.validators) {
             return bad(format!(
@@ -593,6 +605,7 @@ pub(crate) fn neuron_config(
         ..NeuronConfig::default()
     };
     c.data.source = role.data.clone();
+    c.data.limit = cfg.text_bytes;
     c.network.ledger = ledger.map(str::to_string);
     c.network.stake_tao = if ledger.is_some() {
         role.stake_rao as f64 / RAO_PER_TAO as f64
