@@ -404,13 +404,7 @@ fn member(
     twins: Option<&Twins>,
 ) -> Result<Member> {
     let mut ncfg = neuron_config(cfg, k, role, Some("lockstep"));
-    let data = io(TextData::load_with(
-        &ncfg.data.source,
-        ncfg.data.limit,
-        ncfg.data.held_out,
-        ncfg.model.seq,
-        ncfg.data.tokenizer,
-    ))?;
+    let (data, held_out) = io(ncfg.load_data())?;
     ncfg.router.max_peers = lockstep_max_peers(cfg);
     ncfg.router = ncfg.router.for_data(data.train_len());
     let device = io(DeviceSpec::parse(&ncfg.train.device).and_then(|d| d.open()))?;
@@ -458,13 +452,6 @@ fn member(
             },
         ),
     };
-    let held_out = data.held_out_batches(ncfg.train.batch, ncfg.model.seq, ncfg.train.eval_batches);
-    if held_out.is_empty() {
-        return Err(Error::Config(format!(
-            "{}: held-out part is too short for one batch of {} x {}",
-            ncfg.data.source, ncfg.train.batch, ncfg.model.seq
-        )));
-    }
     let keys = hotkey(&role.name)?;
     let behaviour = ncfg.behaviour.unwrap_or(Behaviour::Honest);
     let served = if behaviour == Behaviour::Frozen {

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::Tokenizer;
+use crate::data::{Batch, TextData, Tokenizer};
 use crate::error::{Error, Result};
 use crate::learner::OptimConfig;
 use crate::model::ModelConfig;
@@ -234,6 +234,28 @@ pub struct NeuronConfig {
 }
 
 impl NeuronConfig {
+    /// Loads the training text (`[data]`) and cuts its held-out batches (`train.batch` x
+    /// `model.seq`, at most `train.eval_batches`); a held-out part too short for one batch is
+    /// [`Error::Data`].
+    pub fn load_data(&self) -> Result<(TextData, Vec<Batch>)> {
+        let data = TextData::load_with(
+            &self.data.source,
+            self.data.limit,
+            self.data.held_out,
+            self.model.seq,
+            self.data.tokenizer,
+        )?;
+        let held_out =
+            data.held_out_batches(self.train.batch, self.model.seq, self.train.eval_batches);
+        if held_out.is_empty() {
+            return Err(Error::Data(format!(
+                "{}: held-out part is too short for one batch of {} x {}",
+                self.data.source, self.train.batch, self.model.seq
+            )));
+        }
+        Ok((data, held_out))
+    }
+
     /// Parses and checks a TOML text. A syntax or schema error is [`Error::ConfigSyntax`]
     /// with its line and column.
     pub fn from_toml(text: &str) -> Result<NeuronConfig> {

@@ -140,13 +140,7 @@ impl Neuron {
     ) -> Result<Neuron> {
         cfg.validate()?;
         let device = DeviceSpec::parse(&cfg.train.device)?.open()?;
-        let data = TextData::load_with(
-            &cfg.data.source,
-            cfg.data.limit,
-            cfg.data.held_out,
-            cfg.model.seq,
-            cfg.data.tokenizer,
-        )?;
+        let (data, held_out) = cfg.load_data()?;
         let router = cfg.router.clone().for_data(data.train_len());
         let learner = Arc::new(Learner::new(
             &cfg.model,
@@ -179,14 +173,6 @@ impl Neuron {
                 step: state.step,
                 step_recorded,
             });
-        }
-        let held_out =
-            data.held_out_batches(cfg.train.batch, cfg.model.seq, cfg.train.eval_batches);
-        if held_out.is_empty() {
-            return Err(Error::Data(format!(
-                "{}: held-out part is too short for one batch of {} x {}",
-                cfg.data.source, cfg.train.batch, cfg.model.seq
-            )));
         }
         let view = Arc::new(LedgerView::new(
             hotkey.public(),
