@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::up::{Measurement, NetRun, RoleKind, Transport, UpConfig};
 use bt_ledger::RAO_PER_TAO;
 use bt_neuron::learner::BackwardUpdate;
-use bt_neuron::router::{AdapterInit, RemoteWeight};
+use bt_neuron::router::{AdapterInit, RemoteWeight, RouterConfig};
 
 /// One neuron in `report.json`. Values that are undefined (no measurement) are `null`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -132,29 +132,24 @@ impl Settings {
         }
     }
 
-    /// One line for the markdown reports.
+    /// One line for the markdown reports: the `bt net up` flags that give these settings.
     pub fn line(&self) -> String {
-        format!(
-            "mask {}, adapter {}, backward {}, remote weight {}, {}",
+        let adapter = RouterConfig {
+            adapter: self.adapter,
+            adapter_init: self.adapter_init,
+            ..RouterConfig::default()
+        }
+        .peer_adapter();
+        let mut line = format!(
+            "--mask {} --peer-adapter {adapter} --backward {} --remote-loss {}",
             if self.mask { "on" } else { "off" },
-            match (self.adapter, self.adapter_init) {
-                (false, _) => "off",
-                (true, AdapterInit::Zero) => "on (starts closed)",
-                (true, AdapterInit::Identity) => "open (starts as the identity)",
-            },
-            match self.backward {
-                BackwardUpdate::WithOwnStep => "with own step",
-                BackwardUpdate::OwnOptimizer => "own optimizer",
-            },
-            match self.w_remote {
-                RemoteWeight::Auto => "auto".to_string(),
-                RemoteWeight::Fixed(w) => format!("{w}"),
-            },
-            match self.text_bytes {
-                None => "whole texts".to_string(),
-                Some(n) => format!("{n} training bytes a neuron"),
-            }
-        )
+            self.backward,
+            self.w_remote
+        );
+        if let Some(n) = self.text_bytes {
+            line.push_str(&format!(" --text-bytes {n}"));
+        }
+        line
     }
 }
 
@@ -877,7 +872,7 @@ mod tests {
         let cfg = UpConfig {
             mask: false,
             text_bytes: Some(30_000),
-            router: bt_neuron::router::RouterConfig {
+            router: RouterConfig {
                 w_remote: RemoteWeight::Auto,
                 ..Default::default()
             },
@@ -893,8 +888,8 @@ mod tests {
         let md = summary_markdown(&summary(std::slice::from_ref(&with)), &[with]);
         assert!(
             md.contains(
-                "Settings: mask off, adapter on (starts closed), backward with own step, \
-                 remote weight auto, 30000 training bytes a neuron."
+                "Settings: --mask off --peer-adapter on --backward with-own-step \
+                 --remote-loss auto --text-bytes 30000."
             ),
             "{md}"
         );

@@ -611,7 +611,7 @@ rule = "payoff"
     #[test]
     fn command_line_spellings_of_adapter_and_backward() {
         use crate::learner::BackwardUpdate;
-        use crate::router::{AdapterInit, PeerAdapter, RouterConfig};
+        use crate::router::{AdapterInit, PeerAdapter, RemoteWeight, RouterConfig};
         for (text, adapter, init) in [
             ("on", true, AdapterInit::Zero),
             ("open", true, AdapterInit::Identity),
@@ -620,12 +620,25 @@ rule = "payoff"
             let mode: PeerAdapter = text.parse().unwrap();
             let r = RouterConfig::default().with_peer_adapter(mode);
             assert_eq!((r.adapter, r.adapter_init), (adapter, init), "{text}");
+            // Written back as it was read.
+            assert_eq!(
+                (mode.to_string(), r.peer_adapter()),
+                (text.to_string(), mode)
+            );
         }
         for (text, want) in [
             ("with-own-step", BackwardUpdate::WithOwnStep),
             ("own_optimizer", BackwardUpdate::OwnOptimizer),
         ] {
             assert_eq!(text.parse::<BackwardUpdate>().unwrap(), want);
+            assert_eq!(want.to_string().parse::<BackwardUpdate>().unwrap(), want);
+        }
+        for w in [
+            RemoteWeight::Auto,
+            RemoteWeight::Fixed(0.0),
+            RemoteWeight::Fixed(0.25),
+        ] {
+            assert_eq!(w.to_string().parse::<RemoteWeight>().unwrap(), w);
         }
         let e = "closed".parse::<PeerAdapter>().unwrap_err();
         assert!(

@@ -66,6 +66,16 @@ impl std::str::FromStr for BackwardUpdate {
     }
 }
 
+impl std::fmt::Display for BackwardUpdate {
+    /// The command-line spelling [`BackwardUpdate::from_str`] reads.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackwardUpdate::WithOwnStep => "with-own-step",
+            BackwardUpdate::OwnOptimizer => "own-optimizer",
+        })
+    }
+}
+
 /// Optimiser settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -89,6 +89,16 @@ impl std::str::FromStr for RemoteWeight {
     }
 }
 
+impl std::fmt::Display for RemoteWeight {
+    /// The spelling [`RemoteWeight::from_str`] reads: `auto` or the number.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RemoteWeight::Auto => f.write_str("auto"),
+            RemoteWeight::Fixed(w) => write!(f, "{w}"),
+        }
+    }
+}
+
 impl Serialize for RemoteWeight {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         match self {
@@ -155,6 +165,17 @@ impl std::str::FromStr for PeerAdapter {
     }
 }
 
+impl std::fmt::Display for PeerAdapter {
+    /// The spelling [`PeerAdapter::from_str`] reads.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PeerAdapter::On => "on",
+            PeerAdapter::Open => "open",
+            PeerAdapter::Off => "off",
+        })
+    }
+}
+
 impl Default for RouterConfig {
     fn default() -> RouterConfig {
         RouterConfig {
@@ -180,6 +201,16 @@ impl RouterConfig {
                 PeerAdapter::On | PeerAdapter::Off => AdapterInit::Zero,
             },
             ..self
+        }
+    }
+
+    /// The per-peer adapter this configuration sets, as the command line names it (the inverse
+    /// of [`RouterConfig::with_peer_adapter`]).
+    pub fn peer_adapter(&self) -> PeerAdapter {
+        match (self.adapter, self.adapter_init) {
+            (false, _) => PeerAdapter::Off,
+            (true, AdapterInit::Zero) => PeerAdapter::On,
+            (true, AdapterInit::Identity) => PeerAdapter::Open,
         }
     }
 
