@@ -17,7 +17,7 @@ use bt_net::up::{
     DEFAULT_BLOCKS_PER_STEP, ModelPreset, RoleKind, Transport, UpConfig, up, up_seeds,
 };
 use bt_neuron::learner::BackwardUpdate;
-use bt_neuron::router::{PeerAdapter, RemoteWeight, RouterConfig};
+use bt_neuron::router::{ObjectiveWeight, PeerAdapter, RouterConfig};
 use clap::{Args, Subcommand};
 
 /// `bt net ...`.
@@ -53,7 +53,12 @@ pub struct UpArgs {
     /// alone, `router.w_remote`): a number (0 leaves it out) or auto (by the size of each
     /// learner's text).
     #[arg(long, default_value = "0")]
-    pub remote_loss: RemoteWeight,
+    pub remote_loss: ObjectiveWeight,
+    /// Weight of each learner's local-only objective (the head's loss on its own trunk alone,
+    /// `router.w_local`): a number (0 leaves it out) or auto (by the size of each learner's
+    /// text: 1 - 4096 / its training tokens, at least 0).
+    #[arg(long, default_value = "0")]
+    pub local_loss: ObjectiveWeight,
     /// How learners apply their peers' Backward gradients: with-own-step (added to their next
     /// step's gradient) or own-optimizer (a second AdamW at once).
     #[arg(long, default_value = "with-own-step")]
@@ -142,6 +147,7 @@ impl UpArgs {
             backward: self.backward,
             router: RouterConfig {
                 w_remote: self.remote_loss,
+                w_local: self.local_loss,
                 ..RouterConfig::default()
             }
             .with_peer_adapter(self.peer_adapter),

@@ -105,6 +105,7 @@ fn net_up_refuses_bad_sizes() {
         ["--remote-loss", "much"],
         ["--peer-adapter", "shut"],
         ["--backward", "sideways"],
+        ["--local-loss", "some"],
     ] {
         let mut args = vec!["bt", "net", "up"];
         args.extend(bad);
@@ -123,14 +124,16 @@ fn net_up_refuses_bad_sizes() {
     assert!(e.contains("--dashboard must be a loopback address"), "{e}");
     let e = error_of(&["net", "up", "--epoch-steps", "0"]);
     assert!(e.contains("must be at least 1"), "{e}");
-    for (bad, shown) in [("-1", "-1"), ("nan", "NaN")] {
-        let e = error_of(&["net", "up", &format!("--remote-loss={bad}")]);
-        assert!(
-            e.contains(&format!(
-                "router.w_remote must be finite and >= 0, got {shown}"
-            )),
-            "{e}"
-        );
+    for (flag, field) in [("remote-loss", "w_remote"), ("local-loss", "w_local")] {
+        for (bad, shown) in [("-1", "-1"), ("nan", "NaN")] {
+            let e = error_of(&["net", "up", &format!("--{flag}={bad}")]);
+            assert!(
+                e.contains(&format!(
+                    "router.{field} must be finite and >= 0, got {shown}"
+                )),
+                "{e}"
+            );
+        }
     }
     assert!(
         Cli::try_parse_from(["bt", "net", "up", "--dashboard", "nowhere"]).is_err(),

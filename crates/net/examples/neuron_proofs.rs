@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bt_net::local::{LedgerParams, funder, hotkey, start_ledger, train_together};
 use bt_neuron::learner::{BackwardUpdate, Mode};
-use bt_neuron::router::{PeerAdapter, RemoteWeight};
+use bt_neuron::router::{ObjectiveWeight, PeerAdapter};
 use bt_neuron::serve::Behaviour;
 use bt_neuron::{Neuron, NeuronConfig};
 
@@ -28,9 +28,11 @@ struct Args {
     after_kill: usize,
     adapter: PeerAdapter,
     backward: BackwardUpdate,
-    w_remote: RemoteWeight,
+    w_remote: ObjectiveWeight,
     /// The little-data learner's own remote weight, when it differs from its peers'.
-    little_w_remote: Option<RemoteWeight>,
+    little_w_remote: Option<ObjectiveWeight>,
+    /// Every learner's local-only objective weight.
+    w_local: ObjectiveWeight,
 }
 
 /// The next argument, parsed, or an error naming `flag`.
@@ -54,8 +56,9 @@ fn args() -> Result<Args, String> {
         after_kill: 50,
         adapter: PeerAdapter::On,
         backward: BackwardUpdate::WithOwnStep,
-        w_remote: RemoteWeight::Fixed(0.0),
+        w_remote: ObjectiveWeight::Fixed(0.0),
         little_w_remote: None,
+        w_local: ObjectiveWeight::Fixed(0.0),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -69,10 +72,11 @@ fn args() -> Result<Args, String> {
                 a.little_w_remote = Some(parsed(&mut it, "--little-remote-loss")?);
             }
             "--backward" => a.backward = parsed(&mut it, "--backward")?,
+            "--local-loss" => a.w_local = parsed(&mut it, "--local-loss")?,
             other => {
                 return Err(format!(
                     "unknown flag {other}; use --steps, --limit, --after-kill, --peer-adapter, \
-                     --backward, --remote-loss, --little-remote-loss"
+                     --backward, --remote-loss, --little-remote-loss, --local-loss"
                 ));
             }
         }
@@ -91,6 +95,7 @@ fn config(a: &Args, name: &str, source: &str, seed: u64, ledger: Option<&str>) -
     cfg.router = cfg.router.with_peer_adapter(a.adapter);
     cfg.optim.backward = a.backward;
     cfg.router.w_remote = a.w_remote;
+    cfg.router.w_local = a.w_local;
     cfg.data.source = source.into();
     cfg.network.ledger = ledger.map(str::to_string);
     cfg.network.stake_tao = 100.0;

@@ -32,7 +32,7 @@ use bt_keys::{Keypair, PublicKey};
 use bt_ledger::{Call, State, Transaction, build_block};
 use bt_neuron::core::{Core, Effect, Millis};
 use bt_neuron::data::{Batch, TextData};
-use bt_neuron::learner::{Learner, Mode, PeerOutput, StepOutcome};
+use bt_neuron::learner::{Learner, Mode, PeerOutput, RemovalProbe, StepOutcome};
 use bt_neuron::ledger::{LedgerView, Snapshot};
 use bt_neuron::neuron::core_config;
 use bt_neuron::router::Routing;
@@ -974,13 +974,12 @@ fn removal_costs(
     ledger: &Ledger,
     masks: Masks,
 ) -> Result<Vec<Vec<RemovalCost>>> {
-    let n = members.len();
     let max = members.first().map_or(0, |m| m.core.config().max_peers);
     let rounds = members.iter().map(|m| m.held_out.len()).max().unwrap_or(0);
-    let mut costs = vec![vec![RemovalCost::default(); max]; n];
+    let mut per_batch: Vec<Vec<Vec<RemovalProbe>>> = vec![Vec::new(); members.len()];
     for h in 0..rounds {
         let round = held_out_round(members, ledger, h, masks)?;
-        let probes: Vec<Vec<bt_neuron::learner::RemovalProbe>> = members
+        let probes: Vec<Vec<RemovalProbe>> = members
             .par_iter()
             .zip(round)
             .map(|(m, x)| match x {
@@ -990,25 +989,16 @@ fn removal_costs(
                 _ => Ok(Vec::new()),
             })
             .collect::<Result<_>>()?;
-        for (c, ps) in costs.iter_mut().zip(probes) {
-            for p in ps {
-                if let Some(x) = c.get_mut(p.peer) {
-                    x.exact += p.exact;
-                    x.first += p.first;
-                    x.second += p.second;
-                    x.batches += 1;
-                }
+        for ((all, ps), m) in per_batch.iter_mut().zip(probes).zip(members.iter()) {
+            if h < m.held_out.len() {
+                all.push(ps);
             }
         }
     }
-    for (c, m) in costs.iter_mut().zip(members.iter()) {
-        let k = m.held_out.len().max(1) as f64;
-        for x in c {
-            x.exact /= k;
-            x.first /= k;
-            x.second /= k;
-        }
-    }
+    let costs = per_batch
+        .iter()
+        .map(|p| RemovalCost::average(max, p))
+        .collect();
     Ok(costs)
 }
 

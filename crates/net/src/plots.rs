@@ -283,11 +283,26 @@ impl Figure for RankVsCost<'_> {
             return root.present().map_err(err);
         };
         let xs: Vec<f64> = m.cost.iter().map(|c| c.exact).collect();
+        // Each cost's standard error over the held-out batches, drawn as a bar of 2 SE either
+        // side (none where it is unknown).
+        let bars: Vec<Option<(f64, f64)>> = m
+            .cost
+            .iter()
+            .map(|c| {
+                c.se()
+                    .is_finite()
+                    .then(|| (c.exact - 2.0 * c.se(), c.exact + 2.0 * c.se()))
+            })
+            .collect();
         // Room on the right for the labels.
-        let r = span(xs.iter().copied());
+        let r = span(
+            xs.iter()
+                .copied()
+                .chain(bars.iter().flatten().flat_map(|&(lo, hi)| [lo, hi])),
+        );
         let mut chart = panel(
             root,
-            "ledger rank against measured removal cost",
+            "ledger rank against measured removal cost (bars: 2 standard errors)",
             (
                 "removal cost (increase of the summed held-out loss, nats)",
                 r.start..(r.end + 0.25 * (r.end - r.start)),
@@ -298,6 +313,14 @@ impl Figure for RankVsCost<'_> {
             let col = colour(k);
             // Labels of nearby points are staggered vertically so that they stay readable.
             let dy = -18 + 14 * (k % 3) as i32;
+            if let Some((lo, hi)) = bars[k] {
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(lo, m.rank[k]), (hi, m.rank[k])],
+                        col.stroke_width(2),
+                    )))
+                    .map_err(err)?;
+            }
             chart
                 .draw_series(std::iter::once(
                     EmptyElement::at((xs[k], m.rank[k]))

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::up::{Measurement, NetRun, RoleKind, Transport, UpConfig};
 use bt_ledger::RAO_PER_TAO;
 use bt_neuron::learner::BackwardUpdate;
-use bt_neuron::router::{AdapterInit, RemoteWeight, RouterConfig};
+use bt_neuron::router::{AdapterInit, ObjectiveWeight, RouterConfig};
 
 /// One neuron in `report.json`. Values that are undefined (no measurement) are `null`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -47,6 +47,11 @@ pub struct NeuronJson {
     pub rank_place: usize,
     /// The measured removal cost, summed over consumers.
     pub removal_cost: f64,
+    /// The standard error of `removal_cost`, from the spread of each consumer's cost over its
+    /// held-out batches (`null`: a consumer had fewer than two, or in reports written before
+    /// it was recorded).
+    #[serde(default)]
+    pub removal_cost_se: Option<f64>,
     /// Its final removal cost with the masks open (every answer unscaled, the routers run
     /// again): the yardstick the mechanism does not shape; `null` over grpc.
     #[serde(default)]
@@ -58,6 +63,10 @@ pub struct NeuronJson {
     /// The largest removal cost one consumer measured for it (`null` as above).
     #[serde(default)]
     pub removal_cost_max_consumer: Option<f64>,
+    /// The standard error of that largest cost, over that consumer's held-out batches
+    /// (`null` as above, with fewer than two batches, or in older reports).
+    #[serde(default)]
+    pub removal_cost_max_consumer_se: Option<f64>,
     /// Place by removal cost (1 = highest).
     pub cost_place: usize,
     /// The paper's second-order approximation of the removal cost.
@@ -114,9 +123,17 @@ pub struct Settings {
     /// How the learners took their peers' Backward gradients.
     pub backward: BackwardUpdate,
     /// The remote-only objective's weight, as configured (`auto` is resolved per learner).
-    pub w_remote: RemoteWeight,
+    pub w_remote: ObjectiveWeight,
+    /// The local-only objective's weight, as configured (`0` in reports written before it
+    /// existed, whose learners had none).
+    #[serde(default = "no_objective")]
+    pub w_local: ObjectiveWeight,
     /// Each neuron's training bytes when cut (`--text-bytes`); `null`: its whole text.
     pub text_bytes: Option<usize>,
+}
+
+fn no_objective() -> ObjectiveWeight {
+    ObjectiveWeight::Fixed(0.0)
 }
 
 impl Settings {
@@ -128,6 +145,7 @@ impl Settings {
             adapter_init: cfg.router.adapter_init,
             backward: cfg.backward,
             w_remote: cfg.router.w_remote,
+            w_local: cfg.router.w_local,
             text_bytes: cfg.text_bytes,
         }
     }
@@ -146,6 +164,7 @@ impl Settings {
             self.backward,
             self.w_remote
         );
+        line.push_str(&format!(" --local-loss {}", self.w_local));
         if let Some(n) = self.text_bytes {
             line.push_str(&format!(" --text-bytes {n}"));
         }
@@ -226,6 +245,7 @@ pub fn json(run: &NetRun) -> ReportJson {
                 })
                 .collect();
             let minted: f64 = grown.iter().sum();
+            let range = |k: usize| last.by_consumer.get(k).copied().flatten();
             let neurons = run
                 .neurons
                 .iter()
@@ -243,23 +263,15 @@ pub fn json(run: &NetRun) -> ReportJson {
                     rank: last.rank[k],
                     rank_place: rank_place[k],
                     removal_cost: last.cost[k].exact,
+                    removal_cost_se: finite(last.cost[k].se()),
                     removal_cost_open: run
                         .open_cost
                         .as_ref()
                         .and_then(|c| c.get(k))
                         .map(|c| c.exact),
-                    removal_cost_min_consumer: last
-                        .by_consumer
-                        .get(k)
-                        .copied()
-                        .flatten()
-                        .map(|r| r.0),
-                    removal_cost_max_consumer: last
-                        .by_consumer
-                        .get(k)
-                        .copied()
-                        .flatten()
-                        .map(|r| r.1),
+                    removal_cost_min_consumer: range(k).map(|r| r.min),
+                    removal_cost_max_consumer: range(k).map(|r| r.max),
+                    removal_cost_max_consumer_se: range(k).and_then(|r| finite(r.max_se)),
                     cost_place: cost_place[k],
                     second_order: last.cost[k].second,
                     self_weight: snap.w.get(n.uid).and_then(|r| r.get(n.uid)).copied(),
@@ -370,6 +382,13 @@ pub struct NeuronSummary {
     pub removal_cost_min_consumer: Stat,
     /// The largest removal cost one of its consumers measured, in each seed.
     pub removal_cost_max_consumer: Stat,
+    /// Seeds in which that largest cost was above 0 (some consumer measured that it helped).
+    #[serde(default)]
+    pub max_consumer_above_zero: usize,
+    /// Seeds in which it was above 0 by more than twice its standard error: more than the
+    /// measure's own spread over the held-out batches explains.
+    #[serde(default)]
+    pub max_consumer_clearly_above_zero: usize,
 }
 
 /// `summary.json`: many seeds of one network.
@@ -447,21 +466,27 @@ pub fn summary(reports: &[ReportJson]) -> Summary {
             .map(|r| r.neurons.iter().find(|n| n.name == name).and_then(f))
             .collect()
     };
+    let seeds_where = |name: &str, f: &dyn Fn(&NeuronJson) -> Option<bool>| -> usize {
+        reports
+            .iter()
+            .filter(|r| r.neurons.iter().find(|n| n.name == name).and_then(f) == Some(true))
+            .count()
+    };
     let neurons = names
         .into_iter()
         .map(|(name, role)| NeuronSummary {
             loss_alone: Stat::of(of(&name, &|n| n.loss_alone)),
             loss_network: Stat::of(of(&name, &|n| n.loss_network)),
             gain: Stat::of(of(&name, &|n| Some(n.loss_alone? - n.loss_network?))),
-            better: of(&name, &|n| {
-                Some(f64::from(u8::from(n.loss_network? < n.loss_alone?)))
-            })
-            .into_iter()
-            .flatten()
-            .filter(|b| *b > 0.0)
-            .count(),
+            better: seeds_where(&name, &|n| Some(n.loss_network? < n.loss_alone?)),
             removal_cost_min_consumer: Stat::of(of(&name, &|n| n.removal_cost_min_consumer)),
             removal_cost_max_consumer: Stat::of(of(&name, &|n| n.removal_cost_max_consumer)),
+            max_consumer_above_zero: seeds_where(&name, &|n| {
+                Some(n.removal_cost_max_consumer? > 0.0)
+            }),
+            max_consumer_clearly_above_zero: seeds_where(&name, &|n| {
+                Some(n.removal_cost_max_consumer? > 2.0 * n.removal_cost_max_consumer_se?)
+            }),
             name,
             role,
         })
@@ -567,13 +592,13 @@ Places count from 1 = highest, averaged over a role's neurons in each run.
     );
     let _ = writeln!(
         out,
-        "| neuron | role | held-out loss alone | in the network | gain | seeds better | removal cost, least to one consumer | most to one consumer |
-|---|---|---|---|---|---|---|---|"
+        "| neuron | role | held-out loss alone | in the network | gain | seeds better | removal cost, least to one consumer | most to one consumer | seeds it is above 0 (by more than 2 SE) |
+|---|---|---|---|---|---|---|---|---|"
     );
     for n in &s.neurons {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} of {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} of {} | {} | {} | {} ({}) |",
             n.name,
             n.role,
             n.loss_alone.show_unsigned(3),
@@ -582,7 +607,9 @@ Places count from 1 = highest, averaged over a role's neurons in each run.
             n.better,
             n.gain.n,
             n.removal_cost_min_consumer.show(4),
-            n.removal_cost_max_consumer.show(4)
+            n.removal_cost_max_consumer.show(4),
+            n.max_consumer_above_zero,
+            n.max_consumer_clearly_above_zero
         );
     }
     let _ = writeln!(
@@ -590,7 +617,9 @@ Places count from 1 = highest, averaged over a role's neurons in each run.
         "
 Gain: loss alone minus loss in the network (nats per byte; positive: the network helped). \
 The removal cost columns are over the consumers whose routers chose the neuron in each seed \
-(a seed where none did is left out).
+(a seed where none did is left out). SE: the standard error of the largest one, from its \
+spread over that consumer's held-out batches; a cost within 2 SE of 0 is within what the \
+measure moves by.
 "
     );
     let _ = writeln!(
@@ -721,7 +750,7 @@ pub fn markdown(run: &NetRun, plots: &[PathBuf]) -> String {
     };
     let _ = writeln!(
         s,
-        "| uid | neuron | role | data | held-out loss alone | held-out loss in network | stake (TAO) | share of minted | ledger rank | place | removal cost | place | second-order approx. | self-weight |"
+        "| uid | neuron | role | data | held-out loss alone | held-out loss in network | stake (TAO) | share of minted | ledger rank | place | removal cost ± SE | place | second-order approx. | self-weight |"
     );
     let _ = writeln!(
         s,
@@ -731,7 +760,7 @@ pub fn markdown(run: &NetRun, plots: &[PathBuf]) -> String {
     for n in &rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {:.2} | {} | {:.3} | {} | {:+.4} | {} | {:.4} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.2} | {} | {:.3} | {} | {:+.4}{} | {} | {:.4} | {} |",
             n.uid,
             n.name,
             n.role,
@@ -743,6 +772,8 @@ pub fn markdown(run: &NetRun, plots: &[PathBuf]) -> String {
             n.rank,
             n.rank_place,
             n.removal_cost,
+            n.removal_cost_se
+                .map_or_else(String::new, |se| format!(" ± {se:.4}")),
             n.cost_place,
             n.second_order,
             opt(n.self_weight, 3),
@@ -779,13 +810,19 @@ pub fn markdown(run: &NetRun, plots: &[PathBuf]) -> String {
     for n in rows.iter().filter(|n| n.role != RoleKind::Honest.as_str()) {
         let _ = writeln!(
             s,
-            "- **{}** ({}): place {} of {} by ledger rank, place {} of {} by removal cost.",
+            "- **{}** ({}): place {} of {} by ledger rank, place {} of {} by removal cost{}.",
             n.name,
             n.role,
             n.rank_place,
             rows.len(),
             n.cost_place,
-            rows.len()
+            rows.len(),
+            n.removal_cost_max_consumer
+                .map_or_else(String::new, |max| format!(
+                    "; the most one consumer measured: {max:+.4}{}",
+                    n.removal_cost_max_consumer_se
+                        .map_or_else(String::new, |se| format!(" ± {se:.4}"))
+                ))
         );
     }
     if run.measurements.len() > 1 {
@@ -873,7 +910,8 @@ mod tests {
             mask: false,
             text_bytes: Some(30_000),
             router: RouterConfig {
-                w_remote: RemoteWeight::Auto,
+                w_remote: ObjectiveWeight::Auto,
+                w_local: ObjectiveWeight::Auto,
                 ..Default::default()
             },
             ..UpConfig::default()
@@ -889,10 +927,92 @@ mod tests {
         assert!(
             md.contains(
                 "Settings: --mask off --peer-adapter on --backward with-own-step \
-                 --remote-loss auto --text-bytes 30000."
+                 --remote-loss auto --local-loss auto --text-bytes 30000."
             ),
             "{md}"
         );
+        // Settings written before the local objective existed: their learners had none.
+        let old: Settings = serde_json::from_str(
+            r#"{"mask": true, "adapter": true, "adapter_init": "zero",
+                "backward": "with_own_step", "w_remote": 0.0, "text_bytes": null}"#,
+        )
+        .unwrap();
+        assert_eq!(old.w_local, ObjectiveWeight::Fixed(0.0));
+        assert!(
+            old.line().ends_with("--remote-loss 0 --local-loss 0"),
+            "{}",
+            old.line()
+        );
+    }
+
+    #[test]
+    fn a_summary_counts_the_seeds_where_a_consumer_measured_a_neuron_helpful_and_by_how_much() {
+        let neuron = |max: Option<f64>, se: Option<f64>| NeuronJson {
+            uid: 4,
+            name: "noise".into(),
+            role: "noise".into(),
+            data: "sotu".into(),
+            loss_alone: Some(2.3),
+            loss_network: Some(2.2),
+            stake_tao: 1.0,
+            minted_share: None,
+            adversary: false,
+            rank: 0.0,
+            rank_place: 1,
+            removal_cost: max.unwrap_or(0.0),
+            removal_cost_se: se,
+            removal_cost_open: None,
+            removal_cost_min_consumer: max,
+            removal_cost_max_consumer: max,
+            removal_cost_max_consumer_se: se,
+            cost_place: 1,
+            second_order: 0.0,
+            self_weight: None,
+        };
+        let report = |seed, n| ReportJson {
+            seed,
+            mechanism: "paper".into(),
+            transport: "lockstep".into(),
+            blocks_per_step: Some(7),
+            steps: 3,
+            stopped_early: false,
+            height: 22,
+            spearman_rank_cost: None,
+            pearson_rank_cost: None,
+            pearson_second_cost: None,
+            neurons: vec![n],
+            machine: None,
+            settings: None,
+        };
+        let reports = [
+            // Below 0; above 0 within 2 SE; above by more; above with no SE (an older report);
+            // no consumer chose it.
+            report(0, neuron(Some(-0.001), Some(0.001))),
+            report(1, neuron(Some(0.0004), Some(0.0003))),
+            report(2, neuron(Some(0.003), Some(0.001))),
+            report(3, neuron(Some(0.002), None)),
+            report(4, neuron(None, None)),
+        ];
+        let s = summary(&reports);
+        let n = &s.neurons[0];
+        assert_eq!(n.max_consumer_above_zero, 3);
+        assert_eq!(n.max_consumer_clearly_above_zero, 1);
+        assert_eq!(n.better, 5);
+        let md = summary_markdown(&s, &reports);
+        assert!(
+            md.contains("| 5 of 5 |") && md.contains("| 3 (1) |"),
+            "{md}"
+        );
+        // A report.json from before the errors were recorded reads them as null.
+        let mut old = serde_json::to_value(&reports[2]).unwrap();
+        for n in old["neurons"].as_array_mut().unwrap() {
+            let n = n.as_object_mut().unwrap();
+            n.remove("removal_cost_se");
+            n.remove("removal_cost_max_consumer_se");
+        }
+        let back: ReportJson = serde_json::from_value(old).unwrap();
+        assert_eq!(back.neurons[0].removal_cost_max_consumer_se, None);
+        assert_eq!(back.neurons[0].removal_cost_se, None);
     }
 
     #[test]

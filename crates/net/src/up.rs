@@ -519,7 +519,7 @@ pub struct Measurement {
     pub cost: Vec<RemovalCost>,
     /// By neuron (in role order): the smallest and the largest exact cost one consumer
     /// measured (`None` when no consumer's router chose it).
-    pub by_consumer: Vec<Option<(f64, f64)>>,
+    pub by_consumer: Vec<Option<ConsumerRange>>,
     /// By neuron (in role order): the ledger rank then.
     pub rank: Vec<f64>,
 }
@@ -939,6 +939,7 @@ pub(crate) fn sum_over_consumers(costs: &[Vec<RemovalCost>], uids: &[usize]) -> 
                     total.exact += x.exact;
                     total.first += x.first;
                     total.second += x.second;
+                    total.exact_var += x.exact_var;
                     total.batches += x.batches;
                 }
             }
@@ -947,22 +948,38 @@ pub(crate) fn sum_over_consumers(costs: &[Vec<RemovalCost>], uids: &[usize]) -> 
         .collect()
 }
 
+/// The least and the most that one consumer measured for a neuron's removal.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConsumerRange {
+    /// The smallest cost one consumer measured (below 0: its answers did that consumer harm).
+    pub min: f64,
+    /// The largest cost one consumer measured.
+    pub max: f64,
+    /// The standard error of that largest cost, from its spread over the consumer's held-out
+    /// batches (infinite when it had fewer than two).
+    pub max_se: f64,
+}
+
 /// The smallest and the largest removal cost one consumer measured for each neuron (in role
 /// order), over the consumers whose routers chose it.
 pub(crate) fn consumer_range(
     costs: &[Vec<RemovalCost>],
     uids: &[usize],
-) -> Vec<Option<(f64, f64)>> {
+) -> Vec<Option<ConsumerRange>> {
     uids.iter()
         .map(|&j| {
-            costs
-                .iter()
-                .filter_map(|c| {
-                    c.get(j)
-                        .filter(|x| x.batches > 0)
-                        .map(|x| (x.exact, x.exact))
-                })
-                .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
+            let chosen = || {
+                costs
+                    .iter()
+                    .filter_map(|c| c.get(j).filter(|x| x.batches > 0))
+            };
+            let min = chosen().map(|x| x.exact).reduce(f64::min)?;
+            let most = chosen().reduce(|a, b| if b.exact > a.exact { b } else { a })?;
+            Some(ConsumerRange {
+                min,
+                max: most.exact,
+                max_se: most.se(),
+            })
         })
         .collect()
 }
@@ -1123,4 +1140,37 @@ async fn follow(
         }
     }
     points
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cost(exact: f64, exact_var: f64, batches: usize) -> RemovalCost {
+        RemovalCost {
+            exact,
+            exact_var,
+            batches,
+            ..RemovalCost::default()
+        }
+    }
+
+    #[test]
+    fn consumers_costs_sum_with_their_errors_and_the_largest_keeps_its_own() {
+        // Two consumers (uids 0 and 1) measure peer 2; consumer 1's router never chose uid 0.
+        let costs = vec![
+            vec![cost(0.0, 0.0, 0), cost(0.5, 0.04, 4), cost(-0.2, 0.01, 4)],
+            vec![cost(0.0, 0.0, 0), cost(0.0, 0.0, 0), cost(0.1, 0.09, 4)],
+        ];
+        let uids = [0, 1, 2];
+        let sum = sum_over_consumers(&costs, &uids);
+        assert!((sum[2].exact + 0.1).abs() < 1e-12);
+        assert!((sum[2].se() - 0.1f64.sqrt()).abs() < 1e-12);
+        let range = consumer_range(&costs, &uids);
+        assert_eq!(range[0], None);
+        let r = range[2].unwrap();
+        assert_eq!((r.min, r.max), (-0.2, 0.1));
+        assert!((r.max_se - 0.3).abs() < 1e-12);
+        assert_eq!(range[1].unwrap().max, 0.5);
+    }
 }

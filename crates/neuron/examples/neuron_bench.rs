@@ -111,12 +111,13 @@ fn main() {
         weight_decay: 0.0,
         ..OptimConfig::default()
     };
-    let learner = match Learner::new(&cfg, &RouterConfig::default(), &optim, &Device::Cpu, o.seed) {
+    let data =
+        TextData::load("bundled:moby_dick_a", None, 0.1, o.seq).expect("the bundled text loads");
+    let router = RouterConfig::default().for_data(data.train_len());
+    let learner = match Learner::new(&cfg, &router, &optim, &Device::Cpu, o.seed) {
         Ok(l) => l,
         Err(e) => fail(&format!("bad model shape: {e}")),
     };
-    let data =
-        TextData::load("bundled:moby_dick_a", None, 0.1, o.seq).expect("the bundled text loads");
     let params: usize = learner
         .named_vars()
         .iter()

@@ -483,18 +483,26 @@ mod tests {
 
     #[test]
     fn defaults_and_the_documented_example_parse() {
-        use crate::router::RemoteWeight;
+        use crate::router::ObjectiveWeight;
         let cfg = NeuronConfig::from_toml("").unwrap();
         assert_eq!(cfg.train.batch, 16);
+        assert_eq!(cfg.router.w_remote, ObjectiveWeight::Fixed(0.0));
+        assert_eq!(cfg.router.w_local, ObjectiveWeight::Fixed(0.0));
         for (text, want) in [
-            ("\"auto\"", RemoteWeight::Auto),
-            ("1", RemoteWeight::Fixed(1.0)),
-            ("0.25", RemoteWeight::Fixed(0.25)),
+            ("\"auto\"", ObjectiveWeight::Auto),
+            ("1", ObjectiveWeight::Fixed(1.0)),
+            ("0.25", ObjectiveWeight::Fixed(0.25)),
         ] {
-            let cfg = NeuronConfig::from_toml(&format!("[router]\nw_remote = {text}")).unwrap();
-            assert_eq!(cfg.router.w_remote, want, "{text}");
-            let written = toml::to_string(&cfg).unwrap();
-            assert_eq!(NeuronConfig::from_toml(&written).unwrap(), cfg, "{written}");
+            for field in ["w_remote", "w_local"] {
+                let cfg = NeuronConfig::from_toml(&format!("[router]\n{field} = {text}")).unwrap();
+                let got = match field {
+                    "w_remote" => cfg.router.w_remote,
+                    _ => cfg.router.w_local,
+                };
+                assert_eq!(got, want, "{field} = {text}");
+                let written = toml::to_string(&cfg).unwrap();
+                assert_eq!(NeuronConfig::from_toml(&written).unwrap(), cfg, "{written}");
+            }
         }
         let doc = r#"
 [data]
@@ -581,12 +589,20 @@ rule = "payoff"
             ("[router]\nadapter = 1", "expected a boolean"),
             ("[router]\nw_remote = -1.0", "router.w_remote"),
             (
+                "[router]\nw_local = -0.5",
+                "router.w_local must be finite and >= 0",
+            ),
+            (
                 "[router]\nw_remote = \"most\"",
-                "router.w_remote must be a number or \"auto\", got \"most\"",
+                "an objective's weight must be a number or \"auto\", got \"most\"",
             ),
             (
                 "[router]\nw_remote = true",
-                "router.w_remote must be a number or",
+                "an objective's weight must be a number or",
+            ),
+            (
+                "[router]\nw_local = \"all\"",
+                "an objective's weight must be a number or \"auto\", got \"all\"",
             ),
             (
                 "[router]\nadapter_init = \"ones\"",
@@ -611,7 +627,7 @@ rule = "payoff"
     #[test]
     fn command_line_spellings_of_adapter_and_backward() {
         use crate::learner::BackwardUpdate;
-        use crate::router::{AdapterInit, PeerAdapter, RemoteWeight, RouterConfig};
+        use crate::router::{AdapterInit, ObjectiveWeight, PeerAdapter, RouterConfig};
         for (text, adapter, init) in [
             ("on", true, AdapterInit::Zero),
             ("open", true, AdapterInit::Identity),
@@ -634,11 +650,11 @@ rule = "payoff"
             assert_eq!(want.to_string().parse::<BackwardUpdate>().unwrap(), want);
         }
         for w in [
-            RemoteWeight::Auto,
-            RemoteWeight::Fixed(0.0),
-            RemoteWeight::Fixed(0.25),
+            ObjectiveWeight::Auto,
+            ObjectiveWeight::Fixed(0.0),
+            ObjectiveWeight::Fixed(0.25),
         ] {
-            assert_eq!(w.to_string().parse::<RemoteWeight>().unwrap(), w);
+            assert_eq!(w.to_string().parse::<ObjectiveWeight>().unwrap(), w);
         }
         let e = "closed".parse::<PeerAdapter>().unwrap_err();
         assert!(

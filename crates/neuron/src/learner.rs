@@ -27,7 +27,7 @@ use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::model::{Encoder, Head, ModelConfig, Params, causal_mask, cross_entropy, ids_tensor};
 use crate::optim::AdamW;
-use crate::router::{AdapterInit, RemoteWeight, Router, RouterConfig, Routing};
+use crate::router::{AdapterInit, ObjectiveWeight, Router, RouterConfig, Routing};
 
 /// `a + b`, or `b` alone when there is no `a`: one more term of a loss.
 fn plus(a: Option<Tensor>, b: Tensor) -> Result<Tensor> {
@@ -148,6 +148,9 @@ pub struct StepOutcome {
     /// The remote-only cross-entropy (the head on the peers' answers alone), when
     /// `router.w_remote > 0` and a peer answered.
     pub remote: Option<f32>,
+    /// The local-only cross-entropy (the head on the learner's own trunk alone), when
+    /// `router.w_local > 0` and the step used the network.
+    pub local: Option<f32>,
     /// Gradients for the peers that answered.
     pub peer_grads: Vec<PeerGradient>,
     /// Gate mass of each peer in this batch (mean over examples).
@@ -191,6 +194,8 @@ pub struct Learner {
     router_cfg: RouterConfig,
     /// The remote-only objective's weight (`router_cfg.w_remote`, resolved).
     w_remote: f64,
+    /// The local-only objective's weight (`router_cfg.w_local`, resolved).
+    w_local: f64,
     device: Device,
     vars: VarMap,
     trunk: Encoder,
@@ -231,13 +236,15 @@ impl Learner {
     ) -> Result<Learner> {
         cfg.validate()?;
         router_cfg.validate()?;
-        let RemoteWeight::Fixed(w_remote) = router_cfg.w_remote else {
-            return Err(Error::Config(
-                "router.w_remote = \"auto\" depends on the learner's training text: resolve it \
+        let fixed = |name: &str, w: ObjectiveWeight| match w {
+            ObjectiveWeight::Fixed(w) => Ok(w),
+            ObjectiveWeight::Auto => Err(Error::Config(format!(
+                "router.{name} = \"auto\" depends on the learner's training text: resolve it \
                  with RouterConfig::for_data before building the learner"
-                    .into(),
-            ));
+            ))),
         };
+        let w_remote = fixed("w_remote", router_cfg.w_remote)?;
+        let w_local = fixed("w_local", router_cfg.w_local)?;
         let vars = VarMap::new();
         let mut p = Params::new(&vars, device, seed);
         let trunk = Encoder::new(&mut p, "trunk", cfg, cfg.layers)?;
@@ -283,6 +290,7 @@ impl Learner {
             cfg: cfg.clone(),
             router_cfg: router_cfg.clone(),
             w_remote,
+            w_local,
             device: device.clone(),
             vars,
             trunk,
@@ -573,6 +581,11 @@ impl Learner {
                 outcome.importance = (gates.sum(0)? / b as f64)?.to_vec1()?;
                 let n_valid: f32 = valid.iter().sum();
                 let mut aux = None;
+                if self.w_local > 0.0 {
+                    let own = cross_entropy(&self.head.forward(&local)?, &y)?;
+                    outcome.local = Some(own.to_scalar::<f32>()?);
+                    aux = Some(plus(aux, (own * self.w_local)?)?);
+                }
                 if n_valid > 0.0 {
                     let gated = gated.ok_or_else(|| Error::BadInput("no peer terms".into()))?;
                     if self.w_remote > 0.0 {

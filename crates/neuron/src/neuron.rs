@@ -24,7 +24,7 @@ use crate::config::{DeviceSpec, NeuronConfig};
 use crate::core::{Core, CoreConfig, CoreState, Effect, Millis};
 use crate::data::{Batch, TextData};
 use crate::error::{Error, Result};
-use crate::learner::{Learner, Mode, PeerOutput, StepOutcome};
+use crate::learner::{Learner, Mode, PeerOutput, RemovalProbe, StepOutcome};
 use crate::ledger::{LedgerView, Snapshot};
 use crate::router::Routing;
 use crate::serve::{Behaviour, LearnerSynapse};
@@ -80,8 +80,63 @@ pub struct RemovalCost {
     pub first: f64,
     /// The second-order (Fisher) Taylor term: the paper's approximation.
     pub second: f64,
+    /// The squared standard error of `exact`, from its spread over the held-out batches
+    /// (infinite with fewer than two batches: the spread is unknown). Summed over consumers, it
+    /// stays the squared standard error of the sum.
+    pub exact_var: f64,
     /// Held-out batches in which the peer answered.
     pub batches: usize,
+}
+
+impl RemovalCost {
+    /// Each peer's cost over a neuron's held-out batches: `per_batch[h]` holds the probes of
+    /// batch `h`, and a batch in which a peer did not answer counts 0 for it, so that every
+    /// peer's cost is a mean over the same batches. `peers` is the number of peer slots.
+    ///
+    /// ```
+    /// use bt_neuron::RemovalCost;
+    /// use bt_neuron::learner::RemovalProbe;
+    ///
+    /// let probe = |exact| RemovalProbe { peer: 0, exact, ..RemovalProbe::default() };
+    /// let costs = RemovalCost::average(1, &[vec![probe(0.1)], vec![probe(0.3)]]);
+    /// assert!((costs[0].exact - 0.2).abs() < 1e-12);
+    /// assert!((costs[0].se() - 0.1).abs() < 1e-12);
+    /// assert_eq!(costs[0].batches, 2);
+    /// ```
+    pub fn average(peers: usize, per_batch: &[Vec<RemovalProbe>]) -> Vec<RemovalCost> {
+        let mut costs = vec![RemovalCost::default(); peers];
+        let mut squares = vec![0.0; peers];
+        for probes in per_batch {
+            for p in probes {
+                let Some(c) = costs.get_mut(p.peer) else {
+                    continue;
+                };
+                c.exact += p.exact;
+                c.first += p.first;
+                c.second += p.second;
+                c.batches += 1;
+                squares[p.peer] += p.exact * p.exact;
+            }
+        }
+        let n = per_batch.len();
+        let k = n.max(1) as f64;
+        for (c, sq) in costs.iter_mut().zip(squares) {
+            c.exact /= k;
+            c.first /= k;
+            c.second /= k;
+            c.exact_var = if n < 2 {
+                f64::INFINITY
+            } else {
+                ((sq - k * c.exact * c.exact) / (k - 1.0)).max(0.0) / k
+            };
+        }
+        costs
+    }
+
+    /// The standard error of [`Self::exact`].
+    pub fn se(&self) -> f64 {
+        self.exact_var.sqrt()
+    }
 }
 
 /// Where a neuron started from, when it found its checkpoint.
@@ -592,29 +647,19 @@ impl Neuron {
     /// Entries are by uid, means over the held-out batches (nats per token); a peer the
     /// router never chose costs nothing.
     pub async fn removal_costs(&mut self) -> Result<Vec<RemovalCost>> {
-        let mut costs = vec![RemovalCost::default(); self.cfg.router.max_peers];
         let batches = self.held_out.clone();
+        let mut per_batch = Vec::with_capacity(batches.len());
         for batch in &batches {
-            let Some((routing, _, outs)) = self.route_and_query(batch, false).await? else {
-                continue;
+            let probes = match self.route_and_query(batch, false).await? {
+                Some((routing, _, outs)) => {
+                    let learner = self.learner.clone();
+                    blocking(|| learner.removal(batch, &routing, &outs))?
+                }
+                None => Vec::new(),
             };
-            let learner = self.learner.clone();
-            let probes = blocking(|| learner.removal(batch, &routing, &outs))?;
-            for p in probes {
-                let c = &mut costs[p.peer];
-                c.exact += p.exact;
-                c.first += p.first;
-                c.second += p.second;
-                c.batches += 1;
-            }
+            per_batch.push(probes);
         }
-        let n = batches.len().max(1) as f64;
-        for c in &mut costs {
-            c.exact /= n;
-            c.first /= n;
-            c.second /= n;
-        }
-        Ok(costs)
+        Ok(RemovalCost::average(self.cfg.router.max_peers, &per_batch))
     }
 
     /// Ends an epoch: refreshes the metagraph, then does what the core decides: sets
@@ -845,4 +890,52 @@ pub fn checkpoint_path(cfg: &NeuronConfig) -> Option<std::path::PathBuf> {
         .checkpoint_dir
         .as_ref()
         .map(|d| d.join("neuron.safetensors"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(peer: usize, exact: f64) -> RemovalProbe {
+        RemovalProbe {
+            peer,
+            exact,
+            first: 2.0 * exact,
+            second: 3.0 * exact,
+        }
+    }
+
+    #[test]
+    fn removal_costs_are_means_over_every_held_out_batch_with_their_standard_error() {
+        // Peer 0 answers all three batches, peer 1 only the last one (0 elsewhere), peer 2
+        // never; a probe for a slot out of range is ignored.
+        let per_batch = vec![
+            vec![probe(0, 0.1)],
+            vec![probe(0, 0.2), probe(7, 1.0)],
+            vec![probe(0, 0.6), probe(1, 0.3)],
+        ];
+        let c = RemovalCost::average(3, &per_batch);
+        assert_eq!(c.len(), 3);
+        assert!((c[0].exact - 0.3).abs() < 1e-12);
+        assert!((c[0].first - 0.6).abs() < 1e-12);
+        assert!((c[0].second - 0.9).abs() < 1e-12);
+        assert_eq!(c[0].batches, 3);
+        // Sample variance of (0.1, 0.2, 0.6) is 0.07; of the mean, 0.07 / 3.
+        assert!(
+            (c[0].exact_var - 0.07 / 3.0).abs() < 1e-12,
+            "{}",
+            c[0].exact_var
+        );
+        assert!((c[1].exact - 0.1).abs() < 1e-12);
+        assert_eq!(c[1].batches, 1);
+        // (0, 0, 0.3): variance 0.03, of the mean 0.01.
+        assert!((c[1].se() - 0.1).abs() < 1e-12);
+        assert_eq!(c[2], RemovalCost::default());
+        // One batch: the spread is unknown, not zero.
+        let one = RemovalCost::average(1, &[vec![probe(0, 0.5)]]);
+        assert_eq!(one[0].exact, 0.5);
+        assert!(one[0].se().is_infinite());
+        // No batch at all: nothing measured.
+        assert_eq!(RemovalCost::average(2, &[])[1].exact, 0.0);
+    }
 }

@@ -41,74 +41,89 @@ pub struct RouterConfig {
     /// answers alone (`head(sum_j g_j A_j y_j)`), added to the learner's loss so that the
     /// adapters, the gates and (through Backward) the peers learn to predict the text by
     /// themselves (bittensor's remote target). A number (`0` leaves it out) or `"auto"`
-    /// ([`RemoteWeight::Auto`]: by the size of the learner's own text).
-    pub w_remote: RemoteWeight,
+    /// ([`ObjectiveWeight::Auto`]: by the size of the learner's own text).
+    pub w_remote: ObjectiveWeight,
+    /// Weight of the local-only objective: the head's cross-entropy on the learner's own trunk
+    /// alone (`head(trunk(x))`), added to its loss in the network so that its trunk and head
+    /// keep predicting the text without the peers rather than leaning on them (bittensor's
+    /// local target). A number (`0`, the default, leaves it out) or `"auto"`
+    /// ([`ObjectiveWeight::Auto`]: by the size of the learner's own text). `docs/neuron.md`
+    /// has the measurements: more gain over learning alone, but routers that no longer avoid
+    /// a useless peer.
+    pub w_local: ObjectiveWeight,
 }
 
-/// The weight of a learner's remote-only objective ([`RouterConfig::w_remote`]): written as a
-/// number or as `"auto"` (in a config file and on the command line).
+/// The weight of one of a learner's two extra objectives ([`RouterConfig::w_remote`],
+/// [`RouterConfig::w_local`]): written as a number or as `"auto"` (in a config file and on the
+/// command line).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum RemoteWeight {
-    /// `min(1, AUTO_TOKENS / training tokens)`: 1 for a learner with 4 096 training tokens
-    /// or fewer, falling as its own text grows (0.038 for a default network neuron's
-    /// 108 000). The less text a learner has, the more its one head must be able to read its
-    /// peers alone; [`RouterConfig::for_data`] fixes the value once the text is known.
+pub enum ObjectiveWeight {
+    /// Set by the size of the learner's own text, [`RouterConfig::for_data`] fixing the value
+    /// once the text is known. The peers' share is `s = min(1, AUTO_TOKENS / training
+    /// tokens)`: 1 for a learner with 4 096 training tokens or fewer, falling as its own text
+    /// grows (0.038 for a default network neuron's 108 000). The remote objective gets `s`
+    /// (the less text a learner has, the more its head must be able to read its peers
+    /// alone) and the local one `1 - s` (the more it has, the more its own trunk must carry).
     Auto,
     /// This weight.
     Fixed(f64),
 }
 
-impl RemoteWeight {
-    /// The training text, in tokens, at and below which [`RemoteWeight::Auto`] is 1.
+impl ObjectiveWeight {
+    /// The training text, in tokens, at and below which the peers' share is 1.
     pub const AUTO_TOKENS: usize = 4096;
 
-    /// The weight for a learner with `train_tokens` tokens of its own.
-    pub fn resolve(self, train_tokens: usize) -> f64 {
+    /// The peers' share `min(1, AUTO_TOKENS / train_tokens)` that [`ObjectiveWeight::Auto`]
+    /// resolves from.
+    pub fn peers_share(train_tokens: usize) -> f64 {
+        (ObjectiveWeight::AUTO_TOKENS as f64 / train_tokens.max(1) as f64).min(1.0)
+    }
+
+    /// The weight: a fixed one as it is, [`ObjectiveWeight::Auto`] as `auto`.
+    pub fn resolve(self, auto: f64) -> f64 {
         match self {
-            RemoteWeight::Fixed(w) => w,
-            RemoteWeight::Auto => {
-                (RemoteWeight::AUTO_TOKENS as f64 / train_tokens.max(1) as f64).min(1.0)
-            }
+            ObjectiveWeight::Fixed(w) => w,
+            ObjectiveWeight::Auto => auto,
         }
     }
 }
 
-impl std::str::FromStr for RemoteWeight {
+impl std::str::FromStr for ObjectiveWeight {
     type Err = Error;
 
     /// Parses `auto` or a number (checked by [`RouterConfig::validate`]).
-    fn from_str(s: &str) -> Result<RemoteWeight> {
+    fn from_str(s: &str) -> Result<ObjectiveWeight> {
         if s == "auto" {
-            return Ok(RemoteWeight::Auto);
+            return Ok(ObjectiveWeight::Auto);
         }
-        s.parse::<f64>().map(RemoteWeight::Fixed).map_err(|_| {
+        s.parse::<f64>().map(ObjectiveWeight::Fixed).map_err(|_| {
             Error::Config(format!(
-                "router.w_remote must be a number or \"auto\", got {s:?}"
+                "an objective's weight must be a number or \"auto\", got {s:?}"
             ))
         })
     }
 }
 
-impl std::fmt::Display for RemoteWeight {
-    /// The spelling [`RemoteWeight::from_str`] reads: `auto` or the number.
+impl std::fmt::Display for ObjectiveWeight {
+    /// The spelling [`ObjectiveWeight::from_str`] reads: `auto` or the number.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RemoteWeight::Auto => f.write_str("auto"),
-            RemoteWeight::Fixed(w) => write!(f, "{w}"),
+            ObjectiveWeight::Auto => f.write_str("auto"),
+            ObjectiveWeight::Fixed(w) => write!(f, "{w}"),
         }
     }
 }
 
-impl Serialize for RemoteWeight {
+impl Serialize for ObjectiveWeight {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         match self {
-            RemoteWeight::Auto => s.serialize_str("auto"),
-            RemoteWeight::Fixed(w) => s.serialize_f64(*w),
+            ObjectiveWeight::Auto => s.serialize_str("auto"),
+            ObjectiveWeight::Fixed(w) => s.serialize_f64(*w),
         }
     }
 }
 
-impl<'de> Deserialize<'de> for RemoteWeight {
+impl<'de> Deserialize<'de> for ObjectiveWeight {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -116,10 +131,10 @@ impl<'de> Deserialize<'de> for RemoteWeight {
             Number(f64),
             Word(String),
         }
-        match Written::deserialize(d)
-            .map_err(|_| serde::de::Error::custom("router.w_remote must be a number or \"auto\""))?
-        {
-            Written::Number(w) => Ok(RemoteWeight::Fixed(w)),
+        match Written::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("an objective's weight must be a number or \"auto\"")
+        })? {
+            Written::Number(w) => Ok(ObjectiveWeight::Fixed(w)),
             Written::Word(w) => w.parse().map_err(serde::de::Error::custom),
         }
     }
@@ -186,7 +201,8 @@ impl Default for RouterConfig {
             w_load: 0.01,
             adapter: true,
             adapter_init: AdapterInit::Zero,
-            w_remote: RemoteWeight::Fixed(0.0),
+            w_remote: ObjectiveWeight::Fixed(0.0),
+            w_local: ObjectiveWeight::Fixed(0.0),
         }
     }
 }
@@ -214,13 +230,15 @@ impl RouterConfig {
         }
     }
 
-    /// This configuration for a learner with `train_tokens` tokens of its own text:
-    /// [`RemoteWeight::Auto`] becomes its [`RemoteWeight::Fixed`] value. A learner is built
-    /// from a configuration that went through this ([`crate::learner::Learner::new`] refuses
-    /// `Auto`).
+    /// This configuration for a learner with `train_tokens` tokens of its own text: each
+    /// [`ObjectiveWeight::Auto`] becomes its [`ObjectiveWeight::Fixed`] value. A learner is
+    /// built from a configuration that went through this ([`crate::learner::Learner::new`]
+    /// refuses `Auto`).
     pub fn for_data(self, train_tokens: usize) -> RouterConfig {
+        let share = ObjectiveWeight::peers_share(train_tokens);
         RouterConfig {
-            w_remote: RemoteWeight::Fixed(self.w_remote.resolve(train_tokens)),
+            w_remote: ObjectiveWeight::Fixed(self.w_remote.resolve(share)),
+            w_local: ObjectiveWeight::Fixed(self.w_local.resolve(1.0 - share)),
             ..self
         }
     }
@@ -239,14 +257,12 @@ impl RouterConfig {
                 self.max_peers
             )));
         }
-        let w_remote = match self.w_remote {
-            RemoteWeight::Fixed(w) => w,
-            RemoteWeight::Auto => 0.0,
-        };
         for (name, v) in [
             ("w_importance", self.w_importance),
             ("w_load", self.w_load),
-            ("w_remote", w_remote),
+            // `auto` resolves within [0, 1].
+            ("w_remote", self.w_remote.resolve(0.0)),
+            ("w_local", self.w_local.resolve(0.0)),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(Error::Config(format!(

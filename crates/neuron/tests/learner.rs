@@ -3,9 +3,9 @@
 #![allow(clippy::unwrap_used)]
 
 use bt_neuron::data::{Batch, TextData};
-use bt_neuron::learner::{BackwardUpdate, Learner, Mode, OptimConfig, PeerOutput};
+use bt_neuron::learner::{BackwardUpdate, Learner, Mode, OptimConfig, PeerOutput, StepOutcome};
 use bt_neuron::model::ModelConfig;
-use bt_neuron::router::{AdapterInit, RemoteWeight, RouterConfig, Routing};
+use bt_neuron::router::{AdapterInit, ObjectiveWeight, RouterConfig, Routing};
 use candle_core::Device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -22,6 +22,8 @@ fn small() -> ModelConfig {
     }
 }
 
+/// The default router with `peers` slots and stronger balance losses, its objectives' weights
+/// as a learner with a default network neuron's text would have them.
 fn router(peers: usize) -> RouterConfig {
     RouterConfig {
         k: 2,
@@ -31,6 +33,7 @@ fn router(peers: usize) -> RouterConfig {
         w_load: 0.1,
         ..RouterConfig::default()
     }
+    .for_data(108_000)
 }
 
 fn learner(seed: u64) -> Learner {
@@ -199,31 +202,29 @@ fn an_open_adapter_starts_as_the_raw_answer() {
     );
 }
 
-#[test]
-fn the_remote_objective_is_the_head_on_the_peers_answers_alone() {
-    // With `w_remote > 0` the step also scores the head on the gated answers alone, and that
-    // loss trains the learner; at 0 it is left out.
-    let make = |w_remote: f64| {
-        let r = RouterConfig {
-            w_remote: RemoteWeight::Fixed(w_remote),
-            ..router(4)
-        };
-        Learner::new(&small(), &r, &OptimConfig::default(), &Device::Cpu, 9).unwrap()
+/// A router with neither the local nor the remote objective.
+fn without_objectives() -> RouterConfig {
+    RouterConfig {
+        w_local: ObjectiveWeight::Fixed(0.0),
+        w_remote: ObjectiveWeight::Fixed(0.0),
+        ..router(4)
+    }
+}
+
+/// One network step of a learner built with `with` and of one built without either objective,
+/// on the same batch: both outcomes, after checking that the objective changed the step.
+fn step_with_and_without(with: RouterConfig) -> (StepOutcome, StepOutcome) {
+    let make = |r: &RouterConfig| {
+        Learner::new(&small(), r, &OptimConfig::default(), &Device::Cpu, 9).unwrap()
     };
-    let (with, without) = (make(1.0), make(0.0));
+    let (with, without) = (make(&with), make(&without_objectives()));
     let (batch, routing, outs) = routed_batch(&with);
-    let step = with
-        .train_step(&batch, Mode::Network, Some(&routing), &outs)
-        .unwrap();
-    let plain = without
-        .train_step(&batch, Mode::Network, Some(&routing), &outs)
-        .unwrap();
-    assert_eq!(plain.remote, None);
-    // The adapters start closed, so the head first reads zeros: the loss of a uniform guess
-    // over its 256 bytes, up to the head's bias.
-    let remote = step.remote.expect("the remote loss is reported");
-    assert!((remote - 256f32.ln()).abs() < 0.5, "{remote}");
-    assert_eq!(step.loss, plain.loss, "the first forward pass is the same");
+    let step = |l: &Learner| {
+        l.train_step(&batch, Mode::Network, Some(&routing), &outs)
+            .unwrap()
+    };
+    let (a, b) = (step(&with), step(&without));
+    assert_eq!(a.loss, b.loss, "the first forward pass is the same");
     let eval = |l: &Learner| {
         l.evaluate(&batch, Mode::Network, Some(&routing), &outs)
             .unwrap()
@@ -232,6 +233,45 @@ fn the_remote_objective_is_the_head_on_the_peers_answers_alone() {
         eval(&with),
         eval(&without),
         "the objective changed the step"
+    );
+    (a, b)
+}
+
+#[test]
+fn the_remote_objective_is_the_head_on_the_peers_answers_alone() {
+    // With `w_remote > 0` the step also scores the head on the gated answers alone, and that
+    // loss trains the learner; at 0 it is left out.
+    let (step, plain) = step_with_and_without(RouterConfig {
+        w_remote: ObjectiveWeight::Fixed(1.0),
+        ..without_objectives()
+    });
+    assert_eq!(plain.remote, None);
+    // The adapters start closed, so the head first reads zeros: the loss of a uniform guess
+    // over its 256 bytes, up to the head's bias.
+    let remote = step.remote.expect("the remote loss is reported");
+    assert!((remote - 256f32.ln()).abs() < 0.5, "{remote}");
+}
+
+#[test]
+fn the_local_objective_is_the_head_on_the_learners_own_trunk_alone() {
+    // With `w_local > 0` a network step also scores the head on the trunk alone, and that
+    // loss trains the learner; at 0, and when alone, it is left out.
+    let r = RouterConfig {
+        w_local: ObjectiveWeight::Fixed(0.5),
+        ..without_objectives()
+    };
+    let (step, plain) = step_with_and_without(r.clone());
+    assert_eq!(plain.local, None);
+    // The adapters start closed, so the peers add nothing yet: the head on the trunk alone
+    // scores what the whole step scores.
+    let local = step.local.expect("the local loss is reported");
+    assert!((local - step.loss).abs() < 1e-5, "{local} vs {}", step.loss);
+    let l = Learner::new(&small(), &r, &OptimConfig::default(), &Device::Cpu, 9).unwrap();
+    let (batch, _, _) = routed_batch(&l);
+    let alone = l.train_step(&batch, Mode::Alone, None, &[]).unwrap();
+    assert_eq!(
+        alone.local, None,
+        "alone, the loss is the local one already"
     );
 }
 
@@ -596,37 +636,74 @@ fn a_frozen_synapse_serves_its_model_and_ignores_backward() {
 }
 
 #[test]
-fn an_automatic_remote_weight_follows_the_size_of_the_text_and_is_fixed_before_building() {
+fn automatic_objective_weights_follow_the_size_of_the_text_and_are_fixed_before_building() {
     let auto = RouterConfig {
-        w_remote: RemoteWeight::Auto,
+        w_remote: ObjectiveWeight::Auto,
+        w_local: ObjectiveWeight::Auto,
         ..router(4)
     };
-    let e = Learner::new(&small(), &auto, &OptimConfig::default(), &Device::Cpu, 1)
+    for (name, unresolved) in [
+        (
+            "w_remote",
+            RouterConfig {
+                w_local: ObjectiveWeight::Fixed(1.0),
+                ..auto.clone()
+            },
+        ),
+        (
+            "w_local",
+            RouterConfig {
+                w_remote: ObjectiveWeight::Fixed(0.0),
+                ..auto.clone()
+            },
+        ),
+    ] {
+        let e = Learner::new(
+            &small(),
+            &unresolved,
+            &OptimConfig::default(),
+            &Device::Cpu,
+            1,
+        )
         .err()
         .expect("an unresolved weight is refused");
-    assert!(
-        matches!(&e, bt_neuron::Error::Config(m) if m.contains("RouterConfig::for_data")),
-        "{e}"
-    );
-    for (tokens, want) in [
+        assert!(
+            matches!(&e, bt_neuron::Error::Config(m)
+                if m.contains(&format!("router.{name} = \"auto\"")) && m.contains("RouterConfig::for_data")),
+            "{e}"
+        );
+    }
+    // The peers' share goes to the remote objective, the rest to the local one.
+    for (tokens, remote) in [
         (0, 1.0),
         (3600, 1.0),
         (4096, 1.0),
         (8192, 0.5),
         (108_000, 4096.0 / 108_000.0),
     ] {
+        let r = auto.clone().for_data(tokens);
         assert_eq!(
-            auto.clone().for_data(tokens).w_remote,
-            RemoteWeight::Fixed(want),
+            r.w_remote,
+            ObjectiveWeight::Fixed(remote),
+            "{tokens} tokens"
+        );
+        assert_eq!(
+            r.w_local,
+            ObjectiveWeight::Fixed(1.0 - remote),
             "{tokens} tokens"
         );
     }
     // A fixed weight stays what it was, whatever the text.
     let fixed = RouterConfig {
-        w_remote: RemoteWeight::Fixed(0.25),
+        w_remote: ObjectiveWeight::Fixed(0.25),
+        w_local: ObjectiveWeight::Fixed(0.5),
         ..router(4)
     };
-    assert_eq!(fixed.for_data(10).w_remote, RemoteWeight::Fixed(0.25));
+    let r = fixed.for_data(10);
+    assert_eq!(
+        (r.w_remote, r.w_local),
+        (ObjectiveWeight::Fixed(0.25), ObjectiveWeight::Fixed(0.5))
+    );
     let resolved = auto.for_data(8192);
     assert!(
         Learner::new(

@@ -138,18 +138,21 @@ async fn a_damaged_checkpoint_is_refused_not_replaced() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_automatic_remote_weight_is_fixed_by_the_text_the_neuron_loads() {
-    use bt_neuron::router::RemoteWeight;
+async fn automatic_objective_weights_are_fixed_by_the_text_the_neuron_loads() {
+    use bt_neuron::router::ObjectiveWeight;
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     cfg.train.checkpoint_dir = None;
-    cfg.router.w_remote = RemoteWeight::Auto;
-    for (limit, train_tokens) in [(2000, 2000), (20_000, 20_000)] {
+    cfg.router.w_remote = ObjectiveWeight::Auto;
+    cfg.router.w_local = ObjectiveWeight::Auto;
+    for (limit, remote) in [(2000, 1.0), (20_000, 4096.0 / 20_000.0)] {
         cfg.data.limit = Some(limit);
         let n = Neuron::start(cfg.clone(), key(), None).await.unwrap();
+        let r = n.learner().router_config();
+        assert_eq!(r.w_remote, ObjectiveWeight::Fixed(remote), "limit {limit}");
         assert_eq!(
-            n.learner().router_config().w_remote,
-            RemoteWeight::Fixed(RemoteWeight::Auto.resolve(train_tokens)),
+            r.w_local,
+            ObjectiveWeight::Fixed(1.0 - remote),
             "limit {limit}"
         );
         n.shutdown().await.unwrap();
