@@ -80,6 +80,11 @@ pub struct UpArgs {
     /// default: all of it, 108 000 bytes of each bundled text).
     #[arg(long)]
     pub text_bytes: Option<usize>,
+    /// Held-out batches (16 x 64 bytes each) on which every loss and removal cost is measured;
+    /// more give tighter figures and slower epochs (at most what each neuron's held-out tenth
+    /// holds: 11 for the bundled texts).
+    #[arg(long, default_value_t = UpConfig::default().eval_batches)]
+    pub eval_batches: usize,
     /// Run seeds `seed .. seed + K`, each report in OUT/seed-N, and write a summary (mean and
     /// standard deviation of every correlation, each role's places and gain over alone).
     #[arg(long, default_value_t = 1)]
@@ -153,6 +158,7 @@ impl UpArgs {
             .with_peer_adapter(self.peer_adapter),
             validators: self.validators,
             text_bytes: self.text_bytes,
+            eval_batches: self.eval_batches,
             ..UpConfig::default()
         })
     }

@@ -113,6 +113,11 @@ fn net_up_refuses_bad_sizes() {
     }
     let e = error_of(&["net", "up", "--text-bytes", "10"]);
     assert!(e.contains("--text-bytes must be at least 66"), "{e}");
+    let e = error_of(&["net", "up", "--eval-batches", "0"]);
+    assert!(
+        e.contains("--eval-batches must be at least 1, got 0"),
+        "{e}"
+    );
     let e = error_of(&["net", "up", "--steps", "0"]);
     assert!(e.contains("--steps must be at least 1"), "{e}");
     let e = error_of(&["net", "up", "--minutes", "0"]);

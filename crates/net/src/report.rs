@@ -128,12 +128,20 @@ pub struct Settings {
     /// existed, whose learners had none).
     #[serde(default = "no_objective")]
     pub w_local: ObjectiveWeight,
+    /// Held-out batches each loss and removal cost is measured on (4 in reports written
+    /// before it was recorded).
+    #[serde(default = "four_batches")]
+    pub eval_batches: usize,
     /// Each neuron's training bytes when cut (`--text-bytes`); `null`: its whole text.
     pub text_bytes: Option<usize>,
 }
 
 fn no_objective() -> ObjectiveWeight {
     ObjectiveWeight::Fixed(0.0)
+}
+
+fn four_batches() -> usize {
+    4
 }
 
 impl Settings {
@@ -146,6 +154,7 @@ impl Settings {
             backward: cfg.backward,
             w_remote: cfg.router.w_remote,
             w_local: cfg.router.w_local,
+            eval_batches: cfg.eval_batches,
             text_bytes: cfg.text_bytes,
         }
     }
@@ -164,7 +173,10 @@ impl Settings {
             self.backward,
             self.w_remote
         );
-        line.push_str(&format!(" --local-loss {}", self.w_local));
+        line.push_str(&format!(
+            " --local-loss {} --eval-batches {}",
+            self.w_local, self.eval_batches
+        ));
         if let Some(n) = self.text_bytes {
             line.push_str(&format!(" --text-bytes {n}"));
         }
@@ -927,7 +939,7 @@ mod tests {
         assert!(
             md.contains(
                 "Settings: --mask off --peer-adapter on --backward with-own-step \
-                 --remote-loss auto --local-loss auto --text-bytes 30000."
+                 --remote-loss auto --local-loss auto --eval-batches 4 --text-bytes 30000."
             ),
             "{md}"
         );
@@ -938,8 +950,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(old.w_local, ObjectiveWeight::Fixed(0.0));
+        assert_eq!(old.eval_batches, 4);
         assert!(
-            old.line().ends_with("--remote-loss 0 --local-loss 0"),
+            old.line()
+                .ends_with("--remote-loss 0 --local-loss 0 --eval-batches 4"),
             "{}",
             old.line()
         );

@@ -449,8 +449,14 @@ impl UpConfig {
         {
             return bad(format!("--minutes must be a positive number, got {m}"));
         }
-        if self.epoch_steps < 1 || self.batch < 1 || self.eval_batches < 1 {
-            return bad("epoch steps, batch and eval batches must be at least 1".into());
+        if self.epoch_steps < 1 || self.batch < 1 {
+            return bad("epoch steps and batch must be at least 1".into());
+        }
+        if self.eval_batches < 1 {
+            return bad(format!(
+                "--eval-batches must be at least 1, got {}",
+                self.eval_batches
+            ));
         }
         if self.tempo < 1 {
             return bad(format!("--tempo must be at least 1, got {}", self.tempo));
