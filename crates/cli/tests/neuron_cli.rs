@@ -111,24 +111,29 @@ fn net_up_refuses_bad_sizes() {
         args.extend(bad);
         assert!(Cli::try_parse_from(args).is_err(), "{bad:?} parses");
     }
-    let e = error_of(&["net", "up", "--text-bytes", "10"]);
-    assert!(e.contains("--text-bytes must be at least 66"), "{e}");
-    let e = error_of(&["net", "up", "--eval-batches", "0"]);
-    assert!(
-        e.contains("--eval-batches must be at least 1, got 0"),
-        "{e}"
-    );
-    let e = error_of(&["net", "up", "--steps", "0"]);
-    assert!(e.contains("--steps must be at least 1"), "{e}");
-    let e = error_of(&["net", "up", "--minutes", "0"]);
-    assert!(
-        e.contains("--minutes must be a positive number, got 0"),
-        "{e}"
-    );
-    let e = error_of(&["net", "up", "--dashboard", "192.0.2.1:8080"]);
-    assert!(e.contains("--dashboard must be a loopback address"), "{e}");
-    let e = error_of(&["net", "up", "--epoch-steps", "0"]);
-    assert!(e.contains("must be at least 1"), "{e}");
+    for (flag, value, want) in [
+        ("--text-bytes", "10", "--text-bytes must be at least 66"),
+        (
+            "--eval-batches",
+            "0",
+            "--eval-batches must be at least 1, got 0",
+        ),
+        ("--steps", "0", "--steps must be at least 1"),
+        (
+            "--minutes",
+            "0",
+            "--minutes must be a positive number, got 0",
+        ),
+        (
+            "--dashboard",
+            "192.0.2.1:8080",
+            "--dashboard must be a loopback address",
+        ),
+        ("--epoch-steps", "0", "must be at least 1"),
+    ] {
+        let e = error_of(&["net", "up", flag, value]);
+        assert!(e.contains(want), "{flag} {value}: {e}");
+    }
     for (flag, field) in [("remote-loss", "w_remote"), ("local-loss", "w_local")] {
         for (bad, shown) in [("-1", "-1"), ("nan", "NaN")] {
             let e = error_of(&["net", "up", &format!("--{flag}={bad}")]);

@@ -237,6 +237,11 @@ fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
+/// ` ± se` after a cost in the markdown report, or nothing when its error is unknown.
+fn plus_minus(se: Option<f64>) -> String {
+    se.map_or_else(String::new, |se| format!(" ± {se:.4}"))
+}
+
 /// The facts of a run as `report.json` holds them.
 pub fn json(run: &NetRun) -> ReportJson {
     let cfg = &run.config;
@@ -784,8 +789,7 @@ pub fn markdown(run: &NetRun, plots: &[PathBuf]) -> String {
             n.rank,
             n.rank_place,
             n.removal_cost,
-            n.removal_cost_se
-                .map_or_else(String::new, |se| format!(" ± {se:.4}")),
+            plus_minus(n.removal_cost_se),
             n.cost_place,
             n.second_order,
             opt(n.self_weight, 3),
@@ -832,8 +836,7 @@ pub fn markdown(run: &NetRun, plots: &[PathBuf]) -> String {
             n.removal_cost_max_consumer
                 .map_or_else(String::new, |max| format!(
                     "; the most one consumer measured: {max:+.4}{}",
-                    n.removal_cost_max_consumer_se
-                        .map_or_else(String::new, |se| format!(" ± {se:.4}"))
+                    plus_minus(n.removal_cost_max_consumer_se)
                 ))
         );
     }
