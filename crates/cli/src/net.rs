@@ -59,6 +59,10 @@ pub struct UpArgs {
     /// text: 1 - 4096 / its training tokens, at least 0).
     #[arg(long, default_value = "0")]
     pub local_loss: ObjectiveWeight,
+    /// Whether each learner rests a peer from routing while that peer's answers do not lower
+    /// its loss (`router.rest_unhelpful`): on or off.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    pub rest_unhelpful: String,
     /// How learners apply their peers' Backward gradients: with-own-step (added to their next
     /// step's gradient) or own-optimizer (a second AdamW at once).
     #[arg(long, default_value = "with-own-step")]
@@ -153,6 +157,7 @@ impl UpArgs {
             router: RouterConfig {
                 w_remote: self.remote_loss,
                 w_local: self.local_loss,
+                rest_unhelpful: self.rest_unhelpful == "on",
                 ..RouterConfig::default()
             }
             .with_peer_adapter(self.peer_adapter),

@@ -171,8 +171,14 @@ fn run_neuron(a: RunArgs) -> Result<()> {
                     .map(|w| w.iter().map(|v| format!("{v:.2}")).collect::<Vec<_>>().join(" "))
                     .or(e.weights_error.clone())
                     .unwrap_or_else(|| "-".into());
+                let resting = if e.resting.is_empty() {
+                    String::new()
+                } else {
+                    let uids: Vec<String> = e.resting.iter().map(|u| u.to_string()).collect();
+                    format!("  resting unhelpful peers [{}]", uids.join(" "))
+                };
                 say(&pb, format!(
-                    "epoch at step {step}: held-out {:.4} (student {:.4})  block {}  weights [{w}]",
+                    "epoch at step {step}: held-out {:.4} (student {:.4})  block {}  weights [{w}]{resting}",
                     e.held_out,
                     e.held_out_student,
                     e.height.map(|h| h.to_string()).unwrap_or_else(|| "-".into()),

@@ -106,6 +106,7 @@ fn net_up_refuses_bad_sizes() {
         ["--peer-adapter", "shut"],
         ["--backward", "sideways"],
         ["--local-loss", "some"],
+        ["--rest-unhelpful", "sometimes"],
     ] {
         let mut args = vec!["bt", "net", "up"];
         args.extend(bad);

@@ -8,8 +8,9 @@
 //!
 //! `cargo run --release -p bt-net --example neuron_proofs -- [--steps N] [--limit BYTES]
 //! [--after-kill N] [--peer-adapter on|open|off] [--backward with-own-step|own-optimizer]
-//! [--remote-loss W|auto] [--little-remote-loss W|auto]` (the second sets the little-data
-//! learner's own remote weight, when it should differ from its peers')
+//! [--remote-loss W|auto] [--little-remote-loss W|auto] [--local-loss W|auto]
+//! [--rest-unhelpful on|off]` (`--little-remote-loss` sets the little-data learner's own
+//! remote weight, when it should differ from its peers')
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -33,6 +34,8 @@ struct Args {
     little_w_remote: Option<ObjectiveWeight>,
     /// Every learner's local-only objective weight.
     w_local: ObjectiveWeight,
+    /// Whether every learner rests unhelpful peers (`None`: the default).
+    rest_unhelpful: Option<bool>,
 }
 
 /// The next argument, parsed, or an error naming `flag`.
@@ -59,6 +62,7 @@ fn args() -> Result<Args, String> {
         w_remote: ObjectiveWeight::Fixed(0.0),
         little_w_remote: None,
         w_local: ObjectiveWeight::Fixed(0.0),
+        rest_unhelpful: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -73,10 +77,18 @@ fn args() -> Result<Args, String> {
             }
             "--backward" => a.backward = parsed(&mut it, "--backward")?,
             "--local-loss" => a.w_local = parsed(&mut it, "--local-loss")?,
+            "--rest-unhelpful" => {
+                a.rest_unhelpful = Some(match it.next().as_deref() {
+                    Some("on") => true,
+                    Some("off") => false,
+                    _ => return Err("--rest-unhelpful needs on or off".into()),
+                });
+            }
             other => {
                 return Err(format!(
                     "unknown flag {other}; use --steps, --limit, --after-kill, --peer-adapter, \
-                     --backward, --remote-loss, --little-remote-loss, --local-loss"
+                     --backward, --remote-loss, --little-remote-loss, --local-loss, \
+                     --rest-unhelpful"
                 ));
             }
         }
@@ -96,6 +108,9 @@ fn config(a: &Args, name: &str, source: &str, seed: u64, ledger: Option<&str>) -
     cfg.optim.backward = a.backward;
     cfg.router.w_remote = a.w_remote;
     cfg.router.w_local = a.w_local;
+    if let Some(on) = a.rest_unhelpful {
+        cfg.router.rest_unhelpful = on;
+    }
     cfg.data.source = source.into();
     cfg.network.ledger = ledger.map(str::to_string);
     cfg.network.stake_tao = 100.0;

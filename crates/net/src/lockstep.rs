@@ -802,6 +802,7 @@ fn end_epoch(members: &mut [Member], ledger: &mut Ledger, held_out: bool) -> Res
         if let Some(e) = &plan.weights_error {
             tracing::warn!(neuron = m.uid, error = %e, "no weight row");
         }
+        tracing::debug!(neuron = m.uid, worth = ?plan.worth, se = ?plan.worth_se, resting = ?plan.resting, "epoch");
         for effect in plan.effects {
             match effect {
                 Effect::SetWeights { row } => {

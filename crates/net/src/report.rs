@@ -132,6 +132,10 @@ pub struct Settings {
     /// before it was recorded).
     #[serde(default = "four_batches")]
     pub eval_batches: usize,
+    /// Whether learners rested peers whose answers did not pay (`false` in reports written
+    /// before it existed).
+    #[serde(default)]
+    pub rest_unhelpful: bool,
     /// Each neuron's training bytes when cut (`--text-bytes`); `null`: its whole text.
     pub text_bytes: Option<usize>,
 }
@@ -155,6 +159,7 @@ impl Settings {
             w_remote: cfg.router.w_remote,
             w_local: cfg.router.w_local,
             eval_batches: cfg.eval_batches,
+            rest_unhelpful: cfg.router.rest_unhelpful,
             text_bytes: cfg.text_bytes,
         }
     }
@@ -174,8 +179,10 @@ impl Settings {
             self.w_remote
         );
         line.push_str(&format!(
-            " --local-loss {} --eval-batches {}",
-            self.w_local, self.eval_batches
+            " --local-loss {} --eval-batches {} --rest-unhelpful {}",
+            self.w_local,
+            self.eval_batches,
+            if self.rest_unhelpful { "on" } else { "off" }
         ));
         if let Some(n) = self.text_bytes {
             line.push_str(&format!(" --text-bytes {n}"));
@@ -612,6 +619,11 @@ Places count from 1 = highest, averaged over a role's neurons in each run.
         "| neuron | role | held-out loss alone | in the network | gain | seeds better | removal cost, least to one consumer | most to one consumer | seeds it is above 0 (by more than 2 SE) |
 |---|---|---|---|---|---|---|---|---|"
     );
+    // A neuron no router chose in any seed has no consumer to measure it.
+    let chosen = |st: &Stat| match st.n {
+        0 => "none chose it".to_string(),
+        _ => st.show(4),
+    };
     for n in &s.neurons {
         let _ = writeln!(
             out,
@@ -623,8 +635,8 @@ Places count from 1 = highest, averaged over a role's neurons in each run.
             n.gain.show(3),
             n.better,
             n.gain.n,
-            n.removal_cost_min_consumer.show(4),
-            n.removal_cost_max_consumer.show(4),
+            chosen(&n.removal_cost_min_consumer),
+            chosen(&n.removal_cost_max_consumer),
             n.max_consumer_above_zero,
             n.max_consumer_clearly_above_zero
         );
@@ -833,11 +845,13 @@ pub fn markdown(run: &NetRun, plots: &[PathBuf]) -> String {
             rows.len(),
             n.cost_place,
             rows.len(),
-            n.removal_cost_max_consumer
-                .map_or_else(String::new, |max| format!(
+            n.removal_cost_max_consumer.map_or_else(
+                || "; no consumer's router chose it".to_string(),
+                |max| format!(
                     "; the most one consumer measured: {max:+.4}{}",
                     plus_minus(n.removal_cost_max_consumer_se)
-                ))
+                )
+            )
         );
     }
     if run.measurements.len() > 1 {
@@ -927,6 +941,7 @@ mod tests {
             router: RouterConfig {
                 w_remote: ObjectiveWeight::Auto,
                 w_local: ObjectiveWeight::Auto,
+                rest_unhelpful: true,
                 ..Default::default()
             },
             ..UpConfig::default()
@@ -942,7 +957,8 @@ mod tests {
         assert!(
             md.contains(
                 "Settings: --mask off --peer-adapter on --backward with-own-step \
-                 --remote-loss auto --local-loss auto --eval-batches 4 --text-bytes 30000."
+                 --remote-loss auto --local-loss auto --eval-batches 4 --rest-unhelpful on \
+                 --text-bytes 30000."
             ),
             "{md}"
         );
@@ -954,9 +970,10 @@ mod tests {
         .unwrap();
         assert_eq!(old.w_local, ObjectiveWeight::Fixed(0.0));
         assert_eq!(old.eval_batches, 4);
+        assert!(!old.rest_unhelpful);
         assert!(
             old.line()
-                .ends_with("--remote-loss 0 --local-loss 0 --eval-batches 4"),
+                .ends_with("--remote-loss 0 --local-loss 0 --eval-batches 4 --rest-unhelpful off"),
             "{}",
             old.line()
         );
@@ -1018,6 +1035,13 @@ mod tests {
         let md = summary_markdown(&s, &reports);
         assert!(
             md.contains("| 5 of 5 |") && md.contains("| 3 (1) |"),
+            "{md}"
+        );
+        // A neuron that no router chose in any seed is said to be so.
+        let unchosen = [report(5, neuron(None, None)), report(6, neuron(None, None))];
+        let md = summary_markdown(&summary(&unchosen), &unchosen);
+        assert!(
+            md.contains("| none chose it | none chose it | 0 (0) |"),
             "{md}"
         );
         // A report.json from before the errors were recorded reads them as null.

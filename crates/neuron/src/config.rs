@@ -488,6 +488,13 @@ mod tests {
         assert_eq!(cfg.train.batch, 16);
         assert_eq!(cfg.router.w_remote, ObjectiveWeight::Fixed(0.0));
         assert_eq!(cfg.router.w_local, ObjectiveWeight::Fixed(0.0));
+        assert!(cfg.router.rest_unhelpful);
+        assert!(
+            !NeuronConfig::from_toml("[router]\nrest_unhelpful = false")
+                .unwrap()
+                .router
+                .rest_unhelpful
+        );
         for (text, want) in [
             ("\"auto\"", ObjectiveWeight::Auto),
             ("1", ObjectiveWeight::Fixed(1.0)),
@@ -587,6 +594,7 @@ rule = "payoff"
                 "unknown variant `sideways`",
             ),
             ("[router]\nadapter = 1", "expected a boolean"),
+            ("[router]\nrest_unhelpful = \"yes\"", "expected a boolean"),
             ("[router]\nw_remote = -1.0", "router.w_remote"),
             (
                 "[router]\nw_local = -0.5",

@@ -16,8 +16,8 @@ use crate::error::{Error, Result};
 use crate::learner::{Mode, PeerOutput, StepOutcome};
 use crate::ledger::Snapshot;
 use crate::weights::{
-    PayoffInput, WeightConfig, WeightRule, copy_step, ema_step, group_step, payoff_step, self_step,
-    uniform_step, value_step,
+    PayoffInput, WeightConfig, WeightRule, copy_step, drop_peers, ema_step, group_step,
+    payoff_step, self_step, uniform_step, value_step,
 };
 
 /// Milliseconds on the shell's clock: wall time for the grpc shell, `height * block_time`
@@ -74,6 +74,9 @@ pub struct CoreConfig {
     pub ledger: bool,
     /// Whether checkpoints are on.
     pub checkpoint: bool,
+    /// Whether a peer whose answers do not lower this neuron's loss rests from routing
+    /// ([`PeerRest`]); `router.rest_unhelpful`.
+    pub rest_unhelpful: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -82,10 +85,74 @@ struct Health {
     until: Option<Millis>,
 }
 
+/// A peer's standing with the unhelpful-peer rule ([`CoreConfig::rest_unhelpful`]).
+///
+/// At the end of each epoch, each peer that answered at least [`PeerRest::MIN_BATCHES`]
+/// batches is judged by its worth: the batch loss with its answer zeroed minus the loss with
+/// it ([`PeerGradient::removal_cost`]). It paid when its mean worth is above its standard
+/// error; not when it is below or within one standard error of 0. The first epoch a peer is
+/// judged on only starts its record (its adapter starts closed, so every peer is worth about 0
+/// then, helpful or not). Two unpaid epochs in a row rest it for one epoch, and each unpaid
+/// epoch after a rest doubles the rest (2, 4, up to [`PeerRest::MAX_EPOCHS`]); a paid epoch
+/// clears the strikes. A rest covers its epochs, the held-out evaluation that ends the last
+/// of them and the step right after it; then the peer is routed again and judged anew. While
+/// it rests, a measuring weight rule (`payoff`, `value`, `ema`) gives it no weight
+/// ([`crate::weights::drop_peers`]): the learner does not pay for what it does not use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerRest {
+    /// Whether an epoch of the peer's has been judged (the first only starts the record).
+    pub seen: bool,
+    /// Judged epochs in a row that did not pay (rests between them do not break the row).
+    pub strikes: u32,
+    /// The core's step count through which the peer rests, if it was rested.
+    pub until: Option<usize>,
+}
+
+impl PeerRest {
+    /// Fewest batches a peer must have answered in an epoch to be judged on it.
+    pub const MIN_BATCHES: u64 = 2;
+    /// The longest rest, in epochs.
+    pub const MAX_EPOCHS: u32 = 8;
+
+    /// Whether the peer rests at the core's step count `step`.
+    pub fn resting(&self, step: usize) -> bool {
+        self.until.is_some_and(|u| step <= u)
+    }
+
+    /// The standing at the end of an epoch (the core at `step`, epochs of `epoch_steps`) in
+    /// which the peer answered `n` batches, of mean worth `mean` with standard error `se`.
+    fn after_epoch(self, n: u64, mean: f64, se: f64, step: usize, epoch_steps: usize) -> PeerRest {
+        if self.resting(step) || n < PeerRest::MIN_BATCHES {
+            return self;
+        }
+        if !self.seen || mean > se {
+            return PeerRest {
+                seen: true,
+                strikes: 0,
+                until: None,
+            };
+        }
+        let strikes = self.strikes.saturating_add(1);
+        let until = (strikes >= 2).then(|| {
+            let epochs = (1u32 << (strikes - 2).min(16)).min(PeerRest::MAX_EPOCHS);
+            step.saturating_add(epochs as usize * epoch_steps)
+        });
+        PeerRest {
+            seen: true,
+            strikes,
+            until: until.or(self.until),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 struct EpochStats {
     dot: Vec<f64>,
     count: Vec<u64>,
+    /// Sum of each peer's per-batch worth ([`PeerGradient::removal_cost`]), and of its square.
+    worth: Vec<f64>,
+    worth_sq: Vec<f64>,
     importance: Vec<f64>,
     steps: u64,
 }
@@ -103,6 +170,13 @@ pub struct EpochPlan {
     pub effects: Vec<Effect>,
     /// Why no weight row was chosen, when there is a ledger but none was.
     pub weights_error: Option<Error>,
+    /// Mean worth of each uid's answers over the epoch (`None` where never answered).
+    pub worth: Vec<Option<f64>>,
+    /// The standard error of each mean worth (`None` where fewer than two batches).
+    pub worth_se: Vec<Option<f64>>,
+    /// The uids resting from routing now, through this epoch's evaluation (with
+    /// `rest_unhelpful`), ascending.
+    pub resting: Vec<usize>,
 }
 
 /// What the core carries across a restart, saved with each checkpoint: the steps taken (and
@@ -117,6 +191,9 @@ pub struct CoreState {
     /// The value rule's moving average of each peer's measured value, by uid.
     #[serde(default)]
     pub value: Vec<f64>,
+    /// Each peer's standing with the unhelpful-peer rule, by uid (empty: none resting).
+    #[serde(default)]
+    pub rest: Vec<PeerRest>,
 }
 
 impl CoreState {
@@ -147,6 +224,8 @@ pub struct Core {
     step: usize,
     /// The value rule's moving average of each peer's measured value, by uid.
     value: Vec<f64>,
+    /// Each peer's standing with the unhelpful-peer rule, by uid.
+    rest: Vec<PeerRest>,
 }
 
 impl Core {
@@ -158,6 +237,7 @@ impl Core {
             stats: EpochStats::default(),
             step: 0,
             value: Vec::new(),
+            rest: vec![PeerRest::default(); p],
             cfg,
         };
         c.reset_stats();
@@ -170,14 +250,23 @@ impl Core {
         let mut c = Core::new(cfg);
         c.step = state.step;
         c.value = state.value;
+        for (r, s) in c.rest.iter_mut().zip(state.rest) {
+            *r = s;
+        }
         c
     }
 
     /// What a checkpoint saves of the core.
     pub fn state(&self) -> CoreState {
+        let judged = self.rest.iter().any(|r| *r != PeerRest::default());
         CoreState {
             step: self.step,
             value: self.value.clone(),
+            rest: if judged {
+                self.rest.clone()
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -186,6 +275,8 @@ impl Core {
         self.stats = EpochStats {
             dot: vec![0.0; p],
             count: vec![0; p],
+            worth: vec![0.0; p],
+            worth_sq: vec![0.0; p],
             importance: vec![0.0; p],
             steps: 0,
         };
@@ -201,13 +292,14 @@ impl Core {
         self.step
     }
 
-    /// Peers the router may choose at `now`: `known` (has an endpoint) and not resting after
-    /// failures.
+    /// Peers the router may choose at `now`: `known` (has an endpoint), not resting after
+    /// failures, and not resting as unhelpful.
     pub fn available(&self, known: &[bool], now: Millis) -> Vec<bool> {
         (0..self.cfg.max_peers)
             .map(|p| {
                 known.get(p).copied().unwrap_or(false)
                     && self.health[p].until.is_none_or(|u| now >= u)
+                    && !self.rest[p].resting(self.step)
             })
             .collect()
     }
@@ -282,6 +374,8 @@ impl Core {
                 continue;
             }
             self.stats.dot[g.peer] += g.grad_dot_output;
+            self.stats.worth[g.peer] += g.removal_cost;
+            self.stats.worth_sq[g.peer] += g.removal_cost * g.removal_cost;
             self.stats.count[g.peer] += 1;
             if known.get(g.peer).copied().unwrap_or(false) {
                 out.push(Effect::Backward {
@@ -308,8 +402,10 @@ impl Core {
         }
     }
 
-    /// Ends an epoch: the importance and `dL/dm` of the epoch, the next weight row (when
-    /// there is a ledger), and what to evaluate and whether to checkpoint. `snapshot` is the
+    /// Ends an epoch: the importance, `dL/dm` and worth of the epoch, which peers rest from
+    /// routing (with `rest_unhelpful`, by [`PeerRest`]'s rule; a rest starts at once, so the
+    /// evaluation this plans leaves those peers out), the next weight row (when there is a
+    /// ledger), and what to evaluate and whether to checkpoint. `snapshot` is the
     /// metagraph just read and `me` this neuron's uid in it; `has_peers` says whether any peer
     /// is known (without a ledger and without peers the evaluation is alone). Resets the
     /// epoch's statistics.
@@ -321,8 +417,41 @@ impl Core {
     ) -> EpochPlan {
         let steps = self.stats.steps.max(1) as f64;
         let importance: Vec<f64> = self.stats.importance.iter().map(|v| v / steps).collect();
+        let worth: Vec<Option<f64>> = (0..self.cfg.max_peers)
+            .map(|p| {
+                let n = self.stats.count[p];
+                (n > 0).then(|| self.stats.worth[p] / n as f64)
+            })
+            .collect();
+        let worth_se: Vec<Option<f64>> = (0..self.cfg.max_peers)
+            .map(|p| {
+                let n = self.stats.count[p] as f64;
+                (n >= 2.0).then(|| {
+                    let mean = self.stats.worth[p] / n;
+                    let var = (self.stats.worth_sq[p] / n - mean * mean).max(0.0) * n / (n - 1.0);
+                    (var / n).sqrt()
+                })
+            })
+            .collect();
+        if self.cfg.rest_unhelpful {
+            let (step, epoch_steps) = (self.step, self.cfg.epoch_steps);
+            for (p, r) in self.rest.iter_mut().enumerate() {
+                *r = r.after_epoch(
+                    self.stats.count[p],
+                    worth[p].unwrap_or(0.0),
+                    worth_se[p].unwrap_or(f64::INFINITY),
+                    step,
+                    epoch_steps,
+                );
+            }
+        }
         let mut plan = EpochPlan {
             importance: importance.clone(),
+            resting: (0..self.cfg.max_peers)
+                .filter(|&p| self.rest[p].resting(self.step))
+                .collect(),
+            worth,
+            worth_se,
             ..EpochPlan::default()
         };
         if self.cfg.ledger {
@@ -393,26 +522,41 @@ impl Core {
                 let imp: Vec<f64> = (0..n)
                     .map(|j| importance.get(j).copied().unwrap_or(0.0))
                     .collect();
-                ema_step(row, i, &imp, cfg, snap.epsilon)
+                self.unweigh_resting(row, &ema_step(row, i, &imp, cfg, snap.epsilon), i, snap)
             }
             WeightRule::Value => {
                 let step = value_step(row, i, dl_dm, &self.value, cfg, snap.epsilon);
                 self.value = step.value;
-                step.row
+                self.unweigh_resting(row, &step.row, i, snap)
             }
-            WeightRule::Payoff => payoff_step(
-                &PayoffInput {
-                    row,
-                    i,
-                    stake_i: snap.stake_frac[i],
-                    dl_dm,
-                    m,
-                    tau: snap.tau,
-                    epsilon: snap.epsilon,
-                },
-                cfg,
-            ),
+            WeightRule::Payoff => {
+                let next = payoff_step(
+                    &PayoffInput {
+                        row,
+                        i,
+                        stake_i: snap.stake_frac[i],
+                        dl_dm,
+                        m,
+                        tau: snap.tau,
+                        epsilon: snap.epsilon,
+                    },
+                    cfg,
+                );
+                self.unweigh_resting(row, &next, i, snap)
+            }
         })
+    }
+
+    /// A measuring rule's `next` row without the peers resting as unhelpful (none unless
+    /// `rest_unhelpful`), within the ledger's bound of `row`.
+    fn unweigh_resting(&self, row: &[f64], next: &[f64], i: usize, snap: &Snapshot) -> Vec<f64> {
+        let resting: Vec<usize> = (0..next.len())
+            .filter(|&j| j != i && self.rest.get(j).is_some_and(|r| r.resting(self.step)))
+            .collect();
+        if resting.is_empty() {
+            return next.to_vec();
+        }
+        drop_peers(row, next, &resting, i, snap.epsilon)
     }
 }
 
@@ -430,6 +574,7 @@ mod tests {
             mask: true,
             ledger,
             checkpoint: false,
+            rest_unhelpful: true,
         })
     }
 
@@ -491,6 +636,125 @@ mod tests {
         assert!(c.available(&known, 1750)[1]);
     }
 
+    /// An epoch of 6 steps in which peer 1 answers the last `worth.len()` batches, each
+    /// worth as given (and peer 2 every batch, worth +1), ended: the uids resting now.
+    fn epoch_worth(c: &mut Core, worth: &[f64]) -> Vec<usize> {
+        let known = [true; 4];
+        let steps = c.config().epoch_steps;
+        for k in 0..steps {
+            let g = |peer, removal_cost| PeerGradient {
+                peer,
+                rows: vec![0],
+                grad: vec![0.0],
+                grad_dot_output: 0.0,
+                removal_cost,
+            };
+            let mut peer_grads = vec![g(2, 1.0)];
+            if let Some(w) = (k + worth.len())
+                .checked_sub(steps)
+                .and_then(|i| worth.get(i))
+            {
+                peer_grads.push(g(1, *w));
+            }
+            let outcome = StepOutcome {
+                peer_grads,
+                ..StepOutcome::default()
+            };
+            c.record_step(outcome, &known);
+        }
+        assert!(c.epoch_due());
+        c.end_epoch(None, None, true).resting
+    }
+
+    fn resting_core(rest_unhelpful: bool) -> Core {
+        Core::new(CoreConfig {
+            epoch_steps: 6,
+            rest_unhelpful,
+            ..core(false).cfg
+        })
+    }
+
+    #[test]
+    fn a_peer_whose_answers_do_not_pay_rests_longer_each_time_and_returns() {
+        let mut c = resting_core(true);
+        let routable = |c: &Core| c.available(&[true; 4], 0)[1];
+        let none = Vec::<usize>::new();
+        let unpaid = [-1e-4; 6];
+        // The first judged epoch only starts the record: every adapter starts closed.
+        assert_eq!(epoch_worth(&mut c, &unpaid), none);
+        // One unpaid epoch is a strike, not yet a rest.
+        assert_eq!(epoch_worth(&mut c, &unpaid), none);
+        assert!(routable(&c));
+        // A second in a row (worth 0 does not pay) rests it at once, through the evaluation
+        // that ends its epoch of rest and the step after it.
+        assert_eq!(epoch_worth(&mut c, &[0.0; 6]), vec![1]);
+        assert!(!routable(&c));
+        assert_eq!(epoch_worth(&mut c, &[]), vec![1]);
+        assert!(
+            !routable(&c),
+            "still out for the evaluation that ends the rest"
+        );
+        // Tried again (from the epoch's second step), unpaid again: two epochs, then four.
+        assert_eq!(epoch_worth(&mut c, &unpaid[1..]), vec![1]);
+        assert_eq!(epoch_worth(&mut c, &[]), vec![1]);
+        assert_eq!(epoch_worth(&mut c, &[]), vec![1]);
+        assert_eq!(epoch_worth(&mut c, &unpaid[1..]), vec![1]);
+        for _ in 0..4 {
+            assert_eq!(epoch_worth(&mut c, &[]), vec![1]);
+        }
+        // A positive mean within one standard error of 0 does not pay: eight epochs, the
+        // longest rest.
+        let saved = CoreState::decode(&c.state().encode()).expect("decodes");
+        assert_eq!(
+            epoch_worth(&mut c, &[0.01, -0.008, 0.01, -0.008, 0.01]),
+            vec![1]
+        );
+        assert_eq!(c.rest[1].strikes, 5);
+        for _ in 0..PeerRest::MAX_EPOCHS {
+            assert_eq!(epoch_worth(&mut c, &[]), vec![1]);
+        }
+        assert_eq!(epoch_worth(&mut c, &[2e-3; 5]), none, "back, and it pays");
+        assert!(routable(&c));
+        // The standing survives a restart: the same unpaid epoch rests the resumed core alike.
+        assert_eq!(saved.rest[1].strikes, 4);
+        let mut r = Core::resume(c.config().clone(), saved);
+        assert_eq!(epoch_worth(&mut r, &[-1e-4; 5]), vec![1]);
+        assert_eq!(r.rest[1].strikes, 5);
+    }
+
+    #[test]
+    fn a_paid_epoch_clears_the_strikes_and_a_helpful_peer_never_rests() {
+        let mut c = resting_core(true);
+        let none = Vec::<usize>::new();
+        assert_eq!(epoch_worth(&mut c, &[-1e-4; 6]), none);
+        assert_eq!(epoch_worth(&mut c, &[-1e-4; 6]), none);
+        assert_eq!(c.rest[1].strikes, 1);
+        // Too few answered batches decide nothing.
+        assert_eq!(epoch_worth(&mut c, &[-1.0]), none);
+        assert_eq!(c.rest[1].strikes, 1);
+        assert_eq!(epoch_worth(&mut c, &[2e-3; 6]), none);
+        assert_eq!(c.rest[1].strikes, 0);
+        assert_eq!(
+            epoch_worth(&mut c, &[-1e-4; 6]),
+            none,
+            "one strike again, no rest"
+        );
+        assert_eq!(
+            c.rest[2],
+            PeerRest {
+                seen: true,
+                strikes: 0,
+                until: None,
+            }
+        );
+        // The rule off rests no one and saves no standing.
+        let mut off = resting_core(false);
+        for _ in 0..6 {
+            assert_eq!(epoch_worth(&mut off, &[-1.0; 6]), none);
+        }
+        assert!(off.state().rest.is_empty());
+    }
+
     #[test]
     fn the_mode_follows_the_answers() {
         let c = core(true);
@@ -508,6 +772,7 @@ mod tests {
             rows: vec![0],
             grad: vec![1.0],
             grad_dot_output: 0.5,
+            removal_cost: 0.0,
         };
         let outcome = StepOutcome {
             peer_grads: vec![g(3), g(1)],

@@ -134,6 +134,9 @@ pub struct PeerGradient {
     pub grad: Vec<f32>,
     /// `sum(grad * output)`: `m * dL/dm` for the mask multiplier `m` the peer applied.
     pub grad_dot_output: f64,
+    /// What the peer's answer was worth on this batch: the loss with it zeroed (its gate kept)
+    /// minus the loss with it, as [`Learner::removal`]'s `exact`, before the step.
+    pub removal_cost: f64,
 }
 
 /// What one step did.
@@ -453,6 +456,14 @@ impl Learner {
         }
     }
 
+    /// Peer `j`'s gated term of the mixture, `g_j A_j y_j` (`[b, t, d]`): what zeroing its
+    /// answer takes away from the head's input.
+    fn peer_contribution(&self, peer: usize, y: &Tensor, gates: &Tensor) -> Result<Tensor> {
+        let b = gates.dim(0)?;
+        let gate = gates.narrow(1, peer, 1)?.reshape((b, 1, 1))?;
+        Ok(self.peer_term(peer, y)?.broadcast_mul(&gate)?)
+    }
+
     /// Builds the mixture input of the head from the peers' answers.
     fn mixture(
         &self,
@@ -498,8 +509,7 @@ impl Learner {
         let (gates, valid) = self.router.gates(routing, &answered)?;
         let mut gated: Option<Tensor> = None;
         for (p, var) in &vars {
-            let g = gates.narrow(1, *p, 1)?.reshape((b, 1, 1))?;
-            let term = self.peer_term(*p, var.as_tensor())?.broadcast_mul(&g)?;
+            let term = self.peer_contribution(*p, var.as_tensor(), &gates)?;
             gated = Some(match gated {
                 None => term,
                 Some(acc) => (acc + term)?,
@@ -562,11 +572,11 @@ impl Learner {
         let (x, y, mask) = self.batch_tensors(batch)?;
         let local = self.trunk.forward(&x, &mask)?;
         let mut outcome = StepOutcome::default();
-        let (h, aux, peer_vars) = match (mode, routing) {
-            (Mode::Alone, _) => (local, None, Vec::new()),
+        let (h, aux, peer_vars, gates) = match (mode, routing) {
+            (Mode::Alone, _) => (local, None, Vec::new(), None),
             (Mode::Student, _) | (Mode::Network, None) => {
                 let s = self.student.forward(&x, &mask)?.detach();
-                ((local + s)?, None, Vec::new())
+                ((local + s)?, None, Vec::new(), None)
             }
             (Mode::Network, Some(routing)) => {
                 let student = self.student.forward(&x, &mask)?;
@@ -609,7 +619,7 @@ impl Learner {
                     outcome.balance = Some(bal.to_scalar::<f32>()?);
                     aux = Some(plus(aux, bal)?);
                 }
-                ((local + mix)?, aux, vars)
+                ((local + mix)?, aux, vars, Some(gates.detach()))
             }
         };
         let logits = self.head.forward(&h)?;
@@ -620,6 +630,23 @@ impl Learner {
                 "loss is {}; the step is skipped",
                 outcome.loss
             )));
+        }
+        // What each answer was worth on this batch, before the step changes the learner: the
+        // loss changes only on the rows the peer answered, so only those are run again.
+        let mut worth = Vec::with_capacity(peer_vars.len());
+        if let Some(gates) = &gates {
+            let (h, logits) = (h.detach(), logits.detach());
+            for ((p, var), o) in peer_vars.iter().zip(outputs) {
+                let rows = o.rows.iter().map(|&r| r as u32).collect::<Vec<u32>>();
+                let idx = Tensor::from_vec(rows, o.rows.len(), &self.device)?;
+                let dh = self.peer_contribution(*p, &var.as_tensor().detach(), gates)?;
+                let h = (h.index_select(&idx, 0)? - dh.index_select(&idx, 0)?)?;
+                let y = y.index_select(&idx, 0)?;
+                let without = cross_entropy(&self.head.forward(&h)?.detach(), &y)?;
+                let with = cross_entropy(&logits.index_select(&idx, 0)?, &y)?;
+                let change = f64::from((without - with)?.to_scalar::<f32>()?);
+                worth.push(change * o.rows.len() as f64 / b as f64);
+            }
         }
         let total = plus(aux, ce)?;
         let mut grads = total.backward()?;
@@ -639,7 +666,7 @@ impl Learner {
             let mut opt = self.opt.lock().unwrap_or_else(|e| e.into_inner());
             opt.step(&grads)?;
         }
-        for ((p, var), o) in peer_vars.iter().zip(outputs) {
+        for (((p, var), o), removal_cost) in peer_vars.iter().zip(outputs).zip(worth) {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
@@ -661,6 +688,7 @@ impl Learner {
                 rows: o.rows.clone(),
                 grad,
                 grad_dot_output: dot,
+                removal_cost,
             });
         }
         Ok(outcome)
@@ -731,10 +759,8 @@ impl Learner {
         let h = h.as_tensor().detach();
         let mut probes = Vec::with_capacity(mixture.vars.len());
         for (peer, var) in &mixture.vars {
-            let gate = mixture.gates.narrow(1, *peer, 1)?.reshape((b, 1, 1))?;
             let dh = self
-                .peer_term(*peer, var.as_tensor())?
-                .broadcast_mul(&gate)?
+                .peer_contribution(*peer, var.as_tensor(), &mixture.gates)?
                 .neg()?;
             let removed = cross_entropy(&self.head.forward(&(&h + &dh)?)?, &y)?;
             let exact = f64::from(removed.to_scalar::<f32>()?) - base;

@@ -66,6 +66,11 @@ pub struct EpochReport {
     pub importance: Vec<f64>,
     /// Measured `dL/dm_ij` of each uid over the epoch (`None` where never queried).
     pub dl_dm: Vec<Option<f64>>,
+    /// Mean worth of each uid's answers over the epoch, the batch loss without them minus
+    /// with them (`None` where never answered).
+    pub worth: Vec<Option<f64>>,
+    /// The uids resting from routing next epoch as unhelpful (`router.rest_unhelpful`).
+    pub resting: Vec<usize>,
     /// Ledger height seen.
     pub height: Option<u64>,
 }
@@ -678,6 +683,8 @@ impl Neuron {
             step: self.core.step(),
             importance: plan.importance,
             dl_dm: plan.dl_dm,
+            worth: plan.worth,
+            resting: plan.resting,
             weights_error: plan.weights_error.map(|e| {
                 tracing::warn!(error = %e, "no weight row");
                 e.to_string()
@@ -863,6 +870,7 @@ pub fn core_config(cfg: &NeuronConfig) -> CoreConfig {
         mask: cfg.network.mask,
         ledger: cfg.network.ledger.is_some(),
         checkpoint: cfg.train.checkpoint_dir.is_some(),
+        rest_unhelpful: cfg.router.rest_unhelpful,
     }
 }
 

@@ -51,6 +51,12 @@ pub struct RouterConfig {
     /// has the measurements: more gain over learning alone, but routers that no longer avoid
     /// a useless peer.
     pub w_local: ObjectiveWeight,
+    /// Rest a peer from routing when its answers do not lower this learner's loss: judged at
+    /// each epoch's end by its worth (the batch loss with its answer zeroed minus the loss
+    /// with it), a peer that does not pay (mean worth within one standard error of 0, or
+    /// below) in two epochs in a row rests 1 epoch, then 2, 4 and up to 8 on each further
+    /// unpaid epoch, and is tried again after each rest ([`crate::core::PeerRest`]).
+    pub rest_unhelpful: bool,
 }
 
 /// The weight of one of a learner's two extra objectives ([`RouterConfig::w_remote`],
@@ -203,6 +209,7 @@ impl Default for RouterConfig {
             adapter_init: AdapterInit::Zero,
             w_remote: ObjectiveWeight::Fixed(0.0),
             w_local: ObjectiveWeight::Fixed(0.0),
+            rest_unhelpful: true,
         }
     }
 }

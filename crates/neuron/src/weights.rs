@@ -201,6 +201,30 @@ pub fn self_step(row: &[f64], i: usize, epsilon: f64) -> Vec<f64> {
     clip_step(row, &target, epsilon)
 }
 
+/// `new` without the peers in `drop` (their weight goes to the others in proportion, or to
+/// `i` itself when nothing else is left), within the ledger's bound `epsilon` of `old`: a row
+/// that stops paying for peers the learner has stopped using (`router.rest_unhelpful`).
+///
+/// ```
+/// use bt_neuron::weights::drop_peers;
+/// let row = drop_peers(&[0.2, 0.4, 0.4], &[0.2, 0.4, 0.4], &[2], 0, 1.0);
+/// assert!((row[0] - 1.0 / 3.0).abs() < 1e-12 && row[2] == 0.0);
+/// ```
+pub fn drop_peers(old: &[f64], new: &[f64], drop: &[usize], i: usize, epsilon: f64) -> Vec<f64> {
+    let mut target: Vec<f64> = new
+        .iter()
+        .enumerate()
+        .map(|(j, w)| if drop.contains(&j) { 0.0 } else { w.max(0.0) })
+        .collect();
+    let left: f64 = target.iter().sum();
+    if left > 0.0 {
+        target.iter_mut().for_each(|w| *w /= left);
+    } else if let Some(w) = target.get_mut(i) {
+        *w = 1.0;
+    }
+    clip_step(old, &target, epsilon)
+}
+
 /// One step of the copier toward the stake-weighted mean of the other rows,
 /// `t_j = sum_{k != i} S_k W_kj / sum_{k != i} S_k`, within the ledger's bound: what a weight
 /// copier submits without measuring anything. `w` is the metagraph's dense matrix and `stake`
@@ -322,6 +346,23 @@ pub fn to_raw(row: &[f64]) -> Result<Vec<(u32, u32)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dropped_peers_lose_their_weight_within_the_ledgers_bound() {
+        let old = [0.1, 0.3, 0.6];
+        // Unbounded: peer 2 goes to 0, the others share its weight in proportion.
+        let row = drop_peers(&old, &old, &[2], 0, 10.0);
+        assert!((row[0] - 0.25).abs() < 1e-12 && (row[1] - 0.75).abs() < 1e-12);
+        assert_eq!(row[2], 0.0);
+        // Bounded: a step of at most 0.95 epsilon toward that, still on the simplex.
+        let row = drop_peers(&old, &old, &[2], 0, 0.2);
+        let step: f64 = row.iter().zip(&old).map(|(a, b)| (a - b) * (a - b)).sum();
+        assert!(step.sqrt() <= 0.95 * 0.2 + 1e-12 && row[2] < 0.6 && row[2] > 0.0);
+        assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        // Nothing left but the dropped: the row goes to the learner itself.
+        let row = drop_peers(&[0.0, 0.5, 0.5], &[0.0, 0.5, 0.5], &[1, 2], 0, 10.0);
+        assert_eq!(row, vec![1.0, 0.0, 0.0]);
+    }
     use bt_mechanism::simplex::on_simplex;
 
     fn cfg() -> WeightConfig {

@@ -605,6 +605,42 @@ fn removal_probes_match_the_evaluated_loss_and_its_slope() {
 }
 
 #[test]
+fn each_answers_worth_in_a_step_is_its_exact_removal_cost_before_the_step() {
+    let l = learner(5);
+    let data = TextData::load("bundled:sotu_2000s", None, 0.1, 16).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    open_adapters(&l, &mut rng);
+    let batch = data.train_batch(4, 16, &mut rng);
+    let routing = l
+        .route(&batch.ids, 4, 16, &[false, true, true, true], None)
+        .unwrap();
+    let mut outs = fake_outputs(&routing, 16, 16, &mut rng);
+    // One peer answers zeros: it was worth nothing.
+    let silent = outs[0].peer;
+    outs[0].values.iter_mut().for_each(|v| *v = 0.0);
+    let probes = l.removal(&batch, &routing, &outs).unwrap();
+    let step = l
+        .train_step(&batch, Mode::Network, Some(&routing), &outs)
+        .unwrap();
+    assert_eq!(step.peer_grads.len(), probes.len());
+    for (g, p) in step.peer_grads.iter().zip(&probes) {
+        assert_eq!(g.peer, p.peer);
+        assert!(
+            (g.removal_cost - p.exact).abs() < 1e-5,
+            "peer {}: worth {} in the step, removal cost {} measured before it",
+            g.peer,
+            g.removal_cost,
+            p.exact
+        );
+        if g.peer == silent {
+            assert_eq!(g.removal_cost, 0.0);
+        } else {
+            assert_ne!(g.removal_cost, 0.0);
+        }
+    }
+}
+
+#[test]
 fn a_frozen_synapse_serves_its_model_and_ignores_backward() {
     use bt_neuron::serve::{Behaviour, LearnerSynapse};
     use bt_wire::{Synapse, Tensor};

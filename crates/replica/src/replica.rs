@@ -306,14 +306,18 @@ impl Replica {
 
     /// Stops the API, the producer, the RPC server and raft.
     pub async fn shutdown(mut self) -> Result<()> {
-        if let Some((stop, server)) = self.api.take() {
+        if let Some((stop, mut server)) = self.api.take() {
             let _ = stop.send(());
-            // Open block subscriptions never end by themselves: give calls a moment.
-            if tokio::time::timeout(Duration::from_secs(2), server)
+            // Open block subscriptions never end by themselves: give calls a moment, then end
+            // the server (dropping its handle alone would leave it running, holding the
+            // chain's database open after shutdown returns).
+            if tokio::time::timeout(Duration::from_secs(2), &mut server)
                 .await
                 .is_err()
             {
                 tracing::debug!("API calls still open at shutdown; dropped");
+                server.abort();
+                let _ = server.await;
             }
         }
         let _ = self.stop.send(true);
