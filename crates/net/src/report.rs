@@ -174,7 +174,7 @@ impl Settings {
         .peer_adapter();
         let mut line = format!(
             "--mask {} --peer-adapter {adapter} --backward {} --remote-loss {}",
-            if self.mask { "on" } else { "off" },
+            on_off(self.mask),
             self.backward,
             self.w_remote
         );
@@ -182,13 +182,18 @@ impl Settings {
             " --local-loss {} --eval-batches {} --rest-unhelpful {}",
             self.w_local,
             self.eval_batches,
-            if self.rest_unhelpful { "on" } else { "off" }
+            on_off(self.rest_unhelpful)
         ));
         if let Some(n) = self.text_bytes {
             line.push_str(&format!(" --text-bytes {n}"));
         }
         line
     }
+}
+
+/// How the command line spells a switch: `on` or `off`.
+pub(crate) fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
 }
 
 /// The machine a run's numbers belong to: the CPU's model, the vector level the kernels

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::lockstep::Twins;
 use crate::plots::{colour, panel};
-use crate::report::{ReportJson, Stat, to_json, write_file};
+use crate::report::{ReportJson, Stat, on_off, to_json, write_file};
 use crate::up::{RoleKind, UpConfig};
 
 /// How to run a tournament.
@@ -144,10 +144,6 @@ impl TournamentConfig {
         }
         out
     }
-}
-
-fn on_off(mask: bool) -> &'static str {
-    if mask { "on" } else { "off" }
 }
 
 /// One run of the tournament.

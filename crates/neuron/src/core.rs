@@ -146,6 +146,19 @@ impl PeerRest {
     }
 }
 
+/// The mean of `n` values with sum `sum` and sum of squares `sum_sq`, and the squared standard
+/// error of that mean (the sample variance over `n`; infinite with fewer than two values).
+pub(crate) fn mean_and_variance(sum: f64, sum_sq: f64, n: usize) -> (f64, f64) {
+    let k = n.max(1) as f64;
+    let mean = sum / k;
+    let var = if n < 2 {
+        f64::INFINITY
+    } else {
+        ((sum_sq - k * mean * mean) / (k - 1.0)).max(0.0) / k
+    };
+    (mean, var)
+}
+
 #[derive(Clone, Debug, Default)]
 struct EpochStats {
     dot: Vec<f64>,
@@ -417,22 +430,13 @@ impl Core {
     ) -> EpochPlan {
         let steps = self.stats.steps.max(1) as f64;
         let importance: Vec<f64> = self.stats.importance.iter().map(|v| v / steps).collect();
-        let worth: Vec<Option<f64>> = (0..self.cfg.max_peers)
+        let (worth, worth_se): (Vec<Option<f64>>, Vec<Option<f64>>) = (0..self.cfg.max_peers)
             .map(|p| {
-                let n = self.stats.count[p];
-                (n > 0).then(|| self.stats.worth[p] / n as f64)
+                let n = self.stats.count[p] as usize;
+                let (mean, var) = mean_and_variance(self.stats.worth[p], self.stats.worth_sq[p], n);
+                ((n > 0).then_some(mean), (n >= 2).then(|| var.sqrt()))
             })
-            .collect();
-        let worth_se: Vec<Option<f64>> = (0..self.cfg.max_peers)
-            .map(|p| {
-                let n = self.stats.count[p] as f64;
-                (n >= 2.0).then(|| {
-                    let mean = self.stats.worth[p] / n;
-                    let var = (self.stats.worth_sq[p] / n - mean * mean).max(0.0) * n / (n - 1.0);
-                    (var / n).sqrt()
-                })
-            })
-            .collect();
+            .unzip();
         if self.cfg.rest_unhelpful {
             let (step, epoch_steps) = (self.step, self.cfg.epoch_steps);
             for (p, r) in self.rest.iter_mut().enumerate() {

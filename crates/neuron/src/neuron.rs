@@ -21,7 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use tokio::task::JoinSet;
 
 use crate::config::{DeviceSpec, NeuronConfig};
-use crate::core::{Core, CoreConfig, CoreState, Effect, Millis};
+use crate::core::{Core, CoreConfig, CoreState, Effect, Millis, mean_and_variance};
 use crate::data::{Batch, TextData};
 use crate::error::{Error, Result};
 use crate::learner::{Learner, Mode, PeerOutput, RemovalProbe, StepOutcome};
@@ -126,14 +126,9 @@ impl RemovalCost {
         let n = per_batch.len();
         let k = n.max(1) as f64;
         for (c, sq) in costs.iter_mut().zip(squares) {
-            c.exact /= k;
+            (c.exact, c.exact_var) = mean_and_variance(c.exact, sq, n);
             c.first /= k;
             c.second /= k;
-            c.exact_var = if n < 2 {
-                f64::INFINITY
-            } else {
-                ((sq - k * c.exact * c.exact) / (k - 1.0)).max(0.0) / k
-            };
         }
         costs
     }
