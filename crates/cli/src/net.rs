@@ -51,13 +51,13 @@ pub struct UpArgs {
     pub peer_adapter: PeerAdapter,
     /// Weight of each learner's remote-only objective (the head's loss on its peers' answers
     /// alone, `router.w_remote`): a number (0 leaves it out) or auto (by the size of each
-    /// learner's text).
-    #[arg(long, default_value = "0")]
+    /// learner's text: 4096 / its training tokens, at most 1).
+    #[arg(long, default_value = "auto")]
     pub remote_loss: ObjectiveWeight,
     /// Weight of each learner's local-only objective (the head's loss on its own trunk alone,
     /// `router.w_local`): a number (0 leaves it out) or auto (by the size of each learner's
     /// text: 1 - 4096 / its training tokens, at least 0).
-    #[arg(long, default_value = "0")]
+    #[arg(long, default_value = "auto")]
     pub local_loss: ObjectiveWeight,
     /// Whether each learner rests a peer from routing while that peer's answers do not lower
     /// its loss (`router.rest_unhelpful`): on or off.

@@ -1,6 +1,7 @@
 //! The neuron's claims, measured on loopback with a real ledger node, printed as tables:
 //!
-//! 1. a neuron with little data reaches a lower held-out loss in the network than alone;
+//! 1. a neuron with little data reaches a lower held-out loss in the network than alone (and
+//!    each epoch's held-out loss, its peers' worth on its batches and the peers it rests);
 //! 2. a peer that answers noise ends with low gate weight and low weight in every row;
 //! 3. killing a peer mid-training: its consumers keep training (student fallback), no error
 //!    escapes, and their loss does not jump;
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bt_net::local::{LedgerParams, funder, hotkey, start_ledger, train_together};
 use bt_neuron::learner::{BackwardUpdate, Mode};
-use bt_neuron::router::{ObjectiveWeight, PeerAdapter};
+use bt_neuron::router::{ObjectiveWeight, PeerAdapter, RouterConfig};
 use bt_neuron::serve::Behaviour;
 use bt_neuron::{Neuron, NeuronConfig};
 
@@ -59,9 +60,9 @@ fn args() -> Result<Args, String> {
         after_kill: 50,
         adapter: PeerAdapter::On,
         backward: BackwardUpdate::WithOwnStep,
-        w_remote: ObjectiveWeight::Fixed(0.0),
+        w_remote: RouterConfig::default().w_remote,
         little_w_remote: None,
-        w_local: ObjectiveWeight::Fixed(0.0),
+        w_local: RouterConfig::default().w_local,
         rest_unhelpful: None,
     };
     let mut it = std::env::args().skip(1);
@@ -185,6 +186,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|e| e.held_out)
         .fold(f32::INFINITY, f32::min);
+    let trained_epochs = trained[0].epochs.clone();
     let mut neurons: Vec<Neuron> = Vec::new();
     let mut last_epochs = Vec::new();
     for t in trained {
@@ -205,6 +207,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("| in the network (gated peers), final | {in_net:.4} |");
     println!("| in the network, best of every 25 steps | {net_best:.4} |");
     println!("| in the network, student only, final | {student:.4} |");
+    println!(
+        "\nThe little learner's epochs (held-out loss, each peer's worth on its training \
+         batches, the peers it rests):\n"
+    );
+    println!("| step | held-out | worth of uids 1..4 | resting |");
+    println!("|---|---|---|---|");
+    for e in &trained_epochs {
+        let worth: Vec<String> = (1..5)
+            .map(|j| match e.worth.get(j).copied().flatten() {
+                Some(w) => format!("{w:+.4}"),
+                None => "-".into(),
+            })
+            .collect();
+        println!(
+            "| {} | {:.3} | {} | {:?} |",
+            e.step,
+            e.held_out,
+            worth.join(" "),
+            e.resting
+        );
+    }
 
     neurons[0].refresh().await?;
     let snap = neurons[0].snapshot().cloned().ok_or("no metagraph")?;

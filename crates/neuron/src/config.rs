@@ -486,8 +486,8 @@ mod tests {
         use crate::router::ObjectiveWeight;
         let cfg = NeuronConfig::from_toml("").unwrap();
         assert_eq!(cfg.train.batch, 16);
-        assert_eq!(cfg.router.w_remote, ObjectiveWeight::Fixed(0.0));
-        assert_eq!(cfg.router.w_local, ObjectiveWeight::Fixed(0.0));
+        assert_eq!(cfg.router.w_remote, ObjectiveWeight::Auto);
+        assert_eq!(cfg.router.w_local, ObjectiveWeight::Auto);
         assert!(cfg.router.rest_unhelpful);
         assert!(
             !NeuronConfig::from_toml("[router]\nrest_unhelpful = false")

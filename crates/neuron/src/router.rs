@@ -41,15 +41,17 @@ pub struct RouterConfig {
     /// answers alone (`head(sum_j g_j A_j y_j)`), added to the learner's loss so that the
     /// adapters, the gates and (through Backward) the peers learn to predict the text by
     /// themselves (bittensor's remote target). A number (`0` leaves it out) or `"auto"`
-    /// ([`ObjectiveWeight::Auto`]: by the size of the learner's own text).
+    /// (the default, [`ObjectiveWeight::Auto`]: by the size of the learner's own text, 1 for
+    /// a learner with little text, 0.038 for a default network neuron).
     pub w_remote: ObjectiveWeight,
     /// Weight of the local-only objective: the head's cross-entropy on the learner's own trunk
     /// alone (`head(trunk(x))`), added to its loss in the network so that its trunk and head
     /// keep predicting the text without the peers rather than leaning on them (bittensor's
-    /// local target). A number (`0`, the default, leaves it out) or `"auto"`
-    /// ([`ObjectiveWeight::Auto`]: by the size of the learner's own text). `docs/neuron.md`
-    /// has the measurements: more gain over learning alone, but routers that no longer avoid
-    /// a useless peer.
+    /// local target). A number (`0` leaves it out) or `"auto"` (the default,
+    /// [`ObjectiveWeight::Auto`]: by the size of the learner's own text, 0 for a learner with
+    /// little text, 0.962 for a default network neuron). `docs/neuron.md` has the
+    /// measurements: with both objectives on `auto` and [`RouterConfig::rest_unhelpful`], more
+    /// gain over learning alone and a ledger that ranks as well.
     pub w_local: ObjectiveWeight,
     /// Rest a peer from routing when its answers do not lower this learner's loss: judged at
     /// each epoch's end by its worth (the batch loss with its answer zeroed minus the loss
@@ -207,8 +209,8 @@ impl Default for RouterConfig {
             w_load: 0.01,
             adapter: true,
             adapter_init: AdapterInit::Zero,
-            w_remote: ObjectiveWeight::Fixed(0.0),
-            w_local: ObjectiveWeight::Fixed(0.0),
+            w_remote: ObjectiveWeight::Auto,
+            w_local: ObjectiveWeight::Auto,
             rest_unhelpful: true,
         }
     }

@@ -41,6 +41,12 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
 }
 
 impl LogStore {
+    /// Whether any clone of this store is still alive (its database still open, holding the
+    /// file's lock): a handle that does not keep it open.
+    pub(crate) fn open_handle(&self) -> std::sync::Weak<Database> {
+        Arc::downgrade(&self.db)
+    }
+
     /// Opens (or creates) `raft.redb` in `dir`. A file another process holds open is
     /// [`Error::Locked`].
     pub fn open(dir: &Path) -> Result<LogStore> {

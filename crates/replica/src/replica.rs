@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bt_ledger::State;
@@ -114,6 +114,9 @@ pub struct Replica {
         tokio::sync::oneshot::Sender<()>,
         JoinHandle<bt_chain::Result<()>>,
     )>,
+    /// The chain store and the raft log, without keeping them open: shutdown waits until
+    /// every task that shared them (raft's own included) has let them go.
+    files: (Weak<bt_chain::Store>, Weak<redb::Database>),
 }
 
 impl std::fmt::Debug for Replica {
@@ -183,6 +186,7 @@ impl Replica {
         let network = Network {
             routes: Arc::new(std::mem::take(&mut cfg.raft_routes)),
         };
+        let files = (Arc::downgrade(machine.store()), log.open_handle());
         let raft = Raft::new(cfg.id, Arc::new(config), network, log, machine.clone())
             .await
             .map_err(raft_error)?;
@@ -260,6 +264,7 @@ impl Replica {
             stop,
             tasks,
             api: Some(api),
+            files,
         })
     }
 
@@ -325,7 +330,22 @@ impl Replica {
             t.abort();
             let _ = t.await;
         }
-        self.raft.shutdown().await.map_err(raft_error)
+        self.raft.shutdown().await.map_err(raft_error)?;
+        // Raft's core has stopped, but tasks it spawned (its state machine's worker among
+        // them) may still hold the chain store and the log for a moment; a caller that reopens
+        // the directory right after shutdown (a restart, `bt_chain::verify`) must find them
+        // closed.
+        let (store, log) = std::mem::take(&mut self.files);
+        drop(self);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while store.strong_count() + log.strong_count() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!("the chain store or the raft log is still open after shutdown");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
     }
 }
 
