@@ -10,8 +10,9 @@
 //! `cargo run --release -p bt-net --example neuron_proofs -- [--steps N] [--limit BYTES]
 //! [--after-kill N] [--peer-adapter on|open|off] [--backward with-own-step|own-optimizer]
 //! [--remote-loss W|auto] [--little-remote-loss W|auto] [--local-loss W|auto]
-//! [--rest-unhelpful on|off]` (`--little-remote-loss` sets the little-data learner's own
-//! remote weight, when it should differ from its peers')
+//! [--rest-unhelpful on|off] [--little-weight-decay W]` (`--little-remote-loss` sets the
+//! little-data learner's own remote weight, when it should differ from its peers';
+//! `--little-weight-decay` its AdamW weight decay, and its twin's alone)
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -37,6 +38,8 @@ struct Args {
     w_local: ObjectiveWeight,
     /// Whether every learner rests unhelpful peers (`None`: the default).
     rest_unhelpful: Option<bool>,
+    /// The little-data learner's (and its twin's) weight decay, when it differs.
+    little_weight_decay: Option<f64>,
 }
 
 /// The next argument, parsed, or an error naming `flag`.
@@ -64,6 +67,7 @@ fn args() -> Result<Args, String> {
         little_w_remote: None,
         w_local: RouterConfig::default().w_local,
         rest_unhelpful: None,
+        little_weight_decay: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -78,6 +82,15 @@ fn args() -> Result<Args, String> {
             }
             "--backward" => a.backward = parsed(&mut it, "--backward")?,
             "--local-loss" => a.w_local = parsed(&mut it, "--local-loss")?,
+            "--little-weight-decay" => {
+                let w: f64 = parsed(&mut it, "--little-weight-decay")?;
+                if !(w.is_finite() && w >= 0.0) {
+                    return Err(format!(
+                        "--little-weight-decay must be finite and >= 0, got {w}"
+                    ));
+                }
+                a.little_weight_decay = Some(w);
+            }
             "--rest-unhelpful" => {
                 a.rest_unhelpful = Some(match it.next().as_deref() {
                     Some("on") => true,
@@ -89,7 +102,7 @@ fn args() -> Result<Args, String> {
                 return Err(format!(
                     "unknown flag {other}; use --steps, --limit, --after-kill, --peer-adapter, \
                      --backward, --remote-loss, --little-remote-loss, --local-loss, \
-                     --rest-unhelpful"
+                     --rest-unhelpful, --little-weight-decay"
                 ));
             }
         }
@@ -127,6 +140,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let little = |cfg: &mut NeuronConfig| {
         cfg.data.limit = Some(a.limit);
         cfg.router.w_remote = a.little_w_remote.unwrap_or(a.w_remote);
+        if let Some(w) = a.little_weight_decay {
+            cfg.optim.weight_decay = w;
+        }
     };
 
     // Alone: the little-data neuron with no network at all.
