@@ -451,9 +451,7 @@ impl Core {
         }
         let mut plan = EpochPlan {
             importance: importance.clone(),
-            resting: (0..self.cfg.max_peers)
-                .filter(|&p| self.rest[p].resting(self.step))
-                .collect(),
+            resting: self.resting().collect(),
             worth,
             worth_se,
             ..EpochPlan::default()
@@ -551,11 +549,17 @@ impl Core {
         })
     }
 
+    /// The uids resting as unhelpful now, ascending (none unless `rest_unhelpful`).
+    fn resting(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.rest.len()).filter(|&p| self.rest[p].resting(self.step))
+    }
+
     /// A measuring rule's `next` row without the peers resting as unhelpful (none unless
     /// `rest_unhelpful`), within the ledger's bound of `row`.
     fn unweigh_resting(&self, row: &[f64], next: &[f64], i: usize, snap: &Snapshot) -> Vec<f64> {
-        let resting: Vec<usize> = (0..next.len())
-            .filter(|&j| j != i && self.rest.get(j).is_some_and(|r| r.resting(self.step)))
+        let resting: Vec<usize> = self
+            .resting()
+            .filter(|&j| j != i && j < next.len())
             .collect();
         if resting.is_empty() {
             return next.to_vec();

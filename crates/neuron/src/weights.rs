@@ -346,6 +346,7 @@ pub fn to_raw(row: &[f64]) -> Result<Vec<(u32, u32)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bt_mechanism::simplex::on_simplex;
 
     #[test]
     fn dropped_peers_lose_their_weight_within_the_ledgers_bound() {
@@ -363,7 +364,6 @@ mod tests {
         let row = drop_peers(&[0.0, 0.5, 0.5], &[0.0, 0.5, 0.5], &[1, 2], 0, 10.0);
         assert_eq!(row, vec![1.0, 0.0, 0.0]);
     }
-    use bt_mechanism::simplex::on_simplex;
 
     fn cfg() -> WeightConfig {
         WeightConfig {

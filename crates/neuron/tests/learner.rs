@@ -556,19 +556,28 @@ fn gpt2_tokens_train_a_model_with_their_vocabulary() {
     assert!(b.ids[..16].iter().all(|&t| t < 256) || e.is_err());
 }
 
-#[test]
-fn removal_probes_match_the_evaluated_loss_and_its_slope() {
+/// A learner with its adapters opened at random, a batch of 4 x 16 bytes routed over peers 1
+/// to 3, and random answers from the peers it chose, the first of which (the returned uid)
+/// answered all zeros.
+fn opened_with_a_silent_peer() -> (Learner, Batch, Routing, Vec<PeerOutput>, usize) {
     let l = learner(5);
     let data = TextData::load("bundled:sotu_2000s", None, 0.1, 16).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(6);
     open_adapters(&l, &mut rng);
     let batch = data.train_batch(4, 16, &mut rng);
-    let available = [false, true, true, true];
-    let routing = l.route(&batch.ids, 4, 16, &available, None).unwrap();
+    let routing = l
+        .route(&batch.ids, 4, 16, &[false, true, true, true], None)
+        .unwrap();
     let mut outs = fake_outputs(&routing, 16, 16, &mut rng);
-    // One peer answers zeros: removing it changes nothing.
     let silent = outs[0].peer;
     outs[0].values.iter_mut().for_each(|v| *v = 0.0);
+    (l, batch, routing, outs, silent)
+}
+
+#[test]
+fn removal_probes_match_the_evaluated_loss_and_its_slope() {
+    // One peer answers zeros: removing it changes nothing.
+    let (l, batch, routing, outs, silent) = opened_with_a_silent_peer();
     let eval = |o: &[PeerOutput]| {
         f64::from(
             l.evaluate(&batch, Mode::Network, Some(&routing), o)
@@ -612,18 +621,8 @@ fn removal_probes_match_the_evaluated_loss_and_its_slope() {
 
 #[test]
 fn each_answers_worth_in_a_step_is_its_exact_removal_cost_before_the_step() {
-    let l = learner(5);
-    let data = TextData::load("bundled:sotu_2000s", None, 0.1, 16).unwrap();
-    let mut rng = ChaCha8Rng::seed_from_u64(6);
-    open_adapters(&l, &mut rng);
-    let batch = data.train_batch(4, 16, &mut rng);
-    let routing = l
-        .route(&batch.ids, 4, 16, &[false, true, true, true], None)
-        .unwrap();
-    let mut outs = fake_outputs(&routing, 16, 16, &mut rng);
     // One peer answers zeros: it was worth nothing.
-    let silent = outs[0].peer;
-    outs[0].values.iter_mut().for_each(|v| *v = 0.0);
+    let (l, batch, routing, outs, silent) = opened_with_a_silent_peer();
     let probes = l.removal(&batch, &routing, &outs).unwrap();
     let step = l
         .train_step(&batch, Mode::Network, Some(&routing), &outs)

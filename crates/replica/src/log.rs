@@ -41,8 +41,8 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
 }
 
 impl LogStore {
-    /// Whether any clone of this store is still alive (its database still open, holding the
-    /// file's lock): a handle that does not keep it open.
+    /// A handle to the database that does not keep it open: it upgrades while any clone of
+    /// this store is alive (and so the file's lock held).
     pub(crate) fn open_handle(&self) -> std::sync::Weak<Database> {
         Arc::downgrade(&self.db)
     }
