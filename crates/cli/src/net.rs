@@ -17,7 +17,7 @@ use bt_net::up::{
     DEFAULT_BLOCKS_PER_STEP, ModelPreset, RoleKind, Transport, UpConfig, up, up_seeds,
 };
 use bt_neuron::learner::BackwardUpdate;
-use bt_neuron::router::{ObjectiveWeight, PeerAdapter, RouterConfig};
+use bt_neuron::router::{DataWeight, PeerAdapter, RouterConfig};
 use clap::{Args, Subcommand};
 
 /// `bt net ...`.
@@ -53,12 +53,17 @@ pub struct UpArgs {
     /// alone, `router.w_remote`): a number (0 leaves it out) or auto (by the size of each
     /// learner's text: 4096 / its training tokens, at most 1).
     #[arg(long, default_value = "auto")]
-    pub remote_loss: ObjectiveWeight,
+    pub remote_loss: DataWeight,
     /// Weight of each learner's local-only objective (the head's loss on its own trunk alone,
     /// `router.w_local`): a number (0 leaves it out) or auto (by the size of each learner's
     /// text: 1 - 4096 / its training tokens, at least 0).
     #[arg(long, default_value = "auto")]
-    pub local_loss: ObjectiveWeight,
+    pub local_loss: DataWeight,
+    /// Each learner's AdamW weight decay (`optim.weight_decay`; its twin alone takes the
+    /// same): a number or auto (by the size of each learner's text: the square of 4096 / its
+    /// training tokens, at most 1).
+    #[arg(long, default_value = "auto")]
+    pub weight_decay: DataWeight,
     /// Whether each learner rests a peer from routing while that peer's answers do not lower
     /// its loss (`router.rest_unhelpful`): on or off.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
@@ -154,6 +159,7 @@ impl UpArgs {
             adversary: RoleKind::adversary(&self.adversary)?,
             mask: self.mask == "on",
             backward: self.backward,
+            weight_decay: self.weight_decay,
             router: RouterConfig {
                 w_remote: self.remote_loss,
                 w_local: self.local_loss,

@@ -106,6 +106,7 @@ fn net_up_refuses_bad_sizes() {
         ["--peer-adapter", "shut"],
         ["--backward", "sideways"],
         ["--local-loss", "some"],
+        ["--weight-decay", "lots"],
         ["--rest-unhelpful", "sometimes"],
     ] {
         let mut args = vec!["bt", "net", "up"];
@@ -135,13 +136,15 @@ fn net_up_refuses_bad_sizes() {
         let e = error_of(&["net", "up", flag, value]);
         assert!(e.contains(want), "{flag} {value}: {e}");
     }
-    for (flag, field) in [("remote-loss", "w_remote"), ("local-loss", "w_local")] {
+    for (flag, field) in [
+        ("remote-loss", "router.w_remote"),
+        ("local-loss", "router.w_local"),
+        ("weight-decay", "optim.weight_decay"),
+    ] {
         for (bad, shown) in [("-1", "-1"), ("nan", "NaN")] {
             let e = error_of(&["net", "up", &format!("--{flag}={bad}")]);
             assert!(
-                e.contains(&format!(
-                    "router.{field} must be finite and >= 0, got {shown}"
-                )),
+                e.contains(&format!("{field} must be finite and >= 0, got {shown}")),
                 "{e}"
             );
         }

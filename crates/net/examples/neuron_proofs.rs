@@ -10,7 +10,8 @@
 //! `cargo run --release -p bt-net --example neuron_proofs -- [--steps N] [--limit BYTES]
 //! [--after-kill N] [--peer-adapter on|open|off] [--backward with-own-step|own-optimizer]
 //! [--remote-loss W|auto] [--little-remote-loss W|auto] [--local-loss W|auto]
-//! [--rest-unhelpful on|off] [--little-weight-decay W]` (`--little-remote-loss` sets the
+//! [--rest-unhelpful on|off] [--weight-decay W|auto] [--little-weight-decay W]`
+//! (`--weight-decay` is every learner's, and the twin's; `--little-remote-loss` sets the
 //! little-data learner's own remote weight, when it should differ from its peers';
 //! `--little-weight-decay` its AdamW weight decay, and its twin's alone)
 
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bt_net::local::{LedgerParams, funder, hotkey, start_ledger, train_together};
 use bt_neuron::learner::{BackwardUpdate, Mode};
-use bt_neuron::router::{ObjectiveWeight, PeerAdapter, RouterConfig};
+use bt_neuron::router::{DataWeight, PeerAdapter, RouterConfig};
 use bt_neuron::serve::Behaviour;
 use bt_neuron::{Neuron, NeuronConfig};
 
@@ -31,13 +32,15 @@ struct Args {
     after_kill: usize,
     adapter: PeerAdapter,
     backward: BackwardUpdate,
-    w_remote: ObjectiveWeight,
+    w_remote: DataWeight,
     /// The little-data learner's own remote weight, when it differs from its peers'.
-    little_w_remote: Option<ObjectiveWeight>,
+    little_w_remote: Option<DataWeight>,
     /// Every learner's local-only objective weight.
-    w_local: ObjectiveWeight,
+    w_local: DataWeight,
     /// Whether every learner rests unhelpful peers (`None`: the default).
     rest_unhelpful: Option<bool>,
+    /// Every learner's weight decay (the twin's too).
+    weight_decay: DataWeight,
     /// The little-data learner's (and its twin's) weight decay, when it differs.
     little_weight_decay: Option<f64>,
 }
@@ -67,6 +70,7 @@ fn args() -> Result<Args, String> {
         little_w_remote: None,
         w_local: RouterConfig::default().w_local,
         rest_unhelpful: None,
+        weight_decay: NeuronConfig::default().optim.weight_decay,
         little_weight_decay: None,
     };
     let mut it = std::env::args().skip(1);
@@ -82,6 +86,7 @@ fn args() -> Result<Args, String> {
             }
             "--backward" => a.backward = parsed(&mut it, "--backward")?,
             "--local-loss" => a.w_local = parsed(&mut it, "--local-loss")?,
+            "--weight-decay" => a.weight_decay = parsed(&mut it, "--weight-decay")?,
             "--little-weight-decay" => {
                 let w: f64 = parsed(&mut it, "--little-weight-decay")?;
                 if !(w.is_finite() && w >= 0.0) {
@@ -102,7 +107,7 @@ fn args() -> Result<Args, String> {
                 return Err(format!(
                     "unknown flag {other}; use --steps, --limit, --after-kill, --peer-adapter, \
                      --backward, --remote-loss, --little-remote-loss, --local-loss, \
-                     --rest-unhelpful, --little-weight-decay"
+                     --rest-unhelpful, --weight-decay, --little-weight-decay"
                 ));
             }
         }
@@ -122,6 +127,7 @@ fn config(a: &Args, name: &str, source: &str, seed: u64, ledger: Option<&str>) -
     cfg.optim.backward = a.backward;
     cfg.router.w_remote = a.w_remote;
     cfg.router.w_local = a.w_local;
+    cfg.optim.weight_decay = a.weight_decay;
     if let Some(on) = a.rest_unhelpful {
         cfg.router.rest_unhelpful = on;
     }
@@ -141,7 +147,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         cfg.data.limit = Some(a.limit);
         cfg.router.w_remote = a.little_w_remote.unwrap_or(a.w_remote);
         if let Some(w) = a.little_weight_decay {
-            cfg.optim.weight_decay = w;
+            cfg.optim.weight_decay = DataWeight::Fixed(w);
         }
     };
 

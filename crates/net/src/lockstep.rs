@@ -407,6 +407,7 @@ fn member(
     let (data, held_out) = io(ncfg.load_data())?;
     ncfg.router.max_peers = lockstep_max_peers(cfg);
     ncfg.router = ncfg.router.for_data(data.train_len());
+    ncfg.optim = ncfg.optim.for_data(data.train_len());
     let device = io(DeviceSpec::parse(&ncfg.train.device).and_then(|d| d.open()))?;
     let optim = ncfg.optim.clone();
     let seed = ncfg.train.seed;

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::up::{Measurement, NetRun, RoleKind, Transport, UpConfig};
 use bt_ledger::RAO_PER_TAO;
 use bt_neuron::learner::BackwardUpdate;
-use bt_neuron::router::{AdapterInit, ObjectiveWeight, RouterConfig};
+use bt_neuron::router::{AdapterInit, DataWeight, RouterConfig};
 
 /// One neuron in `report.json`. Values that are undefined (no measurement) are `null`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -122,12 +122,16 @@ pub struct Settings {
     pub adapter_init: AdapterInit,
     /// How the learners took their peers' Backward gradients.
     pub backward: BackwardUpdate,
+    /// The learners' weight decay, as configured (`0` in reports written before it was
+    /// recorded, whose learners had none).
+    #[serde(default = "no_objective")]
+    pub weight_decay: DataWeight,
     /// The remote-only objective's weight, as configured (`auto` is resolved per learner).
-    pub w_remote: ObjectiveWeight,
+    pub w_remote: DataWeight,
     /// The local-only objective's weight, as configured (`0` in reports written before it
     /// existed, whose learners had none).
     #[serde(default = "no_objective")]
-    pub w_local: ObjectiveWeight,
+    pub w_local: DataWeight,
     /// Held-out batches each loss and removal cost is measured on (4 in reports written
     /// before it was recorded).
     #[serde(default = "four_batches")]
@@ -140,8 +144,9 @@ pub struct Settings {
     pub text_bytes: Option<usize>,
 }
 
-fn no_objective() -> ObjectiveWeight {
-    ObjectiveWeight::Fixed(0.0)
+/// A weight of 0: what reports written before a weight was recorded had.
+fn no_objective() -> DataWeight {
+    DataWeight::Fixed(0.0)
 }
 
 fn four_batches() -> usize {
@@ -156,6 +161,7 @@ impl Settings {
             adapter: cfg.router.adapter,
             adapter_init: cfg.router.adapter_init,
             backward: cfg.backward,
+            weight_decay: cfg.weight_decay,
             w_remote: cfg.router.w_remote,
             w_local: cfg.router.w_local,
             eval_batches: cfg.eval_batches,
@@ -179,8 +185,9 @@ impl Settings {
             self.w_remote
         );
         line.push_str(&format!(
-            " --local-loss {} --eval-batches {} --rest-unhelpful {}",
+            " --local-loss {} --weight-decay {} --eval-batches {} --rest-unhelpful {}",
             self.w_local,
+            self.weight_decay,
             self.eval_batches,
             on_off(self.rest_unhelpful)
         ));
@@ -944,8 +951,8 @@ mod tests {
             mask: false,
             text_bytes: Some(30_000),
             router: RouterConfig {
-                w_remote: ObjectiveWeight::Auto,
-                w_local: ObjectiveWeight::Auto,
+                w_remote: DataWeight::Auto,
+                w_local: DataWeight::Auto,
                 rest_unhelpful: true,
                 ..Default::default()
             },
@@ -962,7 +969,8 @@ mod tests {
         assert!(
             md.contains(
                 "Settings: --mask off --peer-adapter on --backward with-own-step \
-                 --remote-loss auto --local-loss auto --eval-batches 4 --rest-unhelpful on \
+                 --remote-loss auto --local-loss auto --weight-decay auto --eval-batches 4 \
+                 --rest-unhelpful on \
                  --text-bytes 30000."
             ),
             "{md}"
@@ -973,12 +981,15 @@ mod tests {
                 "backward": "with_own_step", "w_remote": 0.0, "text_bytes": null}"#,
         )
         .unwrap();
-        assert_eq!(old.w_local, ObjectiveWeight::Fixed(0.0));
+        assert_eq!(old.w_local, DataWeight::Fixed(0.0));
         assert_eq!(old.eval_batches, 4);
         assert!(!old.rest_unhelpful);
+        assert_eq!(old.weight_decay, DataWeight::Fixed(0.0));
         assert!(
-            old.line()
-                .ends_with("--remote-loss 0 --local-loss 0 --eval-batches 4 --rest-unhelpful off"),
+            old.line().ends_with(
+                "--remote-loss 0 --local-loss 0 --weight-decay 0 --eval-batches 4 \
+                     --rest-unhelpful off"
+            ),
             "{}",
             old.line()
         );

@@ -14,10 +14,10 @@ use crate::local::{
 };
 use bt_chain::Client;
 use bt_ledger::{Mechanism, RAO_PER_TAO};
-use bt_neuron::learner::BackwardUpdate;
+use bt_neuron::learner::{BackwardUpdate, OptimConfig};
 use bt_neuron::ledger::Snapshot;
 use bt_neuron::model::ModelConfig;
-use bt_neuron::router::RouterConfig;
+use bt_neuron::router::{DataWeight, RouterConfig};
 use bt_neuron::serve::Behaviour;
 use bt_neuron::weights::WeightRule;
 use bt_neuron::{Neuron, NeuronConfig, RemovalCost};
@@ -352,6 +352,8 @@ pub struct UpConfig {
     pub mask: bool,
     /// How the learners apply their peers' Backward gradients.
     pub backward: BackwardUpdate,
+    /// Every learner's weight decay (`optim.weight_decay`; `auto` by its text, as its twin's).
+    pub weight_decay: DataWeight,
     /// Whether every epoch measures the held-out losses (for the loss curves); otherwise only
     /// the end of the run does (a tournament's runs). Lockstep only.
     pub held_out_each_epoch: bool,
@@ -388,6 +390,7 @@ impl Default for UpConfig {
             adversary: RoleKind::Selfish,
             mask: true,
             backward: BackwardUpdate::default(),
+            weight_decay: OptimConfig::default().weight_decay,
             held_out_each_epoch: true,
             validators: 1,
             text_bytes: None,
@@ -496,6 +499,13 @@ impl UpConfig {
                 self.neurons,
                 self.adversary.as_str(),
                 self.roles().len()
+            ));
+        }
+        // `auto` resolves within [0, 1].
+        let decay = self.weight_decay.resolve(0.0);
+        if !(decay.is_finite() && decay >= 0.0) {
+            return bad(format!(
+                "optim.weight_decay must be finite and >= 0, got {decay}"
             ));
         }
         self.router.validate()?;
@@ -620,6 +630,7 @@ pub(crate) fn neuron_config(
     };
     c.network.mask = cfg.mask;
     c.optim.backward = cfg.backward;
+    c.optim.weight_decay = cfg.weight_decay;
     c.train.seed = cfg.seed.wrapping_add(k as u64);
     c.train.epoch_steps = cfg.epoch_steps;
     c.train.batch = cfg.batch;

@@ -22,7 +22,7 @@ use std::time::Instant;
 use bt_neuron::data::TextData;
 use bt_neuron::learner::{Learner, Mode, OptimConfig};
 use bt_neuron::model::ModelConfig;
-use bt_neuron::router::RouterConfig;
+use bt_neuron::router::{DataWeight, RouterConfig};
 use candle_core::Device;
 use rand::SeedableRng;
 
@@ -108,7 +108,7 @@ fn main() {
     };
     let optim = OptimConfig {
         lr: 3e-3,
-        weight_decay: 0.0,
+        weight_decay: DataWeight::Fixed(0.0),
         ..OptimConfig::default()
     };
     let data =

@@ -311,6 +311,8 @@ impl NeuronConfig {
         for (name, v) in [
             ("optim.lr", self.optim.lr),
             ("optim.peer_lr", self.optim.peer_lr),
+            // `auto` resolves within [0, 1].
+            ("optim.weight_decay", self.optim.weight_decay.resolve(0.0)),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(Error::Config(format!(
@@ -483,11 +485,19 @@ mod tests {
 
     #[test]
     fn defaults_and_the_documented_example_parse() {
-        use crate::router::ObjectiveWeight;
+        use crate::router::DataWeight;
         let cfg = NeuronConfig::from_toml("").unwrap();
         assert_eq!(cfg.train.batch, 16);
-        assert_eq!(cfg.router.w_remote, ObjectiveWeight::Auto);
-        assert_eq!(cfg.router.w_local, ObjectiveWeight::Auto);
+        assert_eq!(cfg.router.w_remote, DataWeight::Auto);
+        assert_eq!(cfg.router.w_local, DataWeight::Auto);
+        assert_eq!(cfg.optim.weight_decay, DataWeight::Auto);
+        assert_eq!(
+            NeuronConfig::from_toml("[optim]\nweight_decay = 0.1")
+                .unwrap()
+                .optim
+                .weight_decay,
+            DataWeight::Fixed(0.1)
+        );
         assert!(cfg.router.rest_unhelpful);
         assert!(
             !NeuronConfig::from_toml("[router]\nrest_unhelpful = false")
@@ -496,9 +506,9 @@ mod tests {
                 .rest_unhelpful
         );
         for (text, want) in [
-            ("\"auto\"", ObjectiveWeight::Auto),
-            ("1", ObjectiveWeight::Fixed(1.0)),
-            ("0.25", ObjectiveWeight::Fixed(0.25)),
+            ("\"auto\"", DataWeight::Auto),
+            ("1", DataWeight::Fixed(1.0)),
+            ("0.25", DataWeight::Fixed(0.25)),
         ] {
             for field in ["w_remote", "w_local"] {
                 let cfg = NeuronConfig::from_toml(&format!("[router]\n{field} = {text}")).unwrap();
@@ -602,15 +612,20 @@ rule = "payoff"
             ),
             (
                 "[router]\nw_remote = \"most\"",
-                "an objective's weight must be a number or \"auto\", got \"most\"",
+                "a weight must be a number or \"auto\", got \"most\"",
+            ),
+            ("[router]\nw_remote = true", "a weight must be a number or"),
+            (
+                "[optim]\nweight_decay = -0.5",
+                "optim.weight_decay must be finite and >= 0, got -0.5",
             ),
             (
-                "[router]\nw_remote = true",
-                "an objective's weight must be a number or",
+                "[optim]\nweight_decay = \"strong\"",
+                "a weight must be a number or \"auto\", got \"strong\"",
             ),
             (
                 "[router]\nw_local = \"all\"",
-                "an objective's weight must be a number or \"auto\", got \"all\"",
+                "a weight must be a number or \"auto\", got \"all\"",
             ),
             (
                 "[router]\nadapter_init = \"ones\"",
@@ -635,7 +650,7 @@ rule = "payoff"
     #[test]
     fn command_line_spellings_of_adapter_and_backward() {
         use crate::learner::BackwardUpdate;
-        use crate::router::{AdapterInit, ObjectiveWeight, PeerAdapter, RouterConfig};
+        use crate::router::{AdapterInit, DataWeight, PeerAdapter, RouterConfig};
         for (text, adapter, init) in [
             ("on", true, AdapterInit::Zero),
             ("open", true, AdapterInit::Identity),
@@ -658,11 +673,11 @@ rule = "payoff"
             assert_eq!(want.to_string().parse::<BackwardUpdate>().unwrap(), want);
         }
         for w in [
-            ObjectiveWeight::Auto,
-            ObjectiveWeight::Fixed(0.0),
-            ObjectiveWeight::Fixed(0.25),
+            DataWeight::Auto,
+            DataWeight::Fixed(0.0),
+            DataWeight::Fixed(0.25),
         ] {
-            assert_eq!(w.to_string().parse::<ObjectiveWeight>().unwrap(), w);
+            assert_eq!(w.to_string().parse::<DataWeight>().unwrap(), w);
         }
         let e = "closed".parse::<PeerAdapter>().unwrap_err();
         assert!(

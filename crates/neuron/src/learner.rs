@@ -27,7 +27,7 @@ use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::model::{Encoder, Head, ModelConfig, Params, causal_mask, cross_entropy, ids_tensor};
 use crate::optim::AdamW;
-use crate::router::{AdapterInit, ObjectiveWeight, Router, RouterConfig, Routing};
+use crate::router::{AdapterInit, DataWeight, Router, RouterConfig, Routing};
 
 /// `a + b`, or `b` alone when there is no `a`: one more term of a loss.
 fn plus(a: Option<Tensor>, b: Tensor) -> Result<Tensor> {
@@ -86,8 +86,12 @@ pub struct OptimConfig {
     pub backward: BackwardUpdate,
     /// AdamW learning rate of the peers' updates under `backward = "own_optimizer"`.
     pub peer_lr: f64,
-    /// Weight decay.
-    pub weight_decay: f64,
+    /// AdamW weight decay of every parameter: a number or `"auto"` (the default,
+    /// [`DataWeight::Auto`]: `s²` with the peers' share `s` of [`DataWeight::peers_share`], 1
+    /// for a learner with 4 096 training tokens or fewer, 0.0014 for a default network neuron).
+    /// A learner in the network and its twin alone take the same value, so the comparison
+    /// between them stays fair.
+    pub weight_decay: DataWeight,
 }
 
 impl Default for OptimConfig {
@@ -96,7 +100,22 @@ impl Default for OptimConfig {
             lr: 3e-3,
             backward: BackwardUpdate::WithOwnStep,
             peer_lr: 1e-3,
-            weight_decay: 0.0,
+            weight_decay: DataWeight::Auto,
+        }
+    }
+}
+
+impl OptimConfig {
+    /// This configuration for a learner with `train_tokens` tokens of its own text: an
+    /// [`DataWeight::Auto`] weight decay becomes `s²` (as [`RouterConfig::for_data`] does
+    /// for the objectives; [`Learner::new`] refuses `Auto`).
+    pub fn for_data(self, train_tokens: usize) -> OptimConfig {
+        OptimConfig {
+            weight_decay: DataWeight::Fixed(
+                self.weight_decay
+                    .resolve(DataWeight::peers_share(train_tokens).powi(2)),
+            ),
+            ..self
         }
     }
 }
@@ -239,15 +258,22 @@ impl Learner {
     ) -> Result<Learner> {
         cfg.validate()?;
         router_cfg.validate()?;
-        let fixed = |name: &str, w: ObjectiveWeight| match w {
-            ObjectiveWeight::Fixed(w) => Ok(w),
-            ObjectiveWeight::Auto => Err(Error::Config(format!(
-                "router.{name} = \"auto\" depends on the learner's training text: resolve it \
-                 with RouterConfig::for_data before building the learner"
-            ))),
+        let fixed = |name: &str, w: DataWeight| match w {
+            DataWeight::Fixed(w) => Ok(w),
+            DataWeight::Auto => {
+                let (section, owner) = match name {
+                    "weight_decay" => ("optim", "OptimConfig"),
+                    _ => ("router", "RouterConfig"),
+                };
+                Err(Error::Config(format!(
+                    "{section}.{name} = \"auto\" depends on the learner's training text: \
+                     resolve it with {owner}::for_data before building the learner"
+                )))
+            }
         };
         let w_remote = fixed("w_remote", router_cfg.w_remote)?;
         let w_local = fixed("w_local", router_cfg.w_local)?;
+        let weight_decay = fixed("weight_decay", optim.weight_decay)?;
         let vars = VarMap::new();
         let mut p = Params::new(&vars, device, seed);
         let trunk = Encoder::new(&mut p, "trunk", cfg, cfg.layers)?;
@@ -270,7 +296,7 @@ impl Learner {
         };
         let adam = |lr: f64| ParamsAdamW {
             lr,
-            weight_decay: optim.weight_decay,
+            weight_decay,
             ..ParamsAdamW::default()
         };
         let opt = AdamW::new(

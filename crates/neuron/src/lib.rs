@@ -24,10 +24,10 @@
 //!
 //! let cfg = ModelConfig { seq: 16, d: 16, hidden: 32, layers: 1, ..ModelConfig::default() };
 //! let data = TextData::load("bundled:moby_dick_a", None, 0.1, 16).unwrap();
-//! // The objectives' `auto` weights follow the size of the learner's own text.
+//! // The objectives' and the weight decay's `auto` follow the size of the learner's own text.
 //! let router = RouterConfig::default().for_data(data.train_len());
-//! let learner = Learner::new(&cfg, &router, &OptimConfig::default(),
-//!                            &candle_core::Device::Cpu, 7).unwrap();
+//! let optim = OptimConfig::default().for_data(data.train_len());
+//! let learner = Learner::new(&cfg, &router, &optim, &candle_core::Device::Cpu, 7).unwrap();
 //! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
 //! let batch = data.train_batch(4, 16, &mut rng);
 //! let step = learner

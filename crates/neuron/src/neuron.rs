@@ -197,10 +197,11 @@ impl Neuron {
         let device = DeviceSpec::parse(&cfg.train.device)?.open()?;
         let (data, held_out) = cfg.load_data()?;
         let router = cfg.router.clone().for_data(data.train_len());
+        let optim = cfg.optim.clone().for_data(data.train_len());
         let learner = Arc::new(Learner::new(
             &cfg.model,
             &router,
-            &cfg.optim,
+            &optim,
             &device,
             cfg.train.seed,
         )?);
@@ -240,7 +241,7 @@ impl Neuron {
             Arc::new(Learner::new(
                 &cfg.model,
                 &router,
-                &cfg.optim,
+                &optim,
                 &device,
                 cfg.train.seed,
             )?)

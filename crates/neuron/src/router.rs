@@ -41,18 +41,18 @@ pub struct RouterConfig {
     /// answers alone (`head(sum_j g_j A_j y_j)`), added to the learner's loss so that the
     /// adapters, the gates and (through Backward) the peers learn to predict the text by
     /// themselves (bittensor's remote target). A number (`0` leaves it out) or `"auto"`
-    /// (the default, [`ObjectiveWeight::Auto`]: by the size of the learner's own text, 1 for
+    /// (the default, [`DataWeight::Auto`]: by the size of the learner's own text, 1 for
     /// a learner with little text, 0.038 for a default network neuron).
-    pub w_remote: ObjectiveWeight,
+    pub w_remote: DataWeight,
     /// Weight of the local-only objective: the head's cross-entropy on the learner's own trunk
     /// alone (`head(trunk(x))`), added to its loss in the network so that its trunk and head
     /// keep predicting the text without the peers rather than leaning on them (bittensor's
     /// local target). A number (`0` leaves it out) or `"auto"` (the default,
-    /// [`ObjectiveWeight::Auto`]: by the size of the learner's own text, 0 for a learner with
+    /// [`DataWeight::Auto`]: by the size of the learner's own text, 0 for a learner with
     /// little text, 0.962 for a default network neuron). `docs/neuron.md` has the
     /// measurements: with both objectives on `auto` and [`RouterConfig::rest_unhelpful`], more
     /// gain over learning alone and a ledger that ranks as well.
-    pub w_local: ObjectiveWeight,
+    pub w_local: DataWeight,
     /// Rest a peer from routing when its answers do not lower this learner's loss: judged at
     /// each epoch's end by its worth (the batch loss with its answer zeroed minus the loss
     /// with it), a peer that does not pay (mean worth within one standard error of 0, or
@@ -61,77 +61,79 @@ pub struct RouterConfig {
     pub rest_unhelpful: bool,
 }
 
-/// The weight of one of a learner's two extra objectives ([`RouterConfig::w_remote`],
-/// [`RouterConfig::w_local`]): written as a number or as `"auto"` (in a config file and on the
-/// command line).
+/// A weight that can follow how much text the learner has: one of its two extra objectives
+/// ([`RouterConfig::w_remote`], [`RouterConfig::w_local`]) or its weight decay
+/// ([`crate::learner::OptimConfig::weight_decay`]). Written as a number or as `"auto"` (in a
+/// config file and on the command line).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum ObjectiveWeight {
-    /// Set by the size of the learner's own text, [`RouterConfig::for_data`] fixing the value
-    /// once the text is known. The peers' share is `s = min(1, AUTO_TOKENS / training
-    /// tokens)`: 1 for a learner with 4 096 training tokens or fewer, falling as its own text
-    /// grows (0.038 for a default network neuron's 108 000). The remote objective gets `s`
-    /// (the less text a learner has, the more its head must be able to read its peers
-    /// alone) and the local one `1 - s` (the more it has, the more its own trunk must carry).
+pub enum DataWeight {
+    /// Set by the size of the learner's own text, [`RouterConfig::for_data`] (and
+    /// [`crate::learner::OptimConfig::for_data`]) fixing the value once the text is known. The
+    /// peers' share is `s = min(1, AUTO_TOKENS / training tokens)`: 1 for a learner with 4 096
+    /// training tokens or fewer, falling as its own text grows (0.038 for a default network
+    /// neuron's 108 000). The remote objective gets `s` (the less text a learner has, the more
+    /// its head must be able to read its peers alone), the local one `1 - s` (the more it has,
+    /// the more its own trunk must carry) and the weight decay `s²` (1 for a learner with
+    /// little text, which would memorise it, and 0.0014 for a default network neuron, where a
+    /// decay of `s` cost the ledger's ranking: `docs/neuron.md`).
     Auto,
     /// This weight.
     Fixed(f64),
 }
 
-impl ObjectiveWeight {
+impl DataWeight {
     /// The training text, in tokens, at and below which the peers' share is 1.
     pub const AUTO_TOKENS: usize = 4096;
 
-    /// The peers' share `min(1, AUTO_TOKENS / train_tokens)` that [`ObjectiveWeight::Auto`]
+    /// The peers' share `min(1, AUTO_TOKENS / train_tokens)` that [`DataWeight::Auto`]
     /// resolves from.
     pub fn peers_share(train_tokens: usize) -> f64 {
-        (ObjectiveWeight::AUTO_TOKENS as f64 / train_tokens.max(1) as f64).min(1.0)
+        (DataWeight::AUTO_TOKENS as f64 / train_tokens.max(1) as f64).min(1.0)
     }
 
-    /// The weight: a fixed one as it is, [`ObjectiveWeight::Auto`] as `auto`.
+    /// The weight: a fixed one as it is, [`DataWeight::Auto`] as `auto`.
     pub fn resolve(self, auto: f64) -> f64 {
         match self {
-            ObjectiveWeight::Fixed(w) => w,
-            ObjectiveWeight::Auto => auto,
+            DataWeight::Fixed(w) => w,
+            DataWeight::Auto => auto,
         }
     }
 }
 
-impl std::str::FromStr for ObjectiveWeight {
+impl std::str::FromStr for DataWeight {
     type Err = Error;
 
     /// Parses `auto` or a number (checked by [`RouterConfig::validate`]).
-    fn from_str(s: &str) -> Result<ObjectiveWeight> {
+    fn from_str(s: &str) -> Result<DataWeight> {
         if s == "auto" {
-            return Ok(ObjectiveWeight::Auto);
+            return Ok(DataWeight::Auto);
         }
-        s.parse::<f64>().map(ObjectiveWeight::Fixed).map_err(|_| {
-            Error::Config(format!(
-                "an objective's weight must be a number or \"auto\", got {s:?}"
-            ))
-        })
+        s.parse::<f64>()
+            .map(DataWeight::Fixed)
+            .map_err(|_| Error::Config(format!("a weight must be a number or \"auto\", got {s:?}")))
     }
 }
 
-impl std::fmt::Display for ObjectiveWeight {
-    /// The spelling [`ObjectiveWeight::from_str`] reads: `auto` or the number.
+impl std::fmt::Display for DataWeight {
+    /// The spelling [`DataWeight::from_str`] reads: `auto` or the number.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ObjectiveWeight::Auto => f.write_str("auto"),
-            ObjectiveWeight::Fixed(w) => write!(f, "{w}"),
+            DataWeight::Auto => f.write_str("auto"),
+            DataWeight::Fixed(w) => write!(f, "{w}"),
         }
     }
 }
 
-impl Serialize for ObjectiveWeight {
+impl Serialize for DataWeight {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         match self {
-            ObjectiveWeight::Auto => s.serialize_str("auto"),
-            ObjectiveWeight::Fixed(w) => s.serialize_f64(*w),
+            DataWeight::Auto => s.serialize_str("auto"),
+            DataWeight::Fixed(w) => s.serialize_f64(*w),
         }
     }
 }
 
-impl<'de> Deserialize<'de> for ObjectiveWeight {
+impl<'de> Deserialize<'de> for DataWeight {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -139,10 +141,10 @@ impl<'de> Deserialize<'de> for ObjectiveWeight {
             Number(f64),
             Word(String),
         }
-        match Written::deserialize(d).map_err(|_| {
-            serde::de::Error::custom("an objective's weight must be a number or \"auto\"")
-        })? {
-            Written::Number(w) => Ok(ObjectiveWeight::Fixed(w)),
+        match Written::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("a weight must be a number or \"auto\""))?
+        {
+            Written::Number(w) => Ok(DataWeight::Fixed(w)),
             Written::Word(w) => w.parse().map_err(serde::de::Error::custom),
         }
     }
@@ -209,8 +211,8 @@ impl Default for RouterConfig {
             w_load: 0.01,
             adapter: true,
             adapter_init: AdapterInit::Zero,
-            w_remote: ObjectiveWeight::Auto,
-            w_local: ObjectiveWeight::Auto,
+            w_remote: DataWeight::Auto,
+            w_local: DataWeight::Auto,
             rest_unhelpful: true,
         }
     }
@@ -240,14 +242,14 @@ impl RouterConfig {
     }
 
     /// This configuration for a learner with `train_tokens` tokens of its own text: each
-    /// [`ObjectiveWeight::Auto`] becomes its [`ObjectiveWeight::Fixed`] value. A learner is
+    /// [`DataWeight::Auto`] becomes its [`DataWeight::Fixed`] value. A learner is
     /// built from a configuration that went through this ([`crate::learner::Learner::new`]
     /// refuses `Auto`).
     pub fn for_data(self, train_tokens: usize) -> RouterConfig {
-        let share = ObjectiveWeight::peers_share(train_tokens);
+        let share = DataWeight::peers_share(train_tokens);
         RouterConfig {
-            w_remote: ObjectiveWeight::Fixed(self.w_remote.resolve(share)),
-            w_local: ObjectiveWeight::Fixed(self.w_local.resolve(1.0 - share)),
+            w_remote: DataWeight::Fixed(self.w_remote.resolve(share)),
+            w_local: DataWeight::Fixed(self.w_local.resolve(1.0 - share)),
             ..self
         }
     }

@@ -5,7 +5,7 @@
 use bt_neuron::data::{Batch, TextData};
 use bt_neuron::learner::{BackwardUpdate, Learner, Mode, OptimConfig, PeerOutput, StepOutcome};
 use bt_neuron::model::ModelConfig;
-use bt_neuron::router::{AdapterInit, ObjectiveWeight, RouterConfig, Routing};
+use bt_neuron::router::{AdapterInit, DataWeight, RouterConfig, Routing};
 use candle_core::Device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -36,15 +36,14 @@ fn router(peers: usize) -> RouterConfig {
     .for_data(108_000)
 }
 
+/// The default optimiser, its weight decay as a learner with a default network neuron's text
+/// would have it.
+fn optim() -> OptimConfig {
+    OptimConfig::default().for_data(108_000)
+}
+
 fn learner(seed: u64) -> Learner {
-    Learner::new(
-        &small(),
-        &router(4),
-        &OptimConfig::default(),
-        &Device::Cpu,
-        seed,
-    )
-    .unwrap()
+    Learner::new(&small(), &router(4), &optim(), &Device::Cpu, seed).unwrap()
 }
 
 fn fake_outputs(routing: &Routing, t: usize, d: usize, rng: &mut ChaCha8Rng) -> Vec<PeerOutput> {
@@ -174,7 +173,7 @@ fn an_open_adapter_starts_as_the_raw_answer() {
             adapter_init,
             ..router(4)
         };
-        Learner::new(&small(), &r, &OptimConfig::default(), &Device::Cpu, 9).unwrap()
+        Learner::new(&small(), &r, &optim(), &Device::Cpu, 9).unwrap()
     };
     let (open, raw) = (
         make(true, AdapterInit::Identity),
@@ -205,8 +204,8 @@ fn an_open_adapter_starts_as_the_raw_answer() {
 /// A router with neither the local nor the remote objective.
 fn without_objectives() -> RouterConfig {
     RouterConfig {
-        w_local: ObjectiveWeight::Fixed(0.0),
-        w_remote: ObjectiveWeight::Fixed(0.0),
+        w_local: DataWeight::Fixed(0.0),
+        w_remote: DataWeight::Fixed(0.0),
         ..router(4)
     }
 }
@@ -214,9 +213,7 @@ fn without_objectives() -> RouterConfig {
 /// One network step of a learner built with `with` and of one built without either objective,
 /// on the same batch: both outcomes, after checking that the objective changed the step.
 fn step_with_and_without(with: RouterConfig) -> (StepOutcome, StepOutcome) {
-    let make = |r: &RouterConfig| {
-        Learner::new(&small(), r, &OptimConfig::default(), &Device::Cpu, 9).unwrap()
-    };
+    let make = |r: &RouterConfig| Learner::new(&small(), r, &optim(), &Device::Cpu, 9).unwrap();
     let (with, without) = (make(&with), make(&without_objectives()));
     let (batch, routing, outs) = routed_batch(&with);
     let step = |l: &Learner| {
@@ -242,7 +239,7 @@ fn the_remote_objective_is_the_head_on_the_peers_answers_alone() {
     // With `w_remote > 0` the step also scores the head on the gated answers alone, and that
     // loss trains the learner; at 0 it is left out.
     let (step, plain) = step_with_and_without(RouterConfig {
-        w_remote: ObjectiveWeight::Fixed(1.0),
+        w_remote: DataWeight::Fixed(1.0),
         ..without_objectives()
     });
     assert_eq!(plain.remote, None);
@@ -257,7 +254,7 @@ fn the_local_objective_is_the_head_on_the_learners_own_trunk_alone() {
     // With `w_local > 0` a network step also scores the head on the trunk alone, and that
     // loss trains the learner; at 0, and when alone, it is left out.
     let r = RouterConfig {
-        w_local: ObjectiveWeight::Fixed(0.5),
+        w_local: DataWeight::Fixed(0.5),
         ..without_objectives()
     };
     let (step, plain) = step_with_and_without(r.clone());
@@ -266,7 +263,7 @@ fn the_local_objective_is_the_head_on_the_learners_own_trunk_alone() {
     // scores what the whole step scores.
     let local = step.local.expect("the local loss is reported");
     assert!((local - step.loss).abs() < 1e-5, "{local} vs {}", step.loss);
-    let l = Learner::new(&small(), &r, &OptimConfig::default(), &Device::Cpu, 9).unwrap();
+    let l = Learner::new(&small(), &r, &optim(), &Device::Cpu, 9).unwrap();
     let (batch, _, _) = routed_batch(&l);
     let alone = l.train_step(&batch, Mode::Alone, None, &[]).unwrap();
     assert_eq!(
@@ -304,14 +301,14 @@ fn peer_gradient_equals_finite_difference() {
     let frozen = Learner::new(
         &small(),
         &RouterConfig {
-            w_remote: ObjectiveWeight::Fixed(0.0),
-            w_local: ObjectiveWeight::Fixed(0.0),
+            w_remote: DataWeight::Fixed(0.0),
+            w_local: DataWeight::Fixed(0.0),
             ..router(4)
         },
         &OptimConfig {
             lr: 0.0,
             peer_lr: 0.0,
-            ..OptimConfig::default()
+            ..optim()
         },
         &Device::Cpu,
         3,
@@ -406,7 +403,7 @@ fn own_optimizer_applies_peer_gradients_at_once() {
     // through the second AdamW, and nothing waits for the next step.
     let optim = OptimConfig {
         backward: BackwardUpdate::OwnOptimizer,
-        ..OptimConfig::default()
+        ..optim()
     };
     let l = Learner::new(&small(), &router(4), &optim, &Device::Cpu, 7).unwrap();
     let ids: Vec<u32> = (0..32).map(|i| (i * 7 % 256) as u32).collect();
@@ -452,29 +449,17 @@ fn bad_inputs_are_refused() {
         heads: 3,
         ..small()
     };
-    let e = Learner::new(
-        &bad_cfg,
-        &router(4),
-        &OptimConfig::default(),
-        &Device::Cpu,
-        1,
-    )
-    .err()
-    .unwrap();
+    let e = Learner::new(&bad_cfg, &router(4), &optim(), &Device::Cpu, 1)
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("must divide model.d"), "{e}");
     let bad_router = RouterConfig {
         k_min: 3,
         ..router(4)
     };
-    let e = Learner::new(
-        &small(),
-        &bad_router,
-        &OptimConfig::default(),
-        &Device::Cpu,
-        1,
-    )
-    .err()
-    .unwrap();
+    let e = Learner::new(&small(), &bad_router, &optim(), &Device::Cpu, 1)
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("1 <= k_min <= k"), "{e}");
 }
 
@@ -502,7 +487,7 @@ fn checkpoints_round_trip_and_bad_ones_are_named() {
             ..small()
         },
         &router(4),
-        &OptimConfig::default(),
+        &optim(),
         &Device::Cpu,
         1,
     )
@@ -538,7 +523,7 @@ fn gpt2_tokens_train_a_model_with_their_vocabulary() {
         vocab: Tokenizer::Gpt2.vocab(),
         ..small()
     };
-    let l = Learner::new(&cfg, &router(4), &OptimConfig::default(), &Device::Cpu, 1).unwrap();
+    let l = Learner::new(&cfg, &router(4), &optim(), &Device::Cpu, 1).unwrap();
     let data = TextData::load_with("bundled:sotu_2000s", None, 0.1, 16, Tokenizer::Gpt2).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let b = data.train_batch(4, 16, &mut rng);
@@ -679,35 +664,29 @@ fn a_frozen_synapse_serves_its_model_and_ignores_backward() {
 #[test]
 fn automatic_objective_weights_follow_the_size_of_the_text_and_are_fixed_before_building() {
     let auto = RouterConfig {
-        w_remote: ObjectiveWeight::Auto,
-        w_local: ObjectiveWeight::Auto,
+        w_remote: DataWeight::Auto,
+        w_local: DataWeight::Auto,
         ..router(4)
     };
     for (name, unresolved) in [
         (
             "w_remote",
             RouterConfig {
-                w_local: ObjectiveWeight::Fixed(1.0),
+                w_local: DataWeight::Fixed(1.0),
                 ..auto.clone()
             },
         ),
         (
             "w_local",
             RouterConfig {
-                w_remote: ObjectiveWeight::Fixed(0.0),
+                w_remote: DataWeight::Fixed(0.0),
                 ..auto.clone()
             },
         ),
     ] {
-        let e = Learner::new(
-            &small(),
-            &unresolved,
-            &OptimConfig::default(),
-            &Device::Cpu,
-            1,
-        )
-        .err()
-        .expect("an unresolved weight is refused");
+        let e = Learner::new(&small(), &unresolved, &optim(), &Device::Cpu, 1)
+            .err()
+            .expect("an unresolved weight is refused");
         assert!(
             matches!(&e, bt_neuron::Error::Config(m)
                 if m.contains(&format!("router.{name} = \"auto\"")) && m.contains("RouterConfig::for_data")),
@@ -723,37 +702,56 @@ fn automatic_objective_weights_follow_the_size_of_the_text_and_are_fixed_before_
         (108_000, 4096.0 / 108_000.0),
     ] {
         let r = auto.clone().for_data(tokens);
-        assert_eq!(
-            r.w_remote,
-            ObjectiveWeight::Fixed(remote),
-            "{tokens} tokens"
-        );
+        assert_eq!(r.w_remote, DataWeight::Fixed(remote), "{tokens} tokens");
         assert_eq!(
             r.w_local,
-            ObjectiveWeight::Fixed(1.0 - remote),
+            DataWeight::Fixed(1.0 - remote),
             "{tokens} tokens"
         );
     }
     // A fixed weight stays what it was, whatever the text.
     let fixed = RouterConfig {
-        w_remote: ObjectiveWeight::Fixed(0.25),
-        w_local: ObjectiveWeight::Fixed(0.5),
+        w_remote: DataWeight::Fixed(0.25),
+        w_local: DataWeight::Fixed(0.5),
         ..router(4)
     };
     let r = fixed.for_data(10);
     assert_eq!(
         (r.w_remote, r.w_local),
-        (ObjectiveWeight::Fixed(0.25), ObjectiveWeight::Fixed(0.5))
+        (DataWeight::Fixed(0.25), DataWeight::Fixed(0.5))
     );
-    let resolved = auto.for_data(8192);
+    // The weight decay follows the same share, and is refused unresolved in the same way.
+    let e = Learner::new(
+        &small(),
+        &router(4),
+        &OptimConfig::default(),
+        &Device::Cpu,
+        1,
+    )
+    .err()
+    .expect("an unresolved weight decay is refused");
     assert!(
-        Learner::new(
-            &small(),
-            &resolved,
-            &OptimConfig::default(),
-            &Device::Cpu,
-            1
-        )
-        .is_ok()
+        matches!(&e, bt_neuron::Error::Config(m)
+            if m.contains("optim.weight_decay = \"auto\"") && m.contains("OptimConfig::for_data")),
+        "{e}"
     );
+    // The square of the peers' share: 1 for little text, nearly 0 for plenty.
+    for (tokens, decay) in [
+        (4000, 1.0),
+        (8192, 0.25),
+        (108_000, (4096.0f64 / 108_000.0).powi(2)),
+    ] {
+        assert_eq!(
+            OptimConfig::default().for_data(tokens).weight_decay,
+            DataWeight::Fixed(decay),
+            "{tokens} tokens"
+        );
+    }
+    let fixed = OptimConfig {
+        weight_decay: DataWeight::Fixed(0.0),
+        ..OptimConfig::default()
+    };
+    assert_eq!(fixed.for_data(10).weight_decay, DataWeight::Fixed(0.0));
+    let resolved = auto.for_data(8192);
+    assert!(Learner::new(&small(), &resolved, &optim(), &Device::Cpu, 1).is_ok());
 }

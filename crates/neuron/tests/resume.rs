@@ -139,22 +139,18 @@ async fn a_damaged_checkpoint_is_refused_not_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn automatic_objective_weights_are_fixed_by_the_text_the_neuron_loads() {
-    use bt_neuron::router::ObjectiveWeight;
+    use bt_neuron::router::DataWeight;
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     cfg.train.checkpoint_dir = None;
-    cfg.router.w_remote = ObjectiveWeight::Auto;
-    cfg.router.w_local = ObjectiveWeight::Auto;
+    cfg.router.w_remote = DataWeight::Auto;
+    cfg.router.w_local = DataWeight::Auto;
     for (limit, remote) in [(2000, 1.0), (20_000, 4096.0 / 20_000.0)] {
         cfg.data.limit = Some(limit);
         let n = Neuron::start(cfg.clone(), key(), None).await.unwrap();
         let r = n.learner().router_config();
-        assert_eq!(r.w_remote, ObjectiveWeight::Fixed(remote), "limit {limit}");
-        assert_eq!(
-            r.w_local,
-            ObjectiveWeight::Fixed(1.0 - remote),
-            "limit {limit}"
-        );
+        assert_eq!(r.w_remote, DataWeight::Fixed(remote), "limit {limit}");
+        assert_eq!(r.w_local, DataWeight::Fixed(1.0 - remote), "limit {limit}");
         n.shutdown().await.unwrap();
     }
 }
