@@ -124,13 +124,13 @@ pub struct Settings {
     pub backward: BackwardUpdate,
     /// The learners' weight decay, as configured (`0` in reports written before it was
     /// recorded, whose learners had none).
-    #[serde(default = "no_objective")]
+    #[serde(default = "zero_weight")]
     pub weight_decay: DataWeight,
     /// The remote-only objective's weight, as configured (`auto` is resolved per learner).
     pub w_remote: DataWeight,
     /// The local-only objective's weight, as configured (`0` in reports written before it
     /// existed, whose learners had none).
-    #[serde(default = "no_objective")]
+    #[serde(default = "zero_weight")]
     pub w_local: DataWeight,
     /// Held-out batches each loss and removal cost is measured on (4 in reports written
     /// before it was recorded).
@@ -145,7 +145,7 @@ pub struct Settings {
 }
 
 /// A weight of 0: what reports written before a weight was recorded had.
-fn no_objective() -> DataWeight {
+fn zero_weight() -> DataWeight {
     DataWeight::Fixed(0.0)
 }
 

@@ -501,13 +501,12 @@ impl UpConfig {
                 self.roles().len()
             ));
         }
-        // `auto` resolves within [0, 1].
-        let decay = self.weight_decay.resolve(0.0);
-        if !(decay.is_finite() && decay >= 0.0) {
-            return bad(format!(
-                "optim.weight_decay must be finite and >= 0, got {decay}"
-            ));
+        OptimConfig {
+            backward: self.backward,
+            weight_decay: self.weight_decay,
+            ..OptimConfig::default()
         }
+        .validate()?;
         self.router.validate()?;
         self.model.validate().map_err(Error::Neuron)
     }

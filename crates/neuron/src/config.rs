@@ -308,18 +308,7 @@ impl NeuronConfig {
                 t.batch, t.epoch_steps, t.eval_batches
             )));
         }
-        for (name, v) in [
-            ("optim.lr", self.optim.lr),
-            ("optim.peer_lr", self.optim.peer_lr),
-            // `auto` resolves within [0, 1].
-            ("optim.weight_decay", self.optim.weight_decay.resolve(0.0)),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::Config(format!(
-                    "{name} must be finite and >= 0, got {v}"
-                )));
-            }
-        }
+        self.optim.validate()?;
         let n = &self.network;
         if !(n.stake_tao.is_finite() && n.stake_tao >= 0.0) {
             return Err(Error::Config(format!(

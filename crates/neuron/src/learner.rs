@@ -106,6 +106,23 @@ impl Default for OptimConfig {
 }
 
 impl OptimConfig {
+    /// Checks the values: every rate and the weight decay finite and at least 0.
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("optim.lr", self.lr),
+            ("optim.peer_lr", self.peer_lr),
+            // `auto` resolves within [0, 1].
+            ("optim.weight_decay", self.weight_decay.resolve(0.0)),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::Config(format!(
+                    "{name} must be finite and >= 0, got {v}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// This configuration for a learner with `train_tokens` tokens of its own text: an
     /// [`DataWeight::Auto`] weight decay becomes `s²` (as [`RouterConfig::for_data`] does
     /// for the objectives; [`Learner::new`] refuses `Auto`).
@@ -258,22 +275,18 @@ impl Learner {
     ) -> Result<Learner> {
         cfg.validate()?;
         router_cfg.validate()?;
-        let fixed = |name: &str, w: DataWeight| match w {
+        // `field` is the weight's path in the configuration, `owner` the type whose `for_data`
+        // resolves it.
+        let fixed = |field: &str, owner: &str, w: DataWeight| match w {
             DataWeight::Fixed(w) => Ok(w),
-            DataWeight::Auto => {
-                let (section, owner) = match name {
-                    "weight_decay" => ("optim", "OptimConfig"),
-                    _ => ("router", "RouterConfig"),
-                };
-                Err(Error::Config(format!(
-                    "{section}.{name} = \"auto\" depends on the learner's training text: \
-                     resolve it with {owner}::for_data before building the learner"
-                )))
-            }
+            DataWeight::Auto => Err(Error::Config(format!(
+                "{field} = \"auto\" depends on the learner's training text: resolve it with \
+                 {owner}::for_data before building the learner"
+            ))),
         };
-        let w_remote = fixed("w_remote", router_cfg.w_remote)?;
-        let w_local = fixed("w_local", router_cfg.w_local)?;
-        let weight_decay = fixed("weight_decay", optim.weight_decay)?;
+        let w_remote = fixed("router.w_remote", "RouterConfig", router_cfg.w_remote)?;
+        let w_local = fixed("router.w_local", "RouterConfig", router_cfg.w_local)?;
+        let weight_decay = fixed("optim.weight_decay", "OptimConfig", optim.weight_decay)?;
         let vars = VarMap::new();
         let mut p = Params::new(&vars, device, seed);
         let trunk = Encoder::new(&mut p, "trunk", cfg, cfg.layers)?;
